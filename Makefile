@@ -1,0 +1,66 @@
+# evalkit: `make eval SUITE=...` and `make test` are all a fresh machine needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is pinned: an unpinned torch pulls a multi-GB CUDA build on a CPU machine.
+TORCH_SPEC ?= torch==2.13.0
+export MUJOCO_GL ?= egl
+export PYOPENGL_PLATFORM ?= $(MUJOCO_GL)
+
+SUITE ?= libero
+POLICY ?= zero
+CKPT ?=
+EPISODES ?=
+WORKERS ?=
+BATCH ?=
+OUT ?=
+VIDEO ?=
+SEED ?=
+TASKS ?=
+RUN ?=
+BASE ?=
+NEW ?=
+RESULTS ?= results
+
+EVAL_ARGS := --suite $(SUITE) --policy $(POLICY) \
+	$(if $(CKPT),--checkpoint $(CKPT)) $(if $(EPISODES),--episodes-per-task $(EPISODES)) \
+	$(if $(WORKERS),--workers $(WORKERS)) $(if $(BATCH),--batch-size $(BATCH)) $(if $(OUT),--out $(OUT)) \
+	$(if $(VIDEO),--video $(VIDEO)) $(if $(SEED),--seed $(SEED)) $(if $(TASKS),--tasks $(TASKS))
+
+.PHONY: setup eval test lint report leaderboard regress serve demo bench clean-venv
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+eval: setup
+	$(BIN)/evalkit eval $(EVAL_ARGS)
+
+test: setup
+	$(BIN)/ruff check evalkit tests bench
+	$(BIN)/python -m pytest -q -x --durations=15 $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check evalkit tests bench
+	$(BIN)/ruff format --check evalkit tests bench
+
+report: setup
+	$(BIN)/evalkit report $(RUN)
+
+leaderboard: setup
+	$(BIN)/evalkit leaderboard $(RESULTS)
+
+regress: setup
+	$(BIN)/evalkit regress --baseline $(BASE) --candidate $(NEW)
+
+serve: setup
+	$(BIN)/evalkit serve --policy $(POLICY) $(if $(CKPT),--checkpoint $(CKPT))
+
+clean-venv:
+	rm -rf $(VENV)
