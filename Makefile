@@ -28,7 +28,7 @@ EVAL_ARGS := --suite $(SUITE) --policy $(POLICY) \
 	$(if $(WORKERS),--workers $(WORKERS)) $(if $(BATCH),--batch-size $(BATCH)) $(if $(OUT),--out $(OUT)) \
 	$(if $(VIDEO),--video $(VIDEO)) $(if $(SEED),--seed $(SEED)) $(if $(TASKS),--tasks $(TASKS))
 
-.PHONY: setup eval test lint report leaderboard regress serve demo bench clean-venv
+.PHONY: setup eval test lint report leaderboard regress serve demo clean-venv
 
 setup: $(VENV)/.installed
 
@@ -61,6 +61,11 @@ regress: setup
 
 serve: setup
 	$(BIN)/evalkit serve --policy $(POLICY) $(if $(CKPT),--checkpoint $(CKPT))
+
+# The first taste: a scripted oracle on a few DROID-style scenes; no weights needed. Writes store, videos, report.
+demo: setup
+	$(BIN)/evalkit eval --suite droid_demo --policy oracle --video all --out $(RESULTS)/demo
+	$(BIN)/evalkit report $(RESULTS)/demo
 
 clean-venv:
 	rm -rf $(VENV)

@@ -13,6 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from evalkit.errors import EvalkitError
+
 Observation = dict[str, Any]
 
 
@@ -45,3 +47,10 @@ class Policy(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class PolicyUnavailableError(EvalkitError):
+    """The policy cannot answer at all (e.g. its server is gone after bounded retries).
+
+    The runner records the episodes that were waiting as `error` (never as failures) and stops; re-running resumes.
+    """

@@ -1,0 +1,215 @@
+"""Speed and memory of evalkit's π₀.₅ on this CPU (not a test).
+
+Part 1 (default): a model with the REAL widths (Gemma 2B 2048 / Gemma 300M 1024 / SigLIP 1152, full head dims, MLPs,
+prefix 3·256 + max_token_len) but fewer layers, float32, at several batch sizes. Reports the prefix pass, one
+denoising step and a whole sample; overhead = whole / (prefix + num_steps·step) (goal ≤ 1.05); achieved FLOP/s
+(FLOPs counted analytically, all matmuls incl. attention over padded positions) ÷ this machine's fp32 matmul FLOP/s
+measured in the same run, between the batch sizes (goal ≥ 0.5 at batch 16).
+
+Part 2 (`--full-size`, run it as its own process): the full ~3.3B-parameter model built on the meta device and
+materialised directly in bfloat16 with random weights; peak RSS vs parameter bytes (goal ≤ 1.05×), then one whole
+sample at batch 1 with a short prompt.
+
+    .venv/bin/python bench/bench_pi05_model.py                 # part 1, batches 1,4,16
+    .venv/bin/python bench/bench_pi05_model.py --full-size     # part 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import resource
+import time
+
+import torch
+
+from evalkit.models.pi05.config import Pi05Config
+from evalkit.models.pi05.model import Pi05Model
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def current_rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def matmul_flops_per_s(n: int = 4096, repeats: int = 3) -> float:
+    """Best-of-`repeats` fp32 GEMM throughput (n×n @ n×n)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def count_flops(c: Pi05Config, b: int) -> dict[str, float]:
+    """Analytic matmul FLOPs (2 per multiply-add) of the prefix pass, one denoising step, the whole sample."""
+    v, g, e = c.siglip, c.paligemma, c.action_expert
+    p_img, n_img = v.num_patches, len(c.image_keys)
+    patch = p_img * (3 * v.patch_size**2) * v.width
+    vit_layer = p_img * (4 * v.width**2 + 2 * v.width * v.mlp_dim) + 2 * p_img * p_img * v.width
+    siglip = n_img * (patch + v.depth * vit_layer + p_img * v.width * v.out_dim)
+
+    def proj(w: int, mlp: int, tokens: int) -> int:  # q, k, v, o and the gated MLP of one layer
+        nq, nkv = g.num_heads * g.head_dim, g.num_kv_heads * g.head_dim
+        return tokens * (w * nq + 2 * w * nkv + nq * w + 3 * w * mlp)
+
+    def attn(t: int, s: int) -> int:  # QKᵀ and PV
+        return 2 * g.num_heads * t * s * g.head_dim
+
+    p, h = c.prefix_len, c.action_horizon
+    prefix = siglip + g.depth * (proj(g.width, g.mlp_dim, p) + attn(p, p))
+    step = g.depth * (proj(e.width, e.mlp_dim, h) + attn(h, p + h))
+    step += (
+        h * (c.action_dim * e.width * 2)
+        + 2 * e.width * e.width
+        + g.depth * 2 * e.width * 3 * e.width
+        + 3 * e.width**2
+    )
+    flops = {"prefix": 2.0 * b * prefix, "step": 2.0 * b * step}
+    flops["whole"] = flops["prefix"] + c.num_steps * flops["step"]
+    return flops
+
+
+def random_init_(model: Pi05Model, std: float = 0.02) -> Pi05Model:
+    """In-place random weights in each parameter's own dtype (no fp32 copy of a bf16 model)."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, std, generator=g)
+    return model
+
+
+def make_inputs(c: Pi05Config, b: int, prompt_len: int, dtype: torch.dtype = torch.float32) -> dict:
+    g = torch.Generator().manual_seed(1)
+    s = c.siglip.image_size
+    token_mask = (torch.arange(c.max_token_len) < prompt_len)[None].repeat(b, 1)
+    return {
+        "images": {k: torch.rand(b, s, s, 3, generator=g) * 2 - 1 for k in c.image_keys},
+        "image_masks": {k: torch.tensor([k != "right_wrist_0_rgb"] * b) for k in c.image_keys},
+        "tokens": torch.randint(3, c.paligemma.vocab_size, (b, c.max_token_len), generator=g) * token_mask,
+        "token_mask": token_mask,
+        "noise": torch.randn(b, c.action_horizon, c.action_dim, generator=g),
+    }
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), out  # min: the least disturbed run on a shared machine
+
+
+def bench_reduced(args: argparse.Namespace) -> None:
+    full = Pi05Config.full(action_horizon=args.horizon, max_token_len=args.max_token_len)
+    c = dataclasses.replace(
+        full,
+        paligemma=dataclasses.replace(full.paligemma, depth=args.layers, vocab_size=args.vocab),
+        action_expert=dataclasses.replace(full.action_expert, depth=args.layers, vocab_size=args.vocab),
+        siglip=dataclasses.replace(full.siglip, depth=args.vision_layers),
+    )
+    model = random_init_(Pi05Model(c).eval(), std=0.02)
+    nparams = sum(p.numel() for p in model.parameters())
+    print(
+        f"reduced config: widths 2048/1024/1152, {args.layers} LLM layers, {args.vision_layers} SigLIP layers, "
+        f"vocab {args.vocab}, prefix {c.prefix_len}, H {c.action_horizon}, {c.num_steps} steps, float32, "
+        f"{nparams / 1e6:.0f}M params, torch threads {torch.get_num_threads()}"
+    )
+    header = (
+        f"{'B':>3} {'prefix s':>9} {'step s':>8} {'whole s':>8} {'overhead':>9} "
+        f"{'GFLOP':>8} {'GFLOP/s':>8} {'matmul GFLOP/s':>15} {'ratio':>6}"
+    )
+    print(header)
+    for b in args.batches:
+        bench_batch(model, c, b, args.repeats, args.prompt_len)
+
+
+def bench_batch(model: Pi05Model, c: Pi05Config, b: int, repeats: int, prompt_len: int) -> None:
+    x = make_inputs(c, b, prompt_len)
+    prefix_inputs = {k: v for k, v in x.items() if k != "noise"}
+    t_vec = torch.ones(b)
+    with torch.no_grad():
+        machine_before = matmul_flops_per_s()
+        t_prefix, cache = timed(lambda: model.prefix_kv_cache(**prefix_inputs), repeats)
+        model.velocity(cache, x["noise"], t_vec)  # warm-up
+        t_step, _ = timed(lambda: model.velocity(cache, x["noise"], t_vec), 5)
+        cache = None  # free the prefix K/V before the whole-sample timing
+        t_whole, _ = timed(lambda: model.sample_actions(**x), repeats)
+        machine_after = matmul_flops_per_s()
+    machine = (machine_before + machine_after) / 2
+    flops = count_flops(c, b)
+    achieved = flops["whole"] / t_whole
+    overhead = t_whole / (t_prefix + c.num_steps * t_step)
+    print(
+        f"{b:>3} {t_prefix:>9.3f} {t_step:>8.4f} {t_whole:>8.3f} {overhead:>9.3f} {flops['whole'] / 1e9:>8.0f} "
+        f"{achieved / 1e9:>8.1f} {machine / 1e9:>15.1f} {achieved / machine:>6.2f}",
+        flush=True,
+    )
+
+
+def bench_full_size(args: argparse.Namespace) -> None:
+    c = Pi05Config.full(action_horizon=args.horizon, max_token_len=args.max_token_len)
+    rss0 = current_rss_bytes()
+    t = time.perf_counter()
+    model = random_init_(Pi05Model.empty(c, dtype=torch.bfloat16)).eval()
+    t_build = time.perf_counter() - t
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    nparams = sum(p.numel() for p in model.parameters())
+    peak = peak_rss_bytes()
+    print(
+        f"full-size pi0.5: {nparams / 1e9:.3f}B params, {param_bytes / 2**30:.2f} GiB in bf16 (+fp32 keep-list)"
+    )
+    print(f"built on meta + materialised in bf16 + random init: {t_build:.1f} s")
+    print(f"RSS before build {rss0 / 2**30:.2f} GiB; peak RSS after build {peak / 2**30:.2f} GiB")
+    print(
+        f"peak RSS / param bytes = {peak / param_bytes:.3f}  (excluding the pre-build baseline: {(peak - rss0) / param_bytes:.3f})"
+    )
+    x = make_inputs(c, 1, args.prompt_len)
+    with torch.no_grad():
+        t = time.perf_counter()
+        cache = model.prefix_kv_cache(**{k: v for k, v in x.items() if k != "noise"})
+        t_prefix = time.perf_counter() - t
+        t = time.perf_counter()
+        model.velocity(cache, x["noise"], torch.ones(1))
+        t_step = time.perf_counter() - t
+        cache = None  # free the prefix K/V before the whole-sample timing
+        t = time.perf_counter()
+        actions = model.sample_actions(**x)
+        t_whole = time.perf_counter() - t
+    assert torch.isfinite(actions).all()
+    print(
+        f"batch 1, prompt {args.prompt_len} tokens (padded to {c.max_token_len}), H {c.action_horizon}, bf16 on CPU: "
+        f"prefix {t_prefix:.1f} s, one step {t_step:.2f} s, whole sample {t_whole:.1f} s"
+    )
+    peak = peak_rss_bytes()
+    print(f"peak RSS after sampling {peak / 2**30:.2f} GiB = {peak / param_bytes:.3f} × param bytes")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batches", type=lambda s: [int(v) for v in s.split(",")], default=[1, 4, 16])
+    ap.add_argument("--layers", type=int, default=2, help="LLM layers of each expert (reduced model)")
+    ap.add_argument("--vision-layers", type=int, default=2, help="SigLIP layers (reduced model)")
+    ap.add_argument("--vocab", type=int, default=1024, help="vocab of the reduced model (FLOP-free lookup)")
+    ap.add_argument("--horizon", type=int, default=10, help="action horizon (pi05_libero: 10)")
+    ap.add_argument("--max-token-len", type=int, default=200)
+    ap.add_argument("--prompt-len", type=int, default=20, help="valid prompt tokens (rest is padding)")
+    ap.add_argument("--repeats", type=int, default=2, help="timing repeats (min is reported)")
+    ap.add_argument("--full-size", action="store_true", help="run part 2 (full 3.3B model in bf16) instead")
+    args = ap.parse_args()
+    if args.full_size:
+        bench_full_size(args)
+    else:
+        bench_reduced(args)
+
+
+if __name__ == "__main__":
+    main()

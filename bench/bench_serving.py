@@ -1,0 +1,292 @@
+"""Serving benchmark: openpi-protocol throughput/latency vs concurrent clients, and the dynamic-batching gain.
+
+    .venv/bin/python bench/bench_serving.py [--seconds 3] [--clients 1 4 16 64] [--batches 1 4 8 16]
+
+Part 1: `evalkit serve --policy zero` in a subprocess on loopback; N concurrent connections (each one request at a
+time, as openpi clients do) send LIBERO-sized observations (2 x 224x224x3 uint8 + state + prompt) for a fixed
+time; requests/s and p50/p99 latency per N. Also the `ws://` adapter (`RemotePolicy.infer` of a batch of N).
+Part 2: a small pi0.5 (`evalkit.models.pi05.Pi05Model`, random weights): B requests in one `infer` call vs B
+separate calls, in process and through the server (`--max-batch B` vs `--max-batch 1`, B concurrent clients).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from evalkit.policies.base import PolicyMeta, PolicyRequest
+from evalkit.serving import CAMERAS, SEED_KEY
+from evalkit.serving.msgpack_numpy import packb, unpackb
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def libero_obs(i: int) -> dict:
+    rng = np.random.default_rng(i)
+    return {
+        "observation/image": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
+        "observation/wrist_image": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
+        "observation/state": rng.normal(size=8).astype(np.float32),
+        "prompt": "put the black bowl on the plate",
+    }
+
+
+def start_server(*args: str) -> tuple[subprocess.Popen, str, object]:
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by the caller)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evalkit.serving.cli", "--port", "0", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    line = proc.stdout.readline()
+    match = re.search(r"listening on (ws://\S+)", line)
+    if not match:
+        proc.kill()
+        log.seek(0)
+        raise SystemExit(f"server did not start: {line!r} {log.read()[-2000:]}")
+    return proc, match.group(1), log
+
+
+async def _client_loop(
+    url: str, payloads: list[bytes], stop_at: float, warm_until: float, lat: list[float]
+) -> None:
+    from websockets.asyncio.client import connect
+
+    async with connect(url, compression=None, max_size=None) as ws:
+        await ws.recv()  # metadata
+        k = 0
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            await ws.send(payloads[k % len(payloads)])
+            reply = await ws.recv()
+            t1 = time.perf_counter()
+            assert isinstance(reply, bytes), reply
+            if t0 >= warm_until:
+                lat.append(t1 - t0)
+            k += 1
+
+
+def measure_clients(url: str, n: int, seconds: float, warmup: float = 0.5) -> tuple[float, float, float]:
+    """n concurrent connections for `seconds` (after `warmup`): requests/s, p50 ms, p99 ms."""
+    payloads = [packb({**libero_obs(i), SEED_KEY: i}) for i in range(8)]
+    lat: list[float] = []
+
+    async def main() -> None:
+        now = time.perf_counter()
+        warm, stop = now + warmup, now + warmup + seconds
+        await asyncio.gather(*(_client_loop(url, payloads, stop, warm, lat) for _ in range(n)))
+
+    asyncio.run(main())
+    ms = np.array(lat) * 1000
+    return len(lat) / seconds, float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def measure_adapter(url: str, n: int, seconds: float) -> tuple[float, float]:
+    """RemotePolicy.infer of a batch of n (what the runner does): observations/s, p50 ms per call."""
+    from evalkit.policies.remote import RemotePolicy
+
+    requests = [PolicyRequest(libero_obs(i), f"bench/{i}", i, 7) for i in range(n)]
+    with RemotePolicy(url, embodiment="libero", action_dim=7, max_connections=max(8, n)) as policy:
+        policy.infer(requests)  # warm-up: opens the pool
+        calls = []
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            policy.infer(requests)
+            calls.append(time.perf_counter() - t0)
+    return len(calls) * n / sum(calls), float(np.median(calls) * 1000)
+
+
+# ------------------------------------------------------------------------------------------------ small pi0.5
+
+
+class SmallPi05Policy:
+    """π₀.₅ architecture at a small size with random weights (same code path as the real model)."""
+
+    def __init__(self, seed: int = 0):
+        import torch
+
+        from evalkit.models.pi05.cli import random_tiny_weights
+        from evalkit.models.pi05.config import GemmaConfig, Pi05Config, SiglipConfig
+        from evalkit.models.pi05.model import Pi05Model
+
+        vocab = 1024
+        self.config = Pi05Config(
+            paligemma=GemmaConfig(width=256, depth=4, mlp_dim=1024, num_heads=4, num_kv_heads=1, head_dim=64,
+                                  vocab_size=vocab),
+            action_expert=GemmaConfig(width=128, depth=4, mlp_dim=512, num_heads=4, num_kv_heads=1, head_dim=64,
+                                      vocab_size=vocab),
+            siglip=SiglipConfig(width=192, depth=4, mlp_dim=768, num_heads=3, out_dim=256),
+            action_horizon=10,
+            max_token_len=32,
+            num_steps=10,
+        )  # fmt: skip
+        self.model = Pi05Model.empty(self.config)
+        self.model.load_state_dict(random_tiny_weights(self.config, seed), strict=True)
+        self.model.eval()
+        self.torch = torch
+        self.meta = PolicyMeta("pi05-small-random", "none", CAMERAS["libero"], (224, 224), 7)
+
+    def describe(self) -> str:
+        n = sum(p.numel() for p in self.model.parameters())
+        c = self.config
+        return (
+            f"pi05 small random: {n / 1e6:.1f}M params, VLM {c.paligemma.width}x{c.paligemma.depth}, expert "
+            f"{c.action_expert.width}x{c.action_expert.depth}, SigLIP {c.siglip.width}x{c.siglip.depth}, "
+            f"3 image slots, {c.max_token_len} tokens, H={c.action_horizon}, {c.num_steps} flow steps"
+        )
+
+    def infer(self, batch: Sequence[PolicyRequest]) -> list[np.ndarray]:
+        torch = self.torch
+        cfg = self.config
+
+        def images(key: str):
+            arr = np.stack([np.asarray(r.obs[key]) for r in batch])
+            return torch.from_numpy(arr).float() / 127.5 - 1.0
+
+        base, wrist = images("observation/image"), images("observation/wrist_image")
+        b = len(batch)
+        imgs = {
+            "base_0_rgb": base,
+            "left_wrist_0_rgb": wrist,
+            "right_wrist_0_rgb": torch.full_like(base, -1.0),
+        }
+        masks = {
+            "base_0_rgb": torch.ones(b, dtype=torch.bool),
+            "left_wrist_0_rgb": torch.ones(b, dtype=torch.bool),
+            "right_wrist_0_rgb": torch.zeros(b, dtype=torch.bool),
+        }
+        tokens = torch.zeros(b, cfg.max_token_len, dtype=torch.long)
+        token_mask = torch.zeros(b, cfg.max_token_len, dtype=torch.bool)
+        for i, r in enumerate(batch):
+            ids = np.frombuffer(r.obs["prompt"].encode()[: cfg.max_token_len], np.uint8).astype(np.int64)
+            tokens[i, : len(ids)] = torch.from_numpy(ids % cfg.paligemma.vocab_size)
+            token_mask[i, : len(ids)] = True
+        noise = torch.stack(
+            [
+                torch.randn(
+                    cfg.action_horizon, cfg.action_dim, generator=torch.Generator().manual_seed(r.seed)
+                )
+                for r in batch
+            ]
+        )
+        with torch.inference_mode():
+            out = self.model.sample_actions(imgs, masks, tokens, token_mask, noise)
+        return [out[i, :, : r.action_dim].numpy().copy() for i, r in enumerate(batch)]
+
+    def close(self) -> None:
+        pass
+
+
+def batching_gain(batches: list[int], repeats: int) -> None:
+    from evalkit.policies.remote import RemotePolicy
+    from evalkit.serving.server import PolicyServer, ServerThread
+
+    policy = SmallPi05Policy()
+    print(f"\n## Batching gain: {policy.describe()}")
+    print(f"torch threads: {policy.torch.get_num_threads()}")
+    reqs = [PolicyRequest(libero_obs(i), f"bench/{i}", 1000 + i, 7) for i in range(max(batches))]
+    policy.infer(reqs[:1])  # warm-up
+    # Batched and unbatched calls give the same actions (per-request noise), up to float summation order.
+    one_by_one = [policy.infer([r])[0] for r in reqs[:4]]
+    together = policy.infer(reqs[:4])
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(one_by_one, together, strict=True))
+    print(f"max |batched - unbatched| action difference: {diff:.2e}")
+
+    print("\n### In process: one infer(B) call vs B infer(1) calls")
+    print("| B | B separate calls (ms) | one batched call (ms) | speed-up | obs/s separate | obs/s batched |")
+    print("|---|---|---|---|---|---|")
+    for b in batches:
+        sep, bat = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for r in reqs[:b]:
+                policy.infer([r])
+            sep.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            policy.infer(reqs[:b])
+            bat.append(time.perf_counter() - t0)
+        s, t = min(sep) * 1000, min(bat) * 1000
+        print(f"| {b} | {s:.0f} | {t:.0f} | {s / t:.2f}x | {b / s * 1000:.1f} | {b / t * 1000:.1f} |")
+
+    print("\n### Through `PolicyServer`: B concurrent requests, --max-batch 1 vs --max-batch B")
+    print("| B | max-batch 1 (ms per B requests) | max-batch B (ms) | speed-up | policy calls (1 / B) |")
+    print("|---|---|---|---|---|")
+    for b in batches:
+        row = []
+        calls = []
+        for max_batch in (1, b):
+            server = PolicyServer(policy, port=0, max_batch=max_batch, max_wait_ms=5)
+            with (
+                ServerThread(server) as srv,
+                RemotePolicy(srv.url, embodiment="libero", action_dim=7, max_connections=b) as client,
+            ):
+                client.infer(reqs[:b])  # warm-up, opens b connections
+                before = server.batches
+                times = []
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    client.infer(reqs[:b])
+                    times.append(time.perf_counter() - t0)
+                calls.append((server.batches - before) / repeats)
+            row.append(min(times) * 1000)
+        print(
+            f"| {b} | {row[0]:.0f} | {row[1]:.0f} | {row[0] / row[1]:.2f}x | {calls[0]:.0f} / {calls[1]:.1f} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="measurement time per client count")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-pi05", action="store_true")
+    args = parser.parse_args()
+
+    proc, url, log = start_server("--policy", "zero", "--max-batch", str(max(args.clients)))
+    try:
+        print("## Zero policy, LIBERO-sized observations (2 x 224x224x3 uint8 + state + prompt), loopback")
+        size = len(packb({**libero_obs(0), SEED_KEY: 0}))
+        print(
+            f"request size {size} bytes; reply {len(packb({'actions': np.zeros((10, 7), np.float32)}))} bytes"
+        )
+        print(
+            f"`evalkit serve --policy zero --max-batch {max(args.clients)}` in a subprocess; {args.seconds:.0f} s per row"
+        )
+        print("\n| concurrent clients | requests/s | p50 ms | p99 ms |")
+        print("|---|---|---|---|")
+        for n in args.clients:
+            rps, p50, p99 = measure_clients(url, n, args.seconds)
+            print(f"| {n} | {rps:.0f} | {p50:.2f} | {p99:.2f} |")
+        print(
+            "\n`ws://` adapter (RemotePolicy.infer of a batch, one connection per item up to the pool size):"
+        )
+        print("\n| batch | observations/s | p50 ms per call |")
+        print("|---|---|---|")
+        for n in args.clients:
+            ops, p50 = measure_adapter(url, n, args.seconds)
+            print(f"| {n} | {ops:.0f} | {p50:.2f} |")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+    # Sanity: replies decode with our own decoder.
+    assert unpackb(packb({"a": np.zeros(2)}))["a"].shape == (2,)
+    if not args.skip_pi05:
+        batching_gain(args.batches, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

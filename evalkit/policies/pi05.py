@@ -1,0 +1,255 @@
+"""The in-process π₀.₅ policy: openpi wire observations → `Pi05Model.sample_actions` → action chunks.
+
+Per-embodiment transforms as openpi's `libero_policy.py` / `droid_policy.py` (REFERENCE §5):
+- LIBERO: `observation/image` → base_0_rgb, `observation/wrist_image` → left_wrist_0_rgb, right wrist zeros with
+  mask False; state `observation/state` (8); output `actions[..., :7]`.
+- DROID: `observation/exterior_image_1_left` → base_0_rgb, `observation/wrist_image_left` → left_wrist_0_rgb;
+  state = joint_position (7) + gripper_position (1); output `actions[..., :8]` (`*_jointpos`: + state on 7 joints).
+Then: resize_with_pad to 224 if needed, state normalized with the checkpoint's stats (and, for discrete-state
+checkpoints, written into the prompt), one batched `sample_actions` call, actions unnormalized.
+
+Noise is drawn per request from `torch.Generator().manual_seed(request.seed)` on the CPU as (H, action_dim) float32,
+so a request's actions never depend on which other requests share its batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from evalkit.errors import EvalkitError
+from evalkit.policies.base import Observation, PolicyMeta, PolicyRequest
+from evalkit.policies.registry import PolicyOptions
+
+if TYPE_CHECKING:
+    from evalkit.models.pi05.checkpoint import Pi05Checkpoint
+
+IMAGE_SIZE = (224, 224)
+BASE, LEFT_WRIST, RIGHT_WRIST = "base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb"
+
+
+@dataclass(frozen=True)
+class EmbodimentIO:
+    """Which wire keys feed which image slot and the state, and how many action dims come out."""
+
+    name: str
+    base_key: str
+    wrist_key: str
+    state_keys: tuple[tuple[str, int], ...]  # (wire key, dims), concatenated in this order
+    action_dim: int
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        return (self.base_key, self.wrist_key)
+
+    def state(self, obs: Observation, episode_id: str) -> np.ndarray:
+        parts = []
+        for key, dims in self.state_keys:
+            if key not in obs:
+                raise EvalkitError(f"{episode_id}: observation has no {key!r} (pi05 {self.name} needs it)")
+            value = np.asarray(obs[key], dtype=np.float32).reshape(-1)
+            if value.shape != (dims,):
+                raise EvalkitError(f"{episode_id}: {key!r} has {value.size} values, expected {dims}")
+            parts.append(value)
+        state = np.concatenate(parts)
+        if not np.all(np.isfinite(state)):
+            raise EvalkitError(f"{episode_id}: the robot state is not finite: {state.tolist()}")
+        return state
+
+
+EMBODIMENTS = {
+    "libero": EmbodimentIO(
+        "libero", "observation/image", "observation/wrist_image", (("observation/state", 8),), action_dim=7
+    ),
+    "droid": EmbodimentIO(
+        "droid",
+        "observation/exterior_image_1_left",
+        "observation/wrist_image_left",
+        (("observation/joint_position", 7), ("observation/gripper_position", 1)),
+        action_dim=8,
+    ),
+}
+
+
+def resize_with_pad(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """openpi-client `image_tools.resize_with_pad`: keep the aspect ratio (PIL bilinear), pad with zeros, centred."""
+    if image.shape[:2] == (height, width):
+        return image
+    from PIL import Image
+
+    pil = Image.fromarray(image)
+    cur_width, cur_height = pil.size
+    ratio = max(cur_width / width, cur_height / height)
+    new_height, new_width = int(cur_height / ratio), int(cur_width / ratio)
+    resized = pil.resize((new_width, new_height), resample=Image.BILINEAR)
+    canvas = Image.new(resized.mode, (width, height), 0)
+    canvas.paste(resized, (max(0, int((width - new_width) / 2)), max(0, int((height - new_height) / 2))))
+    return np.asarray(canvas)
+
+
+def parse_image(value: Any, key: str, episode_id: str) -> np.ndarray:
+    """HWC uint8 at 224x224: float images are scaled by 255 (openpi), CHW is transposed, other sizes padded."""
+    image = np.asarray(value)
+    if image.ndim != 3 or 3 not in (image.shape[0], image.shape[-1]):
+        raise EvalkitError(f"{episode_id}: image {key!r} has shape {image.shape}, expected (H, W, 3)")
+    if image.shape[-1] != 3:
+        image = np.transpose(image, (1, 2, 0))
+    if np.issubdtype(image.dtype, np.floating):
+        if not np.all(np.isfinite(image)):
+            raise EvalkitError(f"{episode_id}: image {key!r} has non-finite values")
+        image = (255 * image).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise EvalkitError(f"{episode_id}: image {key!r} has dtype {image.dtype}, expected uint8")
+    return resize_with_pad(np.ascontiguousarray(image), *IMAGE_SIZE)
+
+
+def parse_prompt(obs: Observation, episode_id: str) -> str:
+    prompt = obs.get("prompt")
+    if isinstance(prompt, bytes):
+        prompt = prompt.decode("utf-8")
+    if not isinstance(prompt, str):
+        raise EvalkitError(f"{episode_id}: observation has no 'prompt' string")
+    return prompt
+
+
+class Pi05Policy:
+    def __init__(
+        self,
+        checkpoint: Pi05Checkpoint,
+        embodiment: str,
+        device: str = "cpu",
+        dtype: str = "float32",
+        compile: bool = False,
+        tokenizer: str | None = None,
+    ):
+        import torch
+
+        from evalkit.models.pi05.tokenizer import PaligemmaTokenizer, find_tokenizer
+
+        if embodiment not in EMBODIMENTS:
+            raise EvalkitError(
+                f"pi05 has no transforms for embodiment {embodiment!r} (have {', '.join(EMBODIMENTS)})"
+            )
+        trained_on = checkpoint.behaviour.embodiment
+        if trained_on is not None and trained_on != embodiment:
+            raise EvalkitError(
+                f"checkpoint {checkpoint.path} ({checkpoint.behaviour.name}) is a {trained_on} policy; "
+                f"it cannot drive a {embodiment} suite"
+            )
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise EvalkitError(f"device {device!r} requested but CUDA is not available")
+        self.io = EMBODIMENTS[embodiment]
+        self.checkpoint = checkpoint
+        self.config = checkpoint.config
+        self.device = torch.device(device)
+        self.tokenizer = PaligemmaTokenizer(
+            find_tokenizer(checkpoint.path, tokenizer),
+            self.config.max_token_len,
+            self.config.discrete_state_input,
+        )
+        if self.tokenizer.vocab_size > self.config.paligemma.vocab_size:
+            raise EvalkitError(
+                f"tokenizer {self.tokenizer.model_path} has {self.tokenizer.vocab_size} pieces but the model's "
+                f"vocabulary is {self.config.paligemma.vocab_size}: wrong tokenizer for this checkpoint"
+            )
+        self.model = checkpoint.build_model(device, dtype)
+        self._sample = torch.compile(self.model.sample_actions) if compile else self.model.sample_actions
+        self.meta = PolicyMeta(
+            name="pi05",
+            fingerprint=checkpoint.fingerprint(),
+            cameras=self.io.cameras,
+            image_size=IMAGE_SIZE,
+            action_dim=self.io.action_dim,
+        )
+
+    def _prepare(
+        self, request: PolicyRequest
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        obs, eid = request.obs, request.episode_id
+        if request.action_dim != self.io.action_dim:
+            raise EvalkitError(
+                f"{eid}: the suite executes {request.action_dim}-dim actions but pi05 on {self.io.name} "
+                f"returns {self.io.action_dim}"
+            )
+        for key in self.io.cameras:
+            if key not in obs:
+                raise EvalkitError(f"{eid}: observation has no {key!r} (pi05 {self.io.name} needs it)")
+        base = parse_image(obs[self.io.base_key], self.io.base_key, eid)
+        wrist = parse_image(obs[self.io.wrist_key], self.io.wrist_key, eid)
+        state = self.io.state(obs, eid)
+        normalized = self.checkpoint.norm.state.normalize(state)
+        prompt = self.tokenizer.tokenize(parse_prompt(obs, eid), normalized)
+        return base, wrist, state, prompt.tokens, prompt.mask
+
+    def infer(self, batch: Sequence[PolicyRequest]) -> list[np.ndarray]:
+        import torch
+
+        if not batch:
+            return []
+        prepared = [self._prepare(request) for request in batch]
+        base = np.stack([p[0] for p in prepared])
+        wrist = np.stack([p[1] for p in prepared])
+        n = len(batch)
+
+        def to_model(images: np.ndarray) -> torch.Tensor:  # uint8 HWC → float [-1, 1], as openpi
+            return torch.from_numpy(images).to(self.device).float() / 255.0 * 2.0 - 1.0
+
+        images = {
+            BASE: to_model(base),
+            LEFT_WRIST: to_model(wrist),
+            RIGHT_WRIST: torch.full((n, *IMAGE_SIZE, 3), -1.0, device=self.device),
+        }
+        masks = {
+            BASE: torch.ones(n, dtype=torch.bool, device=self.device),
+            LEFT_WRIST: torch.ones(n, dtype=torch.bool, device=self.device),
+            RIGHT_WRIST: torch.zeros(n, dtype=torch.bool, device=self.device),
+        }
+        tokens = torch.from_numpy(np.stack([p[3] for p in prepared])).to(self.device)
+        token_mask = torch.from_numpy(np.stack([p[4] for p in prepared])).to(self.device)
+        noise = torch.stack([self._noise(request.seed) for request in batch]).to(self.device)
+        with torch.inference_mode():
+            actions = self._sample(images, masks, tokens, token_mask, noise)
+        actions = actions.float().cpu().numpy()
+        out = []
+        for request, (_, _, state, _, _), chunk in zip(batch, prepared, actions, strict=True):
+            if not np.all(np.isfinite(chunk)):
+                raise EvalkitError(f"{request.episode_id}: pi05 produced non-finite actions")
+            chunk = self.checkpoint.norm.actions.unnormalize(chunk)
+            if self.checkpoint.behaviour.absolute_joint_actions:
+                chunk[..., :7] += state[:7]  # openpi AbsoluteActions(make_bool_mask(7, -1))
+            out.append(np.ascontiguousarray(chunk[..., : self.io.action_dim], dtype=np.float32))
+        return out
+
+    def _noise(self, seed: int):  # noqa: ANN202 (torch.Tensor; torch imported lazily)
+        import torch
+
+        generator = torch.Generator().manual_seed(int(seed))
+        shape = (self.config.action_horizon, self.config.action_dim)
+        return torch.randn(shape, generator=generator, dtype=torch.float32)
+
+    def close(self) -> None:
+        self.model = None  # type: ignore[assignment]
+
+
+def make_pi05_policy(options: PolicyOptions) -> Pi05Policy:
+    from evalkit.models.pi05.checkpoint import load_checkpoint
+    from evalkit.models.pi05.hub import resolve_checkpoint
+
+    if not options.checkpoint:
+        raise EvalkitError(
+            "--policy pi05 needs --checkpoint (a local dir or hub id); "
+            "`evalkit make-tiny-checkpoint DIR` writes a tiny random one for smoke tests"
+        )
+    checkpoint = load_checkpoint(resolve_checkpoint(options.checkpoint))
+    return Pi05Policy(
+        checkpoint,
+        options.embodiment,
+        device=options.device,
+        dtype=options.dtype,
+        compile=options.compile,
+        tokenizer=os.environ.get("EVALKIT_TOKENIZER") or None,
+    )

@@ -1,0 +1,314 @@
+"""`--policy ws://host:port`: a policy served over openpi's websocket protocol (openpi's `serve_policy.py`,
+`evalkit serve`, or anything else that speaks it).
+
+openpi's server answers one request at a time per connection, so a batch is sent as one request per item over a
+small pool of connections, concurrently, from an asyncio event loop on a background thread. Each request has a
+timeout; a dropped connection or a timeout is retried on a fresh connection a bounded number of times, after which
+`PolicyUnavailableError` tells the runner to record the waiting episodes as `error` (a re-run resumes them).
+A text frame from the server is a server-side error (`RemotePolicyError`, not retried).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from evalkit.errors import EvalkitError
+from evalkit.policies.base import PolicyMeta, PolicyRequest, PolicyUnavailableError
+from evalkit.policies.registry import PolicyOptions
+from evalkit.serving import CAMERAS, DEFAULT_MAX_SIZE, EPISODE_KEY, SEED_KEY
+
+log = logging.getLogger("evalkit.remote")
+
+__all__ = ["PolicyUnavailableError", "RemotePolicy", "RemotePolicyError", "make_remote_policy"]
+
+
+class RemotePolicyError(EvalkitError):
+    """The server answered, but with an error (a text frame) or with something that is not a valid action chunk."""
+
+
+class _Rejected(Exception):
+    """Internal: a failure that retrying cannot fix."""
+
+    def __init__(self, error: EvalkitError):
+        self.error = error
+
+
+class RemotePolicy:
+    def __init__(
+        self,
+        url: str,
+        *,
+        embodiment: str,
+        action_dim: int,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        retries: int = 3,
+        backoff_s: float = 1.0,
+        max_connections: int = 16,
+        max_size: int = DEFAULT_MAX_SIZE,
+    ):
+        if not url.startswith(("ws://", "wss://")):
+            raise EvalkitError(f"remote policy address must start with ws:// or wss://, got {url!r}")
+        if embodiment not in CAMERAS:
+            raise EvalkitError(f"unknown embodiment {embodiment!r} for a remote policy")
+        if timeout_s <= 0 or retries < 0 or max_connections < 1:
+            raise EvalkitError("remote policy needs timeout_s > 0, retries >= 0 and max_connections >= 1")
+        self.url = url
+        self.action_dim = action_dim
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_size = max_size
+        self._headers = {"Authorization": f"Api-Key {api_key}"} if api_key else None
+        self._max_connections = max_connections
+        self._idle: list[Any] = []  # open connections not in use (only touched from the loop thread)
+        self._open: set[Any] = set()
+        self._slots: asyncio.Semaphore | None = None
+        self._closed = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="evalkit-remote", daemon=True)
+        self._thread.start()
+        try:
+            self.metadata: dict = self._run(self._first_connection())
+        except BaseException:
+            self.close()
+            raise
+        self.meta = PolicyMeta(
+            name=url,
+            fingerprint=_metadata_str(self.metadata, "fingerprint") or f"remote:{url}",
+            cameras=CAMERAS[embodiment],
+            image_size=_metadata_size(self.metadata),
+            action_dim=action_dim,
+        )
+
+    # ------------------------------------------------------------------ public
+
+    def infer(self, batch: Sequence[PolicyRequest]) -> list[np.ndarray]:
+        if self._closed:
+            raise EvalkitError(f"remote policy {self.url} is closed")
+        return self._run(self._infer_all(list(batch)))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._loop.is_running():
+            with contextlib.suppress(Exception):  # closing is best effort: the server may be gone
+                asyncio.run_coroutine_threadsafe(self._close_all(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        if not self._loop.is_running():
+            self._loop.close()
+
+    def __enter__(self) -> RemotePolicy:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ event-loop side
+
+    def _run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def _first_connection(self) -> dict:
+        conn, metadata = await self._with_retries(self._connect, "connect")
+        self._idle.append(conn)
+        return metadata
+
+    async def _connect(self):
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidStatus, InvalidURI
+
+        from evalkit.serving import msgpack_numpy
+
+        try:
+            conn = await connect(
+                self.url,
+                compression=None,
+                max_size=self.max_size,
+                additional_headers=self._headers,
+                open_timeout=self.timeout_s,
+                ping_interval=None,  # openpi's server blocks its loop while inferring; rely on request timeouts
+                close_timeout=2,
+            )
+        except InvalidURI as exc:
+            raise _Rejected(EvalkitError(f"invalid policy server address {self.url!r}: {exc}")) from None
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):
+                raise _Rejected(
+                    EvalkitError(
+                        f"policy server {self.url} refused the connection (HTTP {status}): check --api-key"
+                    )
+                ) from None
+            raise
+        self._open.add(conn)
+        try:
+            first = await asyncio.wait_for(conn.recv(), self.timeout_s)
+            if isinstance(first, str):
+                raise _Rejected(
+                    RemotePolicyError(f"policy server {self.url} sent an error on connect: {first}")
+                )
+            try:
+                metadata = msgpack_numpy.unpackb(first)
+            except msgpack_numpy.WireFormatError as exc:
+                raise _Rejected(
+                    RemotePolicyError(f"policy server {self.url} sent unreadable metadata: {exc}")
+                ) from None
+            if not isinstance(metadata, dict):
+                raise _Rejected(
+                    RemotePolicyError(f"policy server {self.url} sent metadata that is not a map")
+                )
+        except BaseException:
+            await self._discard(conn)
+            raise
+        return conn, metadata
+
+    async def _with_retries(self, attempt_fn, what: str, *args):
+        """Run `attempt_fn`, retrying transport failures (refused, dropped, timed out) with backoff."""
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+        last: BaseException | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                return await attempt_fn(*args)
+            except _Rejected as exc:
+                raise exc.error from None
+            except ConnectionClosed as exc:
+                if exc.sent is not None and exc.sent.code == 1009:
+                    raise RemotePolicyError(
+                        f"policy server {self.url} sent a reply over the {self.max_size}-byte limit"
+                    ) from None
+                last = exc
+            except (OSError, TimeoutError, InvalidHandshake) as exc:
+                last = exc
+            log.warning(
+                "%s %s failed (attempt %d/%d): %s", what, self.url, attempt + 1, self.retries + 1, last
+            )
+        reason = "timed out" if isinstance(last, TimeoutError) else f"{type(last).__name__}: {last}"
+        raise PolicyUnavailableError(
+            f"policy server {self.url} unavailable ({what} failed {self.retries + 1} times; last: {reason})"
+        )
+
+    async def _infer_all(self, batch: list[PolicyRequest]) -> list[np.ndarray]:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._max_connections)
+        results = await asyncio.gather(*(self._infer_one(req) for req in batch), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            unavailable = [e for e in errors if isinstance(e, PolicyUnavailableError)]
+            raise (unavailable or errors)[0]
+        return results
+
+    async def _infer_one(self, request: PolicyRequest) -> np.ndarray:
+        from evalkit.serving import msgpack_numpy
+
+        obs = dict(request.obs)
+        obs[SEED_KEY] = int(request.seed)
+        obs[EPISODE_KEY] = request.episode_id
+        try:
+            payload = msgpack_numpy.packb(obs)
+        except (TypeError, ValueError) as exc:
+            raise EvalkitError(f"cannot send the observation of {request.episode_id}: {exc}") from None
+        async with self._slots:
+            reply = await self._with_retries(self._round_trip, "request", payload)
+        try:
+            response = msgpack_numpy.unpackb(reply)
+        except msgpack_numpy.WireFormatError as exc:
+            raise RemotePolicyError(f"policy server {self.url} sent an unreadable reply: {exc}") from None
+        return self._actions(response, request.episode_id)
+
+    async def _round_trip(self, payload: bytes) -> bytes:
+        if self._idle:
+            conn = self._idle.pop()
+        else:
+            conn, metadata = await self._connect()
+            if metadata.get("fingerprint") != self.metadata.get("fingerprint"):
+                await self._discard(conn)
+                raise _Rejected(
+                    RemotePolicyError(
+                        f"policy server {self.url} now serves a different policy (fingerprint "
+                        f"{metadata.get('fingerprint')!r}, was {self.metadata.get('fingerprint')!r})"
+                    )
+                )
+        try:
+            await conn.send(payload)
+            reply = await asyncio.wait_for(conn.recv(), self.timeout_s)
+        except BaseException:
+            await self._discard(conn)  # its state is unknown (a reply may still arrive): never reuse it
+            raise
+        if isinstance(reply, str):
+            await self._discard(conn)  # the server closes the connection after an error frame
+            raise _Rejected(
+                RemotePolicyError(f"policy server {self.url} failed: {_last_line(reply)}\n{reply}")
+            )
+        self._idle.append(conn)
+        return reply
+
+    def _actions(self, response: Any, episode_id: str) -> np.ndarray:
+        where = f"policy server {self.url} (episode {episode_id})"
+        if not isinstance(response, dict) or "actions" not in response:
+            raise RemotePolicyError(f"{where} replied without an 'actions' entry")
+        actions = response["actions"]
+        if not isinstance(actions, np.ndarray) or actions.dtype.kind not in "fiu":
+            raise RemotePolicyError(f"{where} sent actions that are not a numeric array")
+        if actions.ndim != 2 or actions.shape[0] < 1 or actions.shape[1] < self.action_dim:
+            raise RemotePolicyError(
+                f"{where} sent actions of shape {actions.shape}; expected (horizon, >= {self.action_dim})"
+            )
+        actions = np.array(actions[:, : self.action_dim], dtype=np.float32)  # a writable copy
+        if not np.isfinite(actions).all():
+            raise RemotePolicyError(f"{where} sent non-finite actions")
+        return actions
+
+    async def _discard(self, conn) -> None:
+        self._open.discard(conn)
+        if conn in self._idle:
+            self._idle.remove(conn)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(conn.close(), 2)
+
+    async def _close_all(self) -> None:
+        for conn in list(self._open):
+            await self._discard(conn)
+
+
+def _metadata_str(metadata: dict, key: str) -> str | None:
+    value = metadata.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _metadata_size(metadata: dict) -> tuple[int, int] | None:
+    value = metadata.get("image_size")
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int) and v > 0 for v in value)
+    ):
+        return (int(value[0]), int(value[1]))
+    return None
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "(empty error)"
+
+
+def make_remote_policy(options: PolicyOptions) -> RemotePolicy:
+    return RemotePolicy(
+        options.name,
+        embodiment=options.embodiment,
+        action_dim=options.action_dim,
+        api_key=options.api_key,
+        timeout_s=options.timeout_s,
+    )

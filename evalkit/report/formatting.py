@@ -1,0 +1,50 @@
+"""How numbers look in markdown and HTML tables."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+
+def fmt_pct(value: float, digits: int = 1) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def fmt_ci(low: float, high: float) -> str:
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (low, high)):
+        return "—"
+    return f"[{low:.1f}, {high:.1f}]"
+
+
+def with_ci_column(frame: pd.DataFrame) -> pd.DataFrame:
+    """Replace success_pct / ci95_low_pct / ci95_high_pct by two display columns."""
+    out = frame.copy()
+    out["success %"] = [fmt_pct(v) for v in frame["success_pct"]]
+    out["95% CI (Wilson)"] = [
+        fmt_ci(lo, hi) for lo, hi in zip(frame["ci95_low_pct"], frame["ci95_high_pct"], strict=True)
+    ]
+    out = out.drop(columns=["success_pct", "ci95_low_pct", "ci95_high_pct"])
+    cols = [c for c in out.columns if c not in ("success %", "95% CI (Wilson)")]
+    at = cols.index("successes") + 1 if "successes" in cols else len(cols)
+    return out[cols[:at] + ["success %", "95% CI (Wilson)"] + cols[at:]]
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "_(none)_"
+    shown = frame.astype(object).where(
+        frame.notna(), None
+    )  # NaN -> None, which tabulate prints as missingval
+    return shown.to_markdown(index=False, floatfmt="g", missingval="—")
+
+
+def html_table(frame: pd.DataFrame, table_id: str | None = None) -> str:
+    if frame.empty:
+        return "<p><em>(none)</em></p>"
+    return frame.to_html(index=False, escape=True, na_rep="—", table_id=table_id, classes="data", border=0)
+
+
+def plain(value: Any) -> str:
+    return "—" if value is None or value == "" else str(value)

@@ -1,0 +1,229 @@
+"""The numbers of one run: success per task and suite with Wilson intervals, terminations, steps, latency, progress.
+
+Rates count only episodes with a final outcome (success or max_steps); error episodes are reported separately.
+The average across suites follows openpi's convention: the plain mean of the suite success rates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from evalkit.report.load import Run
+from evalkit.report.stats import wilson
+
+TERMINATIONS = ("success", "max_steps", "error")
+
+
+def pct(x: float) -> float:
+    return round(100.0 * x, 2) if not math.isnan(x) else math.nan
+
+
+def rate_columns(k: int, n: int) -> dict[str, Any]:
+    r = wilson(k, n)
+    return {
+        "episodes": n,
+        "successes": k,
+        "success_pct": pct(r.rate),
+        "ci95_low_pct": pct(r.low),
+        "ci95_high_pct": pct(r.high),
+    }
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    policy: str
+    tasks: pd.DataFrame  # suite, task_id, task, episodes, successes, success_pct, ci95_*, errors, steps
+    suites: pd.DataFrame  # suite, tasks, episodes, successes, success_pct, ci95_*, errors
+    average_pct: float  # mean of suite success rates (openpi), nan without usable episodes
+    overall: dict[str, Any]  # pooled over every usable episode: episodes, successes, success_pct, ci95_*
+    terminations: pd.DataFrame  # suite x termination counts
+    steps: pd.DataFrame  # distribution of steps to success per suite
+    latency: pd.DataFrame  # policy latency per suite
+    progress: pd.DataFrame  # share of episodes reaching each partial-progress flag, per task (may be empty)
+    errors: pd.DataFrame  # the error episodes: identity and message
+    episodes: pd.DataFrame  # every episode, flat (progress as JSON text), for CSV/Parquet
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def task_table(run: Run) -> pd.DataFrame:
+    rows = []
+    for (suite, task_id), group in run.episodes.groupby(["suite", "task_id"], sort=True):
+        usable = group[group["termination"] != "error"]
+        won = usable[usable["success"]]
+        rows.append(
+            {
+                "suite": suite,
+                "task_id": int(task_id),
+                "task": str(group["task"].iloc[0]),
+                **rate_columns(int(usable["success"].sum()), len(usable)),
+                "errors": int((group["termination"] == "error").sum()),
+                "median_steps_to_success": float(won["steps"].median()) if len(won) else math.nan,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "suite", "task_id", "task", "episodes", "successes", "success_pct", "ci95_low_pct", "ci95_high_pct",
+            "errors", "median_steps_to_success",
+        ],
+    )  # fmt: skip
+
+
+def suite_table(run: Run) -> pd.DataFrame:
+    rows = []
+    for suite, group in run.episodes.groupby("suite", sort=True):
+        usable = group[group["termination"] != "error"]
+        rows.append(
+            {
+                "suite": suite,
+                "tasks": int(group["task_id"].nunique()),
+                **rate_columns(int(usable["success"].sum()), len(usable)),
+                "errors": int((group["termination"] == "error").sum()),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "suite",
+            "tasks",
+            "episodes",
+            "successes",
+            "success_pct",
+            "ci95_low_pct",
+            "ci95_high_pct",
+            "errors",
+        ],
+    )
+
+
+def termination_table(run: Run) -> pd.DataFrame:
+    counts = pd.crosstab(run.episodes["suite"], run.episodes["termination"])
+    counts = counts.reindex(columns=list(TERMINATIONS), fill_value=0)
+    counts["total"] = counts.sum(axis=1)
+    return counts.reset_index().rename_axis(columns=None)
+
+
+def steps_table(run: Run) -> pd.DataFrame:
+    won = run.usable[run.usable["success"]]
+    rows = []
+    for suite, group in won.groupby("suite", sort=True):
+        s = group["steps"].astype(float)
+        rows.append(
+            {
+                "suite": suite,
+                "successes": len(s),
+                "min": s.min(),
+                "p25": s.quantile(0.25),
+                "median": s.median(),
+                "p75": s.quantile(0.75),
+                "max": s.max(),
+                "mean": round(s.mean(), 1),
+            }
+        )
+    return pd.DataFrame(rows, columns=["suite", "successes", "min", "p25", "median", "p75", "max", "mean"])
+
+
+def latency_table(run: Run) -> pd.DataFrame:
+    """Per suite: calls, call-weighted mean, median of episode medians, worst episode p99 and the maximum (ms)."""
+    eps = run.episodes[run.episodes["latency_mean_ms"].notna()]
+    rows = []
+    for suite, group in eps.groupby("suite", sort=True):
+        calls = group["policy_calls"].astype(float)
+        weighted = (group["latency_mean_ms"] * calls).sum() / calls.sum() if calls.sum() else math.nan
+        rows.append(
+            {
+                "suite": suite,
+                "episodes": len(group),
+                "policy_calls": int(calls.sum()),
+                "mean_ms": round(float(weighted), 2),
+                "median_of_p50_ms": round(float(group["latency_p50_ms"].median()), 2),
+                "worst_p99_ms": round(float(group["latency_p99_ms"].max()), 2),
+                "max_ms": round(float(group["latency_max_ms"].max()), 2),
+                "mean_episode_wall_s": round(float(group["wall_s"].mean()), 2),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "suite", "episodes", "policy_calls", "mean_ms", "median_of_p50_ms", "worst_p99_ms", "max_ms",
+            "mean_episode_wall_s",
+        ],
+    )  # fmt: skip
+
+
+def progress_table(run: Run) -> pd.DataFrame:
+    """Share (%) of usable episodes per task in which each partial-progress flag was reached."""
+    usable = run.usable
+    flags = sorted({key for p in usable["progress"] for key in p})
+    if not flags:
+        return pd.DataFrame()
+    rows = []
+    for (suite, task_id), group in usable.groupby(["suite", "task_id"], sort=True):
+        row: dict[str, Any] = {"suite": suite, "task_id": int(task_id), "episodes": len(group)}
+        for flag in flags:
+            row[flag] = pct(sum(bool(p.get(flag)) for p in group["progress"]) / len(group))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def error_table(run: Run) -> pd.DataFrame:
+    cols = ["suite", "task_id", "init_state", "seed", "steps", "error"]
+    return run.errors[cols].reset_index(drop=True)
+
+
+def flat_episodes(run: Run) -> pd.DataFrame:
+    import json
+
+    flat = run.episodes.copy()
+    flat["progress"] = flat["progress"].map(lambda p: json.dumps(p, sort_keys=True))
+    return flat
+
+
+def provenance(run: Run) -> dict[str, Any]:
+    m = run.manifest
+    config = m.get("config") or {}
+    policy = m.get("policy") or {}
+    suites = m.get("suites") or {}
+    return {
+        "run_id": run.run_id,
+        "run_dir": str(run.path),
+        "created_at": m.get("created_at"),
+        "command": m.get("command"),
+        "policy": policy.get("name") or config.get("policy"),
+        "policy_fingerprint": policy.get("fingerprint"),
+        "checkpoint": config.get("checkpoint"),
+        "protocol_fingerprint": m.get("protocol_fingerprint"),
+        "suite_protocols": {name: (info or {}).get("protocol_fingerprint") for name, info in suites.items()},
+        "config": config,
+        "versions": m.get("versions") or {},
+        "git_commit": m.get("git_commit"),
+        "host": m.get("host"),
+        "sessions": m.get("sessions") or [],
+    }
+
+
+def summarize(run: Run) -> RunSummary:
+    suites = suite_table(run)
+    tested = suites[suites["episodes"] > 0]
+    rates = 100.0 * tested["successes"] / tested["episodes"]
+    usable = run.usable
+    return RunSummary(
+        run_id=run.run_id,
+        policy=run.policy_label(),
+        tasks=task_table(run),
+        suites=suites,
+        average_pct=round(float(rates.mean()), 2) if len(rates) else math.nan,
+        overall=rate_columns(int(usable["success"].sum()), len(usable)),
+        terminations=termination_table(run),
+        steps=steps_table(run),
+        latency=latency_table(run),
+        progress=progress_table(run),
+        errors=error_table(run),
+        episodes=flat_episodes(run),
+        provenance=provenance(run),
+    )

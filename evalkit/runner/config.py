@@ -1,0 +1,53 @@
+"""The configuration of one evaluation run, as given on the command line."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+VideoMode = Literal["none", "failures", "all", "first-per-task"]
+VIDEO_MODES: tuple[str, ...] = ("none", "failures", "all", "first-per-task")
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    suite: str
+    policy: str
+    out: Path | None = None  # run directory; default results/<suite>__<policy>
+    checkpoint: str | None = None
+    episodes_per_task: int | None = None  # default: the suite protocol's
+    tasks: tuple[int, ...] | None = None  # task ids; default: all
+    workers: int | None = None  # env worker processes; default: available cores
+    batch_size: int = 16  # max observations per policy call
+    video: VideoMode = "none"
+    seed: int | None = None  # default: the suite protocol's
+    max_steps: int | None = None  # default: the suite protocol's
+    protocol: str | None = None  # protocol preset (e.g. openpi, lerobot); default: the suite's
+    device: str = "cpu"
+    dtype: str = "float32"
+    api_key: str | None = None
+    max_attempts: int = 3  # tries per episode when its env worker dies or its simulator raises
+    save_actions: bool = False  # also store every executed action (actions/*.npz)
+
+    def run_dir(self) -> Path:
+        if self.out is not None:
+            return Path(self.out)
+        slug = self.policy if self.checkpoint is None else f"{self.policy}-{Path(self.checkpoint).name}"
+        return Path("results") / f"{self.suite}__{re.sub(r'[^A-Za-z0-9._-]+', '_', slug)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["out"] = str(self.run_dir())
+        data["tasks"] = list(self.tasks) if self.tasks is not None else None
+        data.pop("api_key")  # a secret, never written to disk
+        return data

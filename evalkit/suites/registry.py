@@ -1,0 +1,363 @@
+"""Suites by name: YAML files under `tasks/` (and `$EVALKIT_TASKS`), groups, protocol presets and overrides.
+
+A suite file (`tasks/<kind>/<name>.yaml`) has `name`, `kind` (the module `evalkit.suites.<kind>` that builds it)
+and kind-specific data; a group file has `name` and `group: [suite names]`. `extends: <suite>` inherits another
+suite's data. `protocol` is either a full mapping or the name of a preset file
+`tasks/<kind>/protocols/<preset>.yaml`, with per-suite changes under `protocols: {<preset>: {...}}`
+(schema: the comment at the top of `tasks/libero/libero_spatial.yaml`). A kind module may also offer
+`discover()`: suites its simulator package registers beyond the YAML files.
+
+`resolve()` turns a name plus command-line overrides into `SuiteSpec`s; `list_suites()` feeds `evalkit suites`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evalkit.errors import EvalkitError
+from evalkit.suites.base import EvalProtocol, SuiteSpec
+
+REPO_TASKS = Path(__file__).resolve().parents[2] / "tasks"
+PROTOCOL_DIR = "protocols"
+_PROTOCOL_FIELDS = tuple(f.name for f in dataclasses.fields(EvalProtocol) if f.name != "extra")
+_MAX_EXTENDS_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class SuiteInfo:
+    name: str
+    kind: str  # suite kind, or "group"
+    n_tasks: int
+    description: str
+
+
+@dataclass(frozen=True)
+class SuiteEntry:
+    name: str
+    data: dict[str, Any]
+    source: str  # the YAML file, or "<kind>.discover()"
+
+    @property
+    def is_group(self) -> bool:
+        return "group" in self.data
+
+    @property
+    def kind(self) -> str:
+        return "group" if self.is_group else str(self.data.get("kind", ""))
+
+
+def tasks_dirs() -> list[Path]:
+    """Where suite files live: `$EVALKIT_TASKS` (os.pathsep-separated) first, then the repository's `tasks/`."""
+    dirs = [Path(p).expanduser() for p in os.environ.get("EVALKIT_TASKS", "").split(os.pathsep) if p]
+    if REPO_TASKS.is_dir():
+        dirs.append(REPO_TASKS)
+    return dirs
+
+
+def _read_yaml(path: Path) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise EvalkitError(f"cannot read suite file {path}: {str(exc).splitlines()[0]}") from exc
+
+
+def yaml_entries() -> dict[str, SuiteEntry]:
+    """Every suite and group defined by a YAML file (protocol presets excluded). First directory wins."""
+    entries: dict[str, SuiteEntry] = {}
+    for root in tasks_dirs():
+        seen_here: dict[str, Path] = {}
+        for path in sorted(root.rglob("*.yaml")):
+            if PROTOCOL_DIR in path.relative_to(root).parts:
+                continue
+            data = _read_yaml(path)
+            if not isinstance(data, dict) or not ({"kind", "group", "extends"} & data.keys()):
+                continue  # not a suite file (e.g. shared scene data)
+            name = str(data.get("name") or path.stem)
+            if name in seen_here:
+                raise EvalkitError(f"suite {name!r} is defined twice: {seen_here[name]} and {path}")
+            seen_here[name] = path
+            entries.setdefault(name, SuiteEntry(name, {**data, "name": name}, str(path)))
+    return entries
+
+
+def _kind_module(kind: str):
+    if not kind or not kind.replace("_", "").isalnum():
+        raise EvalkitError(f"invalid suite kind {kind!r}")
+    try:
+        return importlib.import_module(f"evalkit.suites.{kind}")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("evalkit.suites"):
+            raise EvalkitError(f"unknown suite kind {kind!r} (no module evalkit.suites.{kind})") from exc
+        raise
+
+
+def discovered_entries(yaml: dict[str, SuiteEntry]) -> dict[str, SuiteEntry]:
+    """Suites the kinds' simulator packages register that no YAML file defines."""
+    kinds = sorted({e.kind for e in yaml.values() if not e.is_group and e.kind})
+    found: dict[str, SuiteEntry] = {}
+    for kind in kinds:
+        module = _kind_module(kind)
+        discover = getattr(module, "discover", None)
+        if discover is None:
+            continue
+        for data in discover():
+            name = str(data["name"])
+            if name not in yaml and name not in found:
+                found[name] = SuiteEntry(name, dict(data), f"evalkit.suites.{kind}.discover()")
+    return found
+
+
+def _all_entries(discover: bool) -> dict[str, SuiteEntry]:
+    entries = yaml_entries()
+    if discover:
+        entries.update(discovered_entries(entries))
+    return entries
+
+
+def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    merged = {**base, **child}
+    protocols = {k: dict(v or {}) for k, v in (base.get("protocols") or {}).items()}
+    for preset, changes in (child.get("protocols") or {}).items():
+        protocols[preset] = {**protocols.get(preset, {}), **(changes or {})}
+    if protocols:
+        merged["protocols"] = protocols
+    if isinstance(base.get("protocol"), dict) and isinstance(child.get("protocol"), dict):
+        merged["protocol"] = {**base["protocol"], **child["protocol"]}
+    merged.pop("extends", None)
+    return merged
+
+
+def _flatten(entry: SuiteEntry, entries: dict[str, SuiteEntry], depth: int = 0) -> dict[str, Any]:
+    """The entry's data with its `extends` chain merged in."""
+    data = entry.data
+    if "extends" not in data:
+        return dict(data)
+    if depth >= _MAX_EXTENDS_DEPTH:
+        raise EvalkitError(f"suite {entry.name!r}: `extends` chain too deep (a cycle?)")
+    base_name = str(data["extends"])
+    base = entries.get(base_name)
+    if base is None or base.is_group:
+        raise EvalkitError(f"suite {entry.name!r} extends {base_name!r}, which is not a suite ({entry.source})")
+    return _merge(_flatten(base, entries, depth + 1), data)
+
+
+def protocol_presets(kind: str) -> dict[str, Path]:
+    presets: dict[str, Path] = {}
+    for root in tasks_dirs():
+        for path in sorted((root / kind / PROTOCOL_DIR).glob("*.yaml")):
+            presets.setdefault(path.stem, path)
+    return presets
+
+
+def _resolve_protocol(name: str, data: dict[str, Any], preset_override: str | None) -> dict[str, Any]:
+    """Replace `data["protocol"]` (a preset name or mapping) by the full protocol mapping."""
+    kind = str(data.get("kind"))
+    proto = data.get("protocol")
+    preset = preset_override or (proto if isinstance(proto, str) else None)
+    if preset is None:
+        return data
+    presets = protocol_presets(kind)
+    if preset not in presets:
+        available = ", ".join(sorted(presets)) or "none"
+        raise EvalkitError(f"unknown protocol {preset!r} for suite {name!r} ({kind} protocols: {available})")
+    base = _read_yaml(presets[preset])
+    if not isinstance(base, dict):
+        raise EvalkitError(f"protocol file {presets[preset]} is not a mapping")
+    changes = (data.get("protocols") or {}).get(preset) or {}
+    return {**data, "protocol": {"name": preset, **base, **changes}}
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple((str(k), _freeze(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def protocol_from_dict(data: Any, where: str = "protocol") -> EvalProtocol:
+    """An EvalProtocol from a protocol mapping: known fields map 1:1, any other key goes to `extra`.
+
+    `cameras` is a mapping {wire key: simulator camera} (in wire order) or a list of [wire key, camera] pairs.
+    """
+    if not isinstance(data, dict):
+        raise EvalkitError(f"{where}: protocol must be a mapping or a preset name")
+    missing = [f for f in _PROTOCOL_FIELDS if f not in data]
+    if missing:
+        raise EvalkitError(f"{where}: protocol lacks {', '.join(missing)}")
+    cams = data["cameras"] or {}
+    pairs = list(cams.items()) if isinstance(cams, dict) else [tuple(p) for p in cams]
+    if any(len(p) != 2 for p in pairs):
+        raise EvalkitError(f"{where}: cameras must map wire keys to simulator cameras")
+
+    def size(key: str) -> tuple[int, int]:
+        value = data[key]
+        if not isinstance(value, list | tuple) or len(value) != 2:
+            raise EvalkitError(f"{where}: {key} must be [height, width]")
+        return int(value[0]), int(value[1])
+
+    try:
+        protocol = EvalProtocol(
+            name=str(data["name"]),
+            cameras=tuple((str(w), str(c)) for w, c in pairs),
+            render_size=size("render_size"),
+            image_size=size("image_size"),
+            image_transforms=tuple(str(t) for t in data["image_transforms"] or ()),
+            control_hz=float(data["control_hz"]),
+            wait_steps=int(data["wait_steps"]),
+            dummy_action=tuple(float(a) for a in data["dummy_action"] or ()),
+            max_steps=int(data["max_steps"]),
+            episodes_per_task=int(data["episodes_per_task"]),
+            init_states=str(data["init_states"]),
+            seed=int(data["seed"]),
+            replan_steps=int(data["replan_steps"]),
+            action_dim=int(data["action_dim"]),
+            state_dim=int(data["state_dim"]),
+            extra=tuple(sorted((str(k), _freeze(v)) for k, v in data.items() if k not in _PROTOCOL_FIELDS)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise EvalkitError(f"{where}: bad protocol value ({exc})") from exc
+    check_protocol(protocol, where)
+    return protocol
+
+
+def check_protocol(protocol: EvalProtocol, where: str) -> None:
+    for key in ("max_steps", "episodes_per_task", "replan_steps", "action_dim", "control_hz"):
+        if getattr(protocol, key) <= 0:
+            raise EvalkitError(f"{where}: {key} must be positive, got {getattr(protocol, key)}")
+    if protocol.wait_steps < 0 or protocol.seed < 0:
+        raise EvalkitError(f"{where}: wait_steps and seed must be >= 0")
+    if protocol.wait_steps and len(protocol.dummy_action) != protocol.action_dim:
+        raise EvalkitError(f"{where}: dummy_action needs {protocol.action_dim} values")
+    if min(protocol.render_size + protocol.image_size) <= 0:
+        raise EvalkitError(f"{where}: image sizes must be positive")
+
+
+def _unknown_suite(name: str, known: list[str]) -> EvalkitError:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return EvalkitError(f"unknown suite {name!r}{hint} (`evalkit suites` lists them)")
+
+
+def _expand(name: str, entries: dict[str, SuiteEntry], seen: tuple[str, ...] = ()) -> list[SuiteEntry]:
+    entry = entries[name]
+    if not entry.is_group:
+        return [entry]
+    if name in seen:
+        raise EvalkitError(f"suite group {name!r} contains itself")
+    members = entry.data.get("group") or []
+    out: list[SuiteEntry] = []
+    for member in members:
+        member = str(member)
+        if member not in entries:
+            raise EvalkitError(f"suite group {name!r} ({entry.source}) names unknown suite {member!r}")
+        out += [e for e in _expand(member, entries, (*seen, name)) if e.name not in {o.name for o in out}]
+    if not out:
+        raise EvalkitError(f"suite group {name!r} is empty")
+    return out
+
+
+def _load(entry: SuiteEntry, entries: dict[str, SuiteEntry], protocol: str | None) -> SuiteSpec:
+    data = _resolve_protocol(entry.name, _flatten(entry, entries), protocol)
+    kind = str(data.get("kind", ""))
+    spec = _kind_module(kind).load_suite(entry.name, data)
+    if not isinstance(spec, SuiteSpec):
+        raise EvalkitError(f"evalkit.suites.{kind}.load_suite returned {type(spec).__name__}, not a SuiteSpec")
+    return spec
+
+
+def apply_overrides(spec: SuiteSpec, episodes_per_task: int | None = None, max_steps: int | None = None,
+                    seed: int | None = None, tasks: tuple[int, ...] | list[int] | None = None) -> SuiteSpec:  # fmt: skip
+    """Command-line overrides of one suite's protocol and task subset (unknown task ids are an error)."""
+    changes = {k: v for k, v in (("episodes_per_task", episodes_per_task), ("max_steps", max_steps),
+                                 ("seed", seed)) if v is not None}  # fmt: skip
+    for key, value in changes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1):
+            raise EvalkitError(f"--{key.replace('_', '-')} must be {'>= 0' if key == 'seed' else 'positive'}, got {value!r}")
+    protocol = dataclasses.replace(spec.protocol, **changes) if changes else spec.protocol
+    selected = spec.tasks
+    if tasks is not None:
+        ids = [int(t) for t in tasks]
+        known = {t.task_id for t in spec.tasks}
+        unknown = [t for t in ids if t not in known]
+        if unknown:
+            raise EvalkitError(
+                f"suite {spec.name!r} has no task(s) {', '.join(map(str, unknown))}; its task ids are "
+                f"{_ranges(sorted(known))}"
+            )
+        if not ids:
+            raise EvalkitError("--tasks selects no task")
+        wanted = set(ids)
+        selected = tuple(t for t in spec.tasks if t.task_id in wanted)
+    return dataclasses.replace(spec, protocol=protocol, tasks=selected)
+
+
+def _ranges(ids: list[int]) -> str:
+    parts, start = [], None
+    for i, v in enumerate(ids):
+        if start is None:
+            start = v
+        if i + 1 == len(ids) or ids[i + 1] != v + 1:
+            parts.append(str(start) if start == v else f"{start}-{v}")
+            start = None
+    return ", ".join(parts) or "none"
+
+
+def resolve(name: str, protocol: str | None = None, episodes_per_task: int | None = None,
+            max_steps: int | None = None, seed: int | None = None,
+            tasks: tuple[int, ...] | list[int] | None = None) -> list[SuiteSpec]:  # fmt: skip
+    """The suites a name stands for (a group expands to its members), with overrides applied."""
+    entries = yaml_entries()
+    if name not in entries:
+        entries.update(discovered_entries(entries))
+    if name not in entries:
+        raise _unknown_suite(name, sorted(entries))
+    specs = []
+    for entry in _expand(name, entries):
+        spec = _load(entry, entries, protocol)
+        specs.append(apply_overrides(spec, episodes_per_task, max_steps, seed, tasks))
+    return specs
+
+
+def list_suites(include_unavailable: bool = False) -> list[SuiteInfo]:
+    """Groups, YAML suites, then discovered suites, with task counts (a suite that fails to load shows why)."""
+    entries = _all_entries(discover=True)
+    counts: dict[str, int] = {}
+    kinds: dict[str, str] = {}
+    notes: dict[str, str] = {}
+    for entry in entries.values():
+        if entry.is_group:
+            continue
+        try:
+            spec = _load(entry, entries, None)
+            counts[entry.name], kinds[entry.name] = len(spec.tasks), spec.kind
+        except EvalkitError as exc:
+            counts[entry.name] = 0
+            notes[entry.name] = f"unavailable: {exc}"
+    infos = []
+    for entry in entries.values():
+        description = " ".join(str(entry.data.get("description", "")).split())
+        if entry.is_group:
+            try:
+                members = _expand(entry.name, entries)
+                n = sum(counts.get(m.name, 0) for m in members)
+                description = description or f"group of {', '.join(m.name for m in members)}"
+            except EvalkitError as exc:
+                n, description = 0, f"unavailable: {exc}"
+        else:
+            n = counts[entry.name]
+            if entry.name in notes:
+                if not include_unavailable and entry.source.endswith("discover()"):
+                    continue
+                description = notes[entry.name]
+        infos.append(SuiteInfo(entry.name, kinds.get(entry.name, entry.kind), n, description))
+    order = {"group": 0}
+    return sorted(infos, key=lambda i: (order.get(i.kind, 1), entries[i.name].source.endswith("discover()"), i.name))

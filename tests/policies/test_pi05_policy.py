@@ -1,0 +1,262 @@
+"""The in-process pi05 policy on tiny random weights: key mapping, batching invariance, errors, end to end."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from evalkit.errors import EvalkitError
+from evalkit.models.pi05.checkpoint import load_checkpoint
+from evalkit.models.pi05.cli import make_tiny_checkpoint
+from evalkit.policies.base import PolicyRequest
+from evalkit.policies.pi05 import Pi05Policy, resize_with_pad
+from evalkit.policies.registry import PolicyOptions, make_policy
+
+LIBERO_PROMPT = "pick up the black bowl between the plate and the ramekin and place it on the plate"
+
+
+@pytest.fixture(scope="module")
+def libero_ckpt(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ck") / "libero", "libero", seed=0)
+
+
+@pytest.fixture(scope="module")
+def droid_ckpt(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ck") / "droid", "droid", seed=0)
+
+
+@pytest.fixture(scope="module")
+def libero_policy(libero_ckpt):
+    return make_policy(
+        PolicyOptions(name="pi05", embodiment="libero", action_dim=7, checkpoint=str(libero_ckpt))
+    )
+
+
+@pytest.fixture(scope="module")
+def droid_policy(droid_ckpt):
+    return make_policy(
+        PolicyOptions(name="pi05", embodiment="droid", action_dim=8, checkpoint=str(droid_ckpt))
+    )
+
+
+def image(rng):
+    return rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
+
+
+def libero_obs(rng, prompt=LIBERO_PROMPT):
+    state = np.concatenate([rng.normal(0, 0.2, 6), [0.03, -0.03]]).astype(np.float32)
+    return {"observation/image": image(rng), "observation/wrist_image": image(rng), "observation/state": state,
+            "prompt": prompt}  # fmt: skip
+
+
+def droid_obs(rng):
+    return {
+        "observation/exterior_image_1_left": image(rng),
+        "observation/exterior_image_2_left": image(rng),
+        "observation/wrist_image_left": image(rng),
+        "observation/joint_position": rng.normal(0, 0.5, 7),
+        "observation/gripper_position": np.float64(rng.uniform()),
+        "prompt": "put the can in the mug",
+    }
+
+
+def request(obs, seed, action_dim=7, episode="libero_spatial/0/0/7"):
+    return PolicyRequest(obs=obs, episode_id=episode, seed=seed, action_dim=action_dim)
+
+
+def by_hand(policy, base, wrist, state, prompt, seed, action_dim):
+    """The model called directly: the slots, masks, prompt and noise the adapter is supposed to build."""
+    ckpt = policy.checkpoint
+
+    def img(u8):
+        return torch.from_numpy(u8[None]).float() / 255 * 2 - 1
+
+    images = {"base_0_rgb": img(base), "left_wrist_0_rgb": img(wrist),
+              "right_wrist_0_rgb": torch.full((1, 224, 224, 3), -1.0)}  # fmt: skip
+    masks = {"base_0_rgb": torch.tensor([True]), "left_wrist_0_rgb": torch.tensor([True]),
+             "right_wrist_0_rgb": torch.tensor([False])}  # fmt: skip
+    tokens = policy.tokenizer.tokenize(prompt, ckpt.norm.state.normalize(state))
+    noise = torch.randn((ckpt.config.action_horizon, 32), generator=torch.Generator().manual_seed(seed))[None]
+    out = policy.model.sample_actions(
+        images, masks, torch.from_numpy(tokens.tokens[None]), torch.from_numpy(tokens.mask[None]), noise
+    )
+    return ckpt.norm.actions.unnormalize(out[0].numpy())[:, :action_dim]
+
+
+def test_meta(libero_policy, droid_policy, libero_ckpt):
+    meta = libero_policy.meta
+    assert (meta.name, meta.image_size, meta.action_dim) == ("pi05", (224, 224), 7)
+    assert meta.cameras == ("observation/image", "observation/wrist_image")
+    assert meta.fingerprint == load_checkpoint(libero_ckpt).fingerprint()
+    assert droid_policy.meta.cameras == ("observation/exterior_image_1_left", "observation/wrist_image_left")
+    assert droid_policy.meta.action_dim == 8
+
+
+def test_batched_equals_unbatched_per_request(libero_policy):
+    rng = np.random.default_rng(0)
+    reqs = [request(libero_obs(rng), seed=100 + i, episode=f"libero_spatial/0/{i}/7") for i in range(4)]
+    batched = libero_policy.infer(reqs)
+    single = [libero_policy.infer([r])[0] for r in reqs]
+    reordered = libero_policy.infer(reqs[::-1])[::-1]
+    for b, s, r in zip(batched, single, reordered, strict=True):
+        assert b.shape == (10, 7) and b.dtype == np.float32
+        np.testing.assert_allclose(b, s, atol=1e-5)
+        np.testing.assert_allclose(b, r, atol=1e-5)
+    assert np.abs(batched[0] - batched[1]).max() > 1e-2  # different observations and seeds
+    again = libero_policy.infer([request(reqs[0].obs, seed=101)])[0]
+    assert np.abs(again - batched[0]).max() > 1e-2  # the seed matters
+
+
+def test_libero_mapping_matches_the_model_called_by_hand(libero_policy):
+    rng = np.random.default_rng(1)
+    obs = libero_obs(rng)
+    got = libero_policy.infer([request(obs, seed=5)])[0]
+    want = by_hand(libero_policy, obs["observation/image"], obs["observation/wrist_image"],
+                   obs["observation/state"], LIBERO_PROMPT, 5, 7)  # fmt: skip
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    swapped = dict(obs, **{"observation/image": obs["observation/wrist_image"],
+                           "observation/wrist_image": obs["observation/image"]})  # fmt: skip
+    assert np.abs(libero_policy.infer([request(swapped, seed=5)])[0] - got).max() > 1e-3
+    # pi05_libero never puts the state into the prompt: a different state changes nothing
+    moved = dict(obs, **{"observation/state": obs["observation/state"] + 0.5})
+    np.testing.assert_array_equal(libero_policy.infer([request(moved, seed=5)])[0], got)
+
+
+def test_droid_mapping_state_prompt_and_ignored_second_camera(droid_policy):
+    rng = np.random.default_rng(2)
+    obs = droid_obs(rng)
+    got = droid_policy.infer([request(obs, seed=9, action_dim=8)])[0]
+    assert got.shape == (15, 8)
+    state = np.concatenate([obs["observation/joint_position"], [obs["observation/gripper_position"]]])
+    want = by_hand(droid_policy, obs["observation/exterior_image_1_left"], obs["observation/wrist_image_left"],
+                   state.astype(np.float32), obs["prompt"], 9, 8)  # fmt: skip
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    other_cam = dict(obs, **{"observation/exterior_image_2_left": image(rng)})
+    np.testing.assert_array_equal(droid_policy.infer([request(other_cam, seed=9, action_dim=8)])[0], got)
+    gripper = dict(
+        obs, **{"observation/gripper_position": np.array([1.0 - obs["observation/gripper_position"]])}
+    )
+    assert np.abs(droid_policy.infer([request(gripper, seed=9, action_dim=8)])[0] - got).max() > 1e-4
+
+
+def test_jointpos_adds_the_joint_state(droid_ckpt, droid_policy, tmp_path):
+    jointpos = shutil.copytree(droid_ckpt, tmp_path / "jointpos")
+    info = json.loads((jointpos / "config.json").read_text())
+    info["behaviour"]["absolute_joint_actions"] = True
+    (jointpos / "config.json").write_text(json.dumps(info))
+    policy = Pi05Policy(load_checkpoint(jointpos), "droid")
+    obs = droid_obs(np.random.default_rng(3))
+    absolute = policy.infer([request(obs, seed=1, action_dim=8)])[0]
+    velocity = droid_policy.infer([request(obs, seed=1, action_dim=8)])[0]
+    np.testing.assert_allclose(absolute[:, :7] - velocity[:, :7],
+                               np.broadcast_to(obs["observation/joint_position"], (15, 7)), atol=1e-5)  # fmt: skip
+    np.testing.assert_array_equal(absolute[:, 7], velocity[:, 7])
+
+
+def test_resize_with_pad_like_openpi():
+    frame = np.full((180, 320, 3), 255, np.uint8)  # DROID training frames: 126x224 content + 49-px bands
+    out = resize_with_pad(frame, 224, 224)
+    assert out.shape == (224, 224, 3) and out.dtype == np.uint8
+    rows = out[:, 112, 0]
+    assert (rows[:49] == 0).all() and (rows[49:175] == 255).all() and (rows[175:] == 0).all()
+    same = np.zeros((224, 224, 3), np.uint8)
+    assert resize_with_pad(same, 224, 224) is same
+
+
+def test_non_224_and_float_images_are_accepted(libero_policy):
+    rng = np.random.default_rng(4)
+    obs = libero_obs(rng)
+    small = dict(obs, **{"observation/image": rng.integers(0, 256, (256, 256, 3), dtype=np.uint8),
+                         "observation/wrist_image": obs["observation/wrist_image"].astype(np.float32) / 255})  # fmt: skip
+    out = libero_policy.infer([request(small, seed=1)])[0]
+    assert out.shape == (10, 7) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"observation/image": None}, "has no 'observation/image'"),
+        ({"observation/wrist_image": np.zeros((224, 224, 4), np.uint8)}, r"has shape \(224, 224, 4\)"),
+        ({"observation/state": np.zeros(7, np.float32)}, "has 7 values, expected 8"),
+        ({"observation/state": np.full(8, np.nan, np.float32)}, "not finite"),
+        ({"prompt": None}, "no 'prompt' string"),
+    ],
+)
+def test_bad_observations(libero_policy, change, message):
+    obs = libero_obs(np.random.default_rng(5))
+    for key, value in change.items():
+        if value is None:
+            del obs[key]
+        else:
+            obs[key] = value
+    with pytest.raises(EvalkitError, match=message):
+        libero_policy.infer([request(obs, seed=1)])
+
+
+def test_wrong_suite_action_dim_or_embodiment(libero_policy, libero_ckpt):
+    with pytest.raises(EvalkitError, match="executes 8-dim actions"):
+        libero_policy.infer([request(libero_obs(np.random.default_rng(6)), seed=1, action_dim=8)])
+    with pytest.raises(EvalkitError, match="is a libero policy; it cannot drive a droid suite"):
+        make_policy(PolicyOptions(name="pi05", embodiment="droid", action_dim=8, checkpoint=str(libero_ckpt)))
+    with pytest.raises(EvalkitError, match="needs --checkpoint"):
+        make_policy(PolicyOptions(name="pi05", embodiment="libero", action_dim=7))
+
+
+def test_non_finite_model_output_is_an_error(libero_ckpt):
+    policy = Pi05Policy(load_checkpoint(libero_ckpt), "libero")
+    with torch.no_grad():
+        policy.model.action_out_proj.bias[0] = float("nan")
+    with pytest.raises(EvalkitError, match="non-finite actions"):
+        policy.infer([request(libero_obs(np.random.default_rng(7)), seed=1)])
+
+
+def test_bfloat16_runs_close_to_float32(libero_ckpt, libero_policy):
+    policy = Pi05Policy(load_checkpoint(libero_ckpt), "libero", dtype="bfloat16")
+    weights = dict(policy.model.named_parameters())
+    assert weights[
+        "paligemma_with_expert.paligemma.model.language_model.layers.0.mlp.up_proj.weight"
+    ].dtype == (torch.bfloat16)
+    obs = libero_obs(np.random.default_rng(8))
+    low = policy.infer([request(obs, seed=3)])[0]
+    full = libero_policy.infer([request(obs, seed=3)])[0]
+    assert low.dtype == np.float32 and np.isfinite(low).all()
+    assert np.abs(low - full).max() < 0.1 * np.abs(full).max()
+
+
+def _runner_available():
+    try:
+        from evalkit.runner import EvalConfig, evaluate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _runner_available(), reason="evalkit.runner (evaluate, EvalConfig) is not available")
+def test_end_to_end_libero_episode(libero_ckpt, tmp_path):
+    from evalkit.runner import EvalConfig, evaluate
+    from tests.helpers import read_manifest, read_rows
+
+    run = evaluate(
+        EvalConfig(
+            suite="libero_spatial",
+            policy="pi05",
+            checkpoint=str(libero_ckpt),
+            tasks=(0,),
+            episodes_per_task=1,
+            max_steps=10,
+            workers=1,
+            out=tmp_path / "run",
+        ),  # fmt: skip
+        progress=False,
+    )
+    (row,) = read_rows(run)
+    assert row["termination"] in ("max_steps", "success") and row["steps"] <= 10
+    assert row["policy_calls"] == 2  # 10 steps, 5 executed per 10-action chunk
+    policy = read_manifest(run)["policy"]
+    assert policy["name"] == "pi05" and policy["fingerprint"] == load_checkpoint(libero_ckpt).fingerprint()
+    assert policy["action_dim"] == 7 and list(policy["cameras"]) == [
+        "observation/image",
+        "observation/wrist_image",
+    ]

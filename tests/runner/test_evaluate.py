@@ -1,0 +1,134 @@
+"""End-to-end runs on real LIBERO scenes with small step budgets."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from evalkit.runner import EvalConfig, evaluate, summary_table
+from tests.helpers import read_manifest, read_rows
+
+SUITE = "libero_spatial"
+
+
+def test_zero_policy_two_tasks_two_episodes(tmp_path):
+    run = evaluate(
+        EvalConfig(suite=SUITE, policy="zero", out=tmp_path / "run", tasks=(0, 1), episodes_per_task=2,
+                   max_steps=6, workers=2),  # fmt: skip
+        progress=False,
+    )
+    rows = read_rows(run)
+    assert [(r["task_id"], r["init_state"], r["seed"]) for r in rows] == [(0, 0, 7), (0, 1, 7), (1, 0, 7), (1, 1, 7)]
+    for r in rows:
+        assert r["suite"] == SUITE
+        assert r["termination"] == "max_steps" and r["success"] == 0
+        assert r["steps"] == 6
+        assert r["policy_calls"] == 2  # 6 steps with replan 5 -> two chunks
+        assert r["latency_p50_ms"] is not None and r["wall_s"] > 0
+        assert r["task"].startswith("pick up the black bowl")
+    m = read_manifest(run)
+    assert m["policy"]["name"] == "zero"
+    assert m["versions"]["mujoco"] == "3.2.3" and m["versions"]["robosuite"] == "1.4.0"
+    proto = m["suites"][SUITE]["protocol"]
+    assert proto["max_steps"] == 6 and proto["replan_steps"] == 5 and proto["wait_steps"] == 10
+    assert m["sessions"][-1]["status"] == "completed" and m["sessions"][-1]["episodes_run"] == 4
+    assert len(m["protocol_fingerprint"]) == 16
+    assert "success_%" in summary_table(run)
+
+
+def _eval_cmd(out, *extra):
+    return [sys.executable, "-m", "evalkit.cli", "eval", "--suite", SUITE, "--policy", "zero", "--tasks", "0",
+            "--episodes-per-task", "4", "--max-steps", "40", "--workers", "1", "--quiet", "--out", str(out), *extra]  # fmt: skip
+
+
+def _wait_for_rows(run, n, proc, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (run / "episodes.sqlite").exists():
+            try:
+                if len(read_rows(run)) >= n:
+                    return
+            except Exception:
+                pass
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "evalkit exited early"
+        time.sleep(0.2)
+    raise AssertionError("no episode finished in time")
+
+
+def test_interrupted_run_resumes_only_missing_episodes(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_eval_cmd(run), stderr=subprocess.PIPE, text=True)
+    _wait_for_rows(run, 1, proc)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    before = {(r["init_state"]): r["finished_at"] for r in read_rows(run)}
+    assert 1 <= len(before) < 4
+    assert read_manifest(run)["sessions"][-1]["status"] == "interrupted"
+
+    subprocess.run(_eval_cmd(run), check=True, capture_output=True, timeout=300)
+    rows = read_rows(run)
+    assert sorted(r["init_state"] for r in rows) == [0, 1, 2, 3]  # none duplicated, none missing
+    assert all(before[r["init_state"]] == r["finished_at"] for r in rows if r["init_state"] in before)
+    sessions = read_manifest(run)["sessions"]
+    assert len(sessions) == 2 and sessions[1]["episodes_run"] == 4 - len(before)
+
+
+def test_killed_worker_loses_nothing(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_eval_cmd(run, "--workers", "2"), stderr=subprocess.PIPE, text=True)
+    _wait_for_rows(run, 1, proc)
+    workers = [c for c in psutil.Process(proc.pid).children(recursive=True) if "spawn" in " ".join(c.cmdline())]
+    assert workers, "no worker processes found"
+    os.kill(workers[0].pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    rows = read_rows(run)
+    assert sorted(r["init_state"] for r in rows) == [0, 1, 2, 3]
+    assert all(r["termination"] == "max_steps" for r in rows)
+
+
+def test_random_policy_same_results_for_one_and_two_workers(tmp_path):
+    runs = {}
+    for workers in (1, 2):
+        runs[workers] = evaluate(
+            EvalConfig(suite=SUITE, policy="random", out=tmp_path / f"w{workers}", tasks=(0,), episodes_per_task=3,
+                       max_steps=12, workers=workers, batch_size=workers, save_actions=True),  # fmt: skip
+            progress=False,
+        )
+    keys = ("task_id", "init_state", "seed", "success", "steps", "termination", "policy_calls")
+    one, two = ([{k: r[k] for k in keys} for r in read_rows(runs[w])] for w in (1, 2))
+    assert one == two and len(one) == 3
+    files = sorted(p.name for p in (runs[1] / "actions").iterdir())
+    assert len(files) == 3
+    for name in files:
+        a, b = (np.load(runs[w] / "actions" / name)["actions"] for w in (1, 2))
+        assert a.shape == (12, 7) and np.array_equal(a, b)
+    # different episodes get different noise
+    first, second = (np.load(runs[1] / "actions" / name)["actions"] for name in files[:2])
+    assert not np.array_equal(first, second)
+
+
+def test_video_at_control_rate_with_outcome_in_name(tmp_path):
+    import imageio.v3 as iio
+
+    run = evaluate(
+        EvalConfig(suite=SUITE, policy="zero", out=tmp_path / "run", tasks=(0,), episodes_per_task=1, max_steps=4,
+                   workers=1, video="all"),  # fmt: skip
+        progress=False,
+    )
+    (row,) = read_rows(run)
+    assert row["video"].startswith(f"{SUITE}/task00_init000_seed7_failure_pick_up_the_black_bowl")
+    path = run / "videos" / row["video"]
+    frames = iio.imread(path)
+    # one frame after settling, one per step, then one second of the outcome banner at 20 fps
+    assert frames.shape[0] == 1 + 4 + 20
+    assert frames.shape[1:] == (256, 256, 3)
+    # the banner's red FAILURE text sits in the top rows of the held frames
+    top = frames[-1, :14].astype(int)
+    assert ((top[..., 0] > 150) & (top[..., 1] < 120)).any()
+    assert not list((run / "videos" / ".partial").iterdir())

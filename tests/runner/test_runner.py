@@ -1,0 +1,80 @@
+"""Runner-level checks with in-process policies (no registry needed)."""
+
+import numpy as np
+import pytest
+
+from evalkit.errors import EvalkitError
+from evalkit.policies.base import PolicyMeta, PolicyUnavailableError
+from evalkit.runner import EvalConfig
+from evalkit.runner.evaluate import episodes_for, resolve_suites
+from evalkit.runner.runner import Runner, check_compatible, validate_chunk
+from evalkit.store import EpisodeStore
+
+
+class ScriptedPolicy:
+    def __init__(self, make_chunk, meta=None):
+        self.meta = meta or PolicyMeta(name="scripted", fingerprint="none", action_dim=7)
+        self.make_chunk = make_chunk
+        self.calls = 0
+
+    def infer(self, batch):
+        self.calls += 1
+        return [self.make_chunk(req) for req in batch]
+
+    def close(self):
+        pass
+
+
+def _setup(tmp_path, **kw):
+    config = EvalConfig(suite="libero_spatial", policy="scripted", out=tmp_path, tasks=(0,), episodes_per_task=2,
+                        max_steps=6, workers=1, **kw)  # fmt: skip
+    suites = resolve_suites(config)
+    return config, suites, episodes_for(suites), EpisodeStore(tmp_path, "test")
+
+
+def test_nan_actions_stop_the_run_and_record_nothing(tmp_path):
+    config, suites, episodes, store = _setup(tmp_path)
+    policy = ScriptedPolicy(lambda req: np.full((10, 7), np.nan))
+    with pytest.raises(EvalkitError, match="non-finite"):
+        Runner(config, suites, policy, store, tmp_path, progress=False).run(episodes, episodes)
+    assert store.rows() == []
+
+
+def test_wrong_action_shape_is_an_error(tmp_path):
+    config, suites, episodes, store = _setup(tmp_path)
+    policy = ScriptedPolicy(lambda req: np.zeros((10, 8)))
+    with pytest.raises(EvalkitError, match=r"expected \(horizon, 7\)"):
+        Runner(config, suites, policy, store, tmp_path, progress=False).run(episodes, episodes)
+
+
+def test_unavailable_policy_records_errors_not_failures(tmp_path):
+    config, suites, episodes, store = _setup(tmp_path)
+
+    def dead(req):
+        raise PolicyUnavailableError("server at ws://127.0.0.1:1 is gone")
+
+    with pytest.raises(PolicyUnavailableError):
+        Runner(config, suites, ScriptedPolicy(dead), store, tmp_path, progress=False).run(episodes, episodes)
+    rows = store.rows()
+    assert rows and all(r["termination"] == "error" and "gone" in r["error"] for r in rows)
+    assert store.finished() == set()  # errors are retried on resume
+
+
+def test_mismatched_policy_rejected_before_first_episode(tmp_path):
+    _, suites, _, _ = _setup(tmp_path)
+    cases = [
+        (PolicyMeta("p", "x", cameras=("observation/exterior_image_1_left",)), "camera"),
+        (PolicyMeta("p", "x", cameras=("observation/image",), image_size=(256, 256)), "256x256"),
+        (PolicyMeta("p", "x", action_dim=8), "8-dim"),
+        (PolicyMeta("p", "x", privileged=True), "privileged"),
+    ]
+    for meta, needle in cases:
+        with pytest.raises(EvalkitError, match=needle):
+            check_compatible(ScriptedPolicy(None, meta), suites)
+
+
+def test_validate_chunk():
+    assert validate_chunk(np.zeros((5, 7), np.float32), 7, "e").dtype == np.float64
+    for bad in (np.zeros(7), np.zeros((0, 7)), np.zeros((5, 6)), np.array([["a"] * 7])):
+        with pytest.raises(EvalkitError):
+            validate_chunk(bad, 7, "e")

@@ -1,0 +1,243 @@
+"""PolicyServer on loopback: protocol frames, dynamic batching, faults on one connection, API keys."""
+
+import socket
+import threading
+import urllib.error
+import urllib.request
+
+import msgpack
+import numpy as np
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from evalkit.policies.base import PolicyRequest
+from evalkit.policies.simple import RandomPolicy, ZeroPolicy
+from evalkit.serving import SEED_KEY
+from evalkit.serving.msgpack_numpy import packb, unpackb
+from evalkit.serving.server import PolicyServer, ServerThread
+from tests.serving.wire_helpers import EchoPolicy, FailingPolicy, libero_obs, libero_request
+
+# openpi's client calls websockets' connect() without `with`, as these tests do; websockets 17 warns about it.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:connect\\(\\) must be used as a context manager:DeprecationWarning"
+)
+
+
+def open_client(url: str, **kwargs):
+    ws = connect(url, compression=None, max_size=None, **kwargs)
+    metadata = unpackb(ws.recv(timeout=10))
+    return ws, metadata
+
+
+def ask(ws, obs: dict) -> dict:
+    ws.send(packb(obs))
+    reply = ws.recv(timeout=10)
+    assert isinstance(reply, bytes), reply
+    return unpackb(reply)
+
+
+def expect_error_frame(ws, message, match: str) -> str:
+    """The server answers a bad message with a text frame, then closes with 1011."""
+    ws.send(message)
+    text = ws.recv(timeout=10)
+    assert isinstance(text, str) and match in text, text
+    with pytest.raises(ConnectionClosed) as info:
+        ws.recv(timeout=10)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1011
+    return text
+
+
+@pytest.fixture()
+def echo_server():
+    policy = EchoPolicy()
+    with ServerThread(PolicyServer(policy, port=0, max_batch=8, max_wait_ms=20)) as srv:
+        srv.policy = policy
+        yield srv
+
+
+def test_healthz_and_metadata_frame(echo_server):
+    with urllib.request.urlopen(f"http://127.0.0.1:{echo_server.port}/healthz", timeout=5) as resp:
+        assert resp.status == 200 and resp.read() == b"OK\n"
+    ws, metadata = open_client(echo_server.url)
+    ws.close()
+    assert metadata["policy"] == "echo" and metadata["fingerprint"] == "echo-v1"
+    assert metadata["image_size"] == [224, 224] and metadata["action_dim"] == 7
+    assert metadata["cameras"] == ["observation/image", "observation/wrist_image"]
+
+
+def test_reply_format_and_timing_fields(echo_server):
+    ws, _ = open_client(echo_server.url)
+    with ws:
+        obs = libero_obs(3)
+        first = ask(ws, {**obs, SEED_KEY: 5})
+        second = ask(ws, {**obs, SEED_KEY: 5})
+    actions = first["actions"]
+    assert actions.dtype == np.float32 and actions.shape == (10, 7)
+    expected = EchoPolicy().infer([PolicyRequest(obs, "", 5, 7)])[0]
+    np.testing.assert_array_equal(actions, expected)
+    np.testing.assert_array_equal(second["actions"], expected)
+    assert set(first["server_timing"]) == {"infer_ms", "batch_size"}  # no prev_total_ms on the first reply
+    assert {"infer_ms", "prev_total_ms"} <= set(second["server_timing"])
+    assert first["policy_timing"]["infer_ms"] > 0 and second["server_timing"]["prev_total_ms"] > 0
+
+
+def test_seed_counter_without_evalkit_seed():
+    """openpi clients send no seed: the server numbers requests 0, 1, 2, ..."""
+    with ServerThread(PolicyServer(RandomPolicy(7), port=0)) as srv:
+        ws, _ = open_client(srv.url)
+        with ws:
+            got = [ask(ws, libero_obs(i))["actions"] for i in range(3)]
+    ref = RandomPolicy(7).infer([PolicyRequest({}, "", s, 7) for s in range(3)])
+    for a, b in zip(got, ref, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def _concurrent_answers(url: str, n_clients: int, per_client: int) -> dict[int, np.ndarray]:
+    answers: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(n_clients)
+
+    def client(c: int) -> None:
+        try:
+            ws, _ = open_client(url)
+            with ws:
+                start.wait(10)
+                for k in range(per_client):
+                    i = c * per_client + k
+                    answers[i] = ask(ws, {**libero_obs(i), SEED_KEY: libero_request(i).seed})["actions"]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(n_clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    return answers
+
+
+def test_batched_answers_equal_unbatched_and_in_process():
+    n_clients, per_client = 12, 3
+    unbatched_policy, batched_policy = EchoPolicy(), EchoPolicy()
+    with ServerThread(PolicyServer(unbatched_policy, port=0, max_batch=1)) as srv:
+        unbatched = _concurrent_answers(srv.url, n_clients, per_client)
+    with ServerThread(PolicyServer(batched_policy, port=0, max_batch=16, max_wait_ms=50)) as srv:
+        batched = _concurrent_answers(srv.url, n_clients, per_client)
+    assert set(unbatched_policy.batch_sizes) == {1}
+    assert max(batched_policy.batch_sizes) > 1  # requests from several connections shared a call
+    assert max(batched_policy.batch_sizes) <= 16 and sum(batched_policy.batch_sizes) == n_clients * per_client
+    n = n_clients * per_client
+    in_process = EchoPolicy().infer([libero_request(i) for i in range(n)])
+    for i in range(n):
+        np.testing.assert_array_equal(batched[i], unbatched[i])
+        np.testing.assert_array_equal(batched[i], in_process[i])
+
+
+def test_many_concurrent_clients():
+    with ServerThread(PolicyServer(RandomPolicy(7), port=0, max_batch=16, max_wait_ms=5)) as srv:
+        answers = _concurrent_answers(srv.url, 48, 2)
+        assert srv.server.requests == 96 and srv.server.batches < 96
+    ref = RandomPolicy(7).infer([libero_request(i) for i in range(96)])
+    for i in range(96):
+        np.testing.assert_array_equal(answers[i], ref[i])
+
+
+def _assert_still_serving(url: str) -> None:
+    ws, _ = open_client(url)
+    with ws:
+        assert ask(ws, {**libero_obs(0), SEED_KEY: 1})["actions"].shape == (10, 7)
+
+
+@pytest.mark.parametrize(
+    "message, match",
+    [
+        (b"\xc1\xff\x00garbage", "not a msgpack message"),
+        (packb([1, 2, 3]), "expected a map"),
+        (packb({"foo": 1, "prompt": "x"}), "missing key(s) observation/state"),
+        (
+            packb({k: v for k, v in libero_obs(0).items() if k != "observation/wrist_image"}),
+            "observation/wrist_image",
+        ),
+        (packb({**libero_obs(0), "observation/image": np.zeros((224, 224), np.uint8)}), "(H, W, 3)"),
+        (packb({k: v for k, v in libero_obs(0).items() if k != "prompt"}), "missing key prompt"),
+        (packb({**libero_obs(0), "prompt": 3}), "prompt must be a string"),
+        (packb({**libero_obs(0), SEED_KEY: -1}), SEED_KEY),
+        (msgpack.packb({1: 2}), "not a msgpack message"),
+        (
+            msgpack.packb({b"__ndarray__": True, b"data": b"\x00" * 8, b"dtype": "|O", b"shape": [1]}),
+            "not allowed",
+        ),
+        ("a text frame", "expected a binary msgpack frame"),
+    ],
+)
+def test_malformed_messages_close_only_that_connection(echo_server, message, match):
+    bystander, _ = open_client(echo_server.url)
+    with bystander:
+        ws, _ = open_client(echo_server.url)
+        expect_error_frame(ws, message, match)
+        assert ask(bystander, {**libero_obs(1), SEED_KEY: 2})["actions"].shape == (10, 7)
+    _assert_still_serving(echo_server.url)
+
+
+def test_oversized_messages():
+    limit = 1024 * 1024
+    with ServerThread(PolicyServer(ZeroPolicy(7), port=0, max_size=limit)) as srv:
+        ws, _ = open_client(srv.url)
+        big = {**libero_obs(0), "extra": np.zeros(limit, np.uint8)}
+        expect_error_frame(ws, packb(big), f"exceeds the server's limit of {limit} bytes")
+        # Past twice the limit the websocket layer refuses the frame before buffering it (1009).
+        ws, _ = open_client(srv.url)
+        ws.send(packb({**libero_obs(0), "extra": np.zeros(3 * limit, np.uint8)}))
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=10)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+        _assert_still_serving(srv.url)
+
+
+def test_policy_exception_sends_traceback_then_1011():
+    with ServerThread(PolicyServer(FailingPolicy(), port=0)) as srv:
+        ws, _ = open_client(srv.url)
+        text = expect_error_frame(ws, packb(libero_obs(0)), "deliberate failure inside the policy")
+        assert "Traceback" in text
+        # The server itself is fine.
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=5) as resp:
+            assert resp.status == 200
+
+
+def test_api_key_required():
+    with ServerThread(PolicyServer(ZeroPolicy(7), port=0, api_key="s3cret")) as srv:
+        for headers in (None, {"Authorization": "Api-Key wrong"}, {"Authorization": "s3cret"}):
+            with pytest.raises(InvalidStatus) as info:
+                open_client(srv.url, additional_headers=headers)
+            assert info.value.response.status_code == 401
+        ws, metadata = open_client(srv.url, additional_headers={"Authorization": "Api-Key s3cret"})
+        with ws:
+            assert ask(ws, libero_obs(0))["actions"].shape == (10, 7)
+        # Health checks need no key.
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=5) as resp:
+            assert resp.status == 200
+
+
+def _outward_ip() -> str:
+    """This machine's address on its default route (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("10.255.255.255", 1))
+        return s.getsockname()[0]
+
+
+def test_binds_loopback_by_default():
+    ip = _outward_ip()
+    if ip.startswith("127."):
+        pytest.skip("this machine has no address besides loopback")
+    server = PolicyServer(ZeroPolicy(7), port=0)
+    assert server.host == "127.0.0.1"
+    with ServerThread(server) as srv, pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://{ip}:{srv.port}/healthz", timeout=2)
+    # Control: bound to all interfaces, the same address does answer.
+    with (
+        ServerThread(PolicyServer(ZeroPolicy(7), "0.0.0.0", 0)) as srv,
+        urllib.request.urlopen(f"http://{ip}:{srv.port}/healthz", timeout=5) as resp,
+    ):
+        assert resp.status == 200

@@ -1,0 +1,141 @@
+"""Shared pieces of the serving tests: LIBERO-shaped observations, test policies, a server subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from evalkit.policies.base import PolicyMeta, PolicyRequest
+from evalkit.serving import CAMERAS
+
+REPO = Path(__file__).resolve().parents[2]
+# `evalkit serve` as installed (the console script next to this interpreter), else the module itself.
+_CONSOLE = Path(sys.executable).with_name("evalkit")
+SERVE_COMMAND = (
+    [str(_CONSOLE), "serve"] if _CONSOLE.exists() else [sys.executable, "-m", "evalkit.serving.cli"]
+)
+
+
+def libero_obs(i: int, prompt: str = "put the bowl on the plate") -> dict:
+    rng = np.random.default_rng(1000 + i)
+    return {
+        "observation/image": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
+        "observation/wrist_image": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
+        "observation/state": rng.normal(size=8),
+        "prompt": prompt,
+    }
+
+
+def libero_request(i: int, action_dim: int = 7) -> PolicyRequest:
+    return PolicyRequest(
+        libero_obs(i), episode_id=f"libero_spatial/0/{i}/7", seed=10_000 + 17 * i, action_dim=action_dim
+    )
+
+
+class EchoPolicy:
+    """Deterministic actions that depend on every input: state, both images, the prompt and the seed."""
+
+    def __init__(self, horizon: int = 10):
+        self.meta = PolicyMeta(
+            "echo", "echo-v1", cameras=CAMERAS["libero"], image_size=(224, 224), action_dim=7
+        )
+        self.horizon = horizon
+        self.batch_sizes: list[int] = []
+
+    def infer(self, batch: Sequence[PolicyRequest]) -> list[np.ndarray]:
+        self.batch_sizes.append(len(batch))
+        out = []
+        for req in batch:
+            obs = req.obs
+            a = (
+                np.random.default_rng(req.seed)
+                .uniform(-1, 1, (self.horizon, req.action_dim))
+                .astype(np.float32)
+            )
+            a[0, :7] = np.asarray(obs["observation/state"], dtype=np.float32)[:7]
+            a[1, :3] = obs["observation/image"].reshape(-1, 3).mean(0) / 255.0
+            a[1, 3:6] = obs["observation/wrist_image"].reshape(-1, 3).mean(0) / 255.0
+            a[1, 6] = len(obs["prompt"])
+            out.append(a)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class FailingPolicy:
+    def __init__(self):
+        self.meta = PolicyMeta("failing", "none", action_dim=7)
+
+    def infer(self, batch):
+        raise ValueError("deliberate failure inside the policy")
+
+    def close(self) -> None:
+        pass
+
+
+class SlowPolicy:
+    """Blocks every call until `release` is set (or 10 s pass)."""
+
+    def __init__(self):
+        self.meta = PolicyMeta("slow", "none", action_dim=7)
+        self.release = threading.Event()
+
+    def infer(self, batch):
+        self.release.wait(10)
+        return [np.zeros((10, r.action_dim), np.float32) for r in batch]
+
+    def close(self) -> None:
+        self.release.set()
+
+
+class ServerProcess:
+    """`evalkit serve ...` in a subprocess on a free loopback port."""
+
+    def __init__(self, *args: str):
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed in __exit__); server logs; a pipe could fill up and block the server
+        self.proc = subprocess.Popen(
+            [*SERVE_COMMAND, "--port", "0", *args],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        line = ""
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            match = re.search(r"listening on (ws://\S+):(\d+)", line)
+            if match:
+                self.url, self.port = f"{match.group(1)}:{match.group(2)}", int(match.group(2))
+                return
+            if not line and self.proc.poll() is not None:
+                break
+        self.kill()
+        self.log.seek(0)
+        raise RuntimeError(f"server did not start: {line!r} {self.log.read()}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        self.proc.wait(10)
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.kill()
+        self.proc.stdout.close()
+        self.log.close()
