@@ -252,6 +252,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for the pi0.5 part")
     parser.add_argument("--skip-pi05", action="store_true")
     args = parser.parse_args()
 
@@ -285,6 +286,9 @@ def main() -> None:
     # Sanity: replies decode with our own decoder.
     assert unpackb(packb({"a": np.zeros(2)}))["a"].shape == (2,)
     if not args.skip_pi05:
+        import torch
+
+        torch.set_num_threads(args.threads)
         batching_gain(args.batches, args.repeats)
 
 

@@ -26,6 +26,8 @@ from evalkit.policies.base import Observation, PolicyMeta, PolicyRequest
 from evalkit.policies.registry import PolicyOptions
 
 if TYPE_CHECKING:
+    import torch
+
     from evalkit.models.pi05.checkpoint import Pi05Checkpoint
 
 IMAGE_SIZE = (224, 224)
@@ -224,7 +226,7 @@ class Pi05Policy:
             out.append(np.ascontiguousarray(chunk[..., : self.io.action_dim], dtype=np.float32))
         return out
 
-    def _noise(self, seed: int):  # noqa: ANN202 (torch.Tensor; torch imported lazily)
+    def _noise(self, seed: int) -> torch.Tensor:
         import torch
 
         generator = torch.Generator().manual_seed(int(seed))
@@ -243,6 +245,11 @@ def make_pi05_policy(options: PolicyOptions) -> Pi05Policy:
         raise EvalkitError(
             "--policy pi05 needs --checkpoint (a local dir or hub id); "
             "`evalkit make-tiny-checkpoint DIR` writes a tiny random one for smoke tests"
+        )
+    io = EMBODIMENTS.get(options.embodiment)
+    if io is not None and options.action_dim != io.action_dim:
+        raise EvalkitError(
+            f"the suite executes {options.action_dim}-dim actions but pi05 on {io.name} returns {io.action_dim}"
         )
     checkpoint = load_checkpoint(resolve_checkpoint(options.checkpoint))
     return Pi05Policy(

@@ -241,9 +241,13 @@ class RemotePolicy:
                         f"{metadata.get('fingerprint')!r}, was {self.metadata.get('fingerprint')!r})"
                     )
                 )
+
+        async def exchange():
+            await conn.send(payload)  # under the timeout too: a stuck peer can stop reading
+            return await conn.recv()
+
         try:
-            await conn.send(payload)
-            reply = await asyncio.wait_for(conn.recv(), self.timeout_s)
+            reply = await asyncio.wait_for(exchange(), self.timeout_s)
         except BaseException:
             await self._discard(conn)  # its state is unknown (a reply may still arrive): never reuse it
             raise

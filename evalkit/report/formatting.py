@@ -31,13 +31,13 @@ def with_ci_column(frame: pd.DataFrame) -> pd.DataFrame:
     return out[cols[:at] + ["success %", "95% CI (Wilson)"] + cols[at:]]
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame, floatfmt: str = ".1f") -> str:
     if frame.empty:
         return "_(none)_"
     shown = frame.astype(object).where(
         frame.notna(), None
     )  # NaN -> None, which tabulate prints as missingval
-    return shown.to_markdown(index=False, floatfmt="g", missingval="—")
+    return shown.to_markdown(index=False, floatfmt=floatfmt, missingval="—")
 
 
 def html_table(frame: pd.DataFrame, table_id: str | None = None) -> str:

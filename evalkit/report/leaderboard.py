@@ -220,7 +220,7 @@ def render_markdown(board: Leaderboard) -> str:
             parts += ["Differs from table 1:", *[f"- {d}" for d in diffs], ""]
         parts += [markdown_table(table), ""]
     parts += ["## Published reference numbers (LIBERO, not measured here)", "", f"> {PUBLISHED_NOTE}", ""]
-    parts += [markdown_table(board.published), ""]
+    parts += [markdown_table(board.published, floatfmt="g"), ""]
     return "\n".join(parts)
 
 

@@ -222,7 +222,7 @@ def render(result: RegressionResult, baseline: Run, candidate: Run) -> str:
     lines += [f"> **Warning:** {w}" for w in result.warnings]
     if result.warnings:
         lines.append("")
-    lines += [markdown_table(verdict_frame(result)), ""]
+    lines += [markdown_table(verdict_frame(result), floatfmt="g"), ""]
     for r in result.rows:
         for reason in r.reasons:
             lines.append(f"- {r.scope}: {reason}")

@@ -32,13 +32,18 @@ def error_warning(summary: RunSummary) -> str | None:
     )
 
 
+def percent(value: float) -> str:
+    text = fmt_pct(value)
+    return text if text == "—" else f"{text}%"
+
+
 def headline(summary: RunSummary) -> list[str]:
     o = summary.overall
     lines = [
         f"- policy: `{summary.policy}`",
         f"- episodes: {o['episodes']} with an outcome, {len(summary.errors)} error(s)",
-        f"- **average across suites (mean of suite rates, as openpi reports it): {fmt_pct(summary.average_pct)}%**",
-        f"- pooled over all episodes: {fmt_pct(o['success_pct'])}% {fmt_ci(o['ci95_low_pct'], o['ci95_high_pct'])} "
+        f"- **average across suites (mean of suite rates, as openpi reports it): {percent(summary.average_pct)}**",
+        f"- pooled over all episodes: {percent(o['success_pct'])} {fmt_ci(o['ci95_low_pct'], o['ci95_high_pct'])} "
         f"({o['successes']}/{o['episodes']}, Wilson 95%)",
     ]
     return lines

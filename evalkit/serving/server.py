@@ -116,7 +116,7 @@ class PolicyServer:
         self.required_keys = (*STATE_KEYS[embodiment], *meta.cameras)
         self._pending: deque[_Pending] = deque()
         self._wakeup: asyncio.Event | None = None
-        self._waiting = 0  # connections with a request in the queue or being inferred
+        self._connections = 0  # open websocket connections (each has at most one request in flight)
         self._seed_counter = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy")
         self.batches = 0  # policy.infer calls so far
@@ -176,6 +176,7 @@ class PolicyServer:
         peer = ws.remote_address
         log.info("connection from %s", peer)
         prev_total_ms: float | None = None
+        self._connections += 1
         try:
             await ws.send(packer.pack(self.metadata))
             while True:
@@ -190,18 +191,15 @@ class PolicyServer:
                     return
                 loop = asyncio.get_running_loop()
                 pending = _Pending(request, start, loop.create_future())
-                self._waiting += 1
+                self._pending.append(pending)
+                self._wakeup.set()
                 try:
-                    self._pending.append(pending)
-                    self._wakeup.set()
                     reply: _Reply = await pending.future
                 except Exception:
                     log.exception("policy failed on a request from %s", peer)
                     await ws.send(traceback.format_exc())
                     await ws.close(CloseCode.INTERNAL_ERROR, ERROR_CLOSE_REASON)
                     return
-                finally:
-                    self._waiting -= 1
                 server_timing = {
                     "infer_ms": (time.perf_counter() - start) * 1000.0,
                     "batch_size": reply.batch_size,
@@ -221,6 +219,7 @@ class PolicyServer:
         except ConnectionClosed:
             pass
         finally:
+            self._connections -= 1
             log.info("connection from %s closed", peer)
 
     def _parse(self, message: bytes | str) -> PolicyRequest:
@@ -281,8 +280,8 @@ class PolicyServer:
             await self._wakeup.wait()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait_s
-        # Stop early once every connection that is waiting has its request in: nobody else can join this batch.
-        while len(self._pending) < min(self.max_batch, self._waiting):
+        # Stop early once every open connection has its request in: nobody else can join this batch.
+        while len(self._pending) < min(self.max_batch, self._connections):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break

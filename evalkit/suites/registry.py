@@ -145,7 +145,9 @@ def _flatten(entry: SuiteEntry, entries: dict[str, SuiteEntry], depth: int = 0) 
     base_name = str(data["extends"])
     base = entries.get(base_name)
     if base is None or base.is_group:
-        raise EvalkitError(f"suite {entry.name!r} extends {base_name!r}, which is not a suite ({entry.source})")
+        raise EvalkitError(
+            f"suite {entry.name!r} extends {base_name!r}, which is not a suite ({entry.source})"
+        )
     return _merge(_flatten(base, entries, depth + 1), data)
 
 
@@ -270,7 +272,9 @@ def _load(entry: SuiteEntry, entries: dict[str, SuiteEntry], protocol: str | Non
     kind = str(data.get("kind", ""))
     spec = _kind_module(kind).load_suite(entry.name, data)
     if not isinstance(spec, SuiteSpec):
-        raise EvalkitError(f"evalkit.suites.{kind}.load_suite returned {type(spec).__name__}, not a SuiteSpec")
+        raise EvalkitError(
+            f"evalkit.suites.{kind}.load_suite returned {type(spec).__name__}, not a SuiteSpec"
+        )
     return spec
 
 
@@ -281,7 +285,9 @@ def apply_overrides(spec: SuiteSpec, episodes_per_task: int | None = None, max_s
                                  ("seed", seed)) if v is not None}  # fmt: skip
     for key, value in changes.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1):
-            raise EvalkitError(f"--{key.replace('_', '-')} must be {'>= 0' if key == 'seed' else 'positive'}, got {value!r}")
+            raise EvalkitError(
+                f"--{key.replace('_', '-')} must be {'>= 0' if key == 'seed' else 'positive'}, got {value!r}"
+            )
     protocol = dataclasses.replace(spec.protocol, **changes) if changes else spec.protocol
     selected = spec.tasks
     if tasks is not None:
@@ -360,4 +366,6 @@ def list_suites(include_unavailable: bool = False) -> list[SuiteInfo]:
                 description = notes[entry.name]
         infos.append(SuiteInfo(entry.name, kinds.get(entry.name, entry.kind), n, description))
     order = {"group": 0}
-    return sorted(infos, key=lambda i: (order.get(i.kind, 1), entries[i.name].source.endswith("discover()"), i.name))
+    return sorted(
+        infos, key=lambda i: (order.get(i.kind, 1), entries[i.name].source.endswith("discover()"), i.name)
+    )

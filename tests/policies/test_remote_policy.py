@@ -204,3 +204,22 @@ def test_registry_builds_remote_policy():
             policy.close()
     with pytest.raises(EvalkitError):
         RemotePolicy("http://x", embodiment="libero", action_dim=7)
+
+
+def test_server_batches_one_request_per_connection():
+    """A batch of 8 over 8 pooled connections becomes one policy call, without waiting out max_wait."""
+    echo = EchoPolicy()
+    requests = [libero_request(i) for i in range(8)]
+    with (
+        ServerThread(PolicyServer(echo, port=0, max_batch=8, max_wait_ms=1500)) as srv,
+        remote(srv.url, max_connections=8) as policy,
+    ):
+        policy.infer(requests)  # opens the 8 connections
+        echo.batch_sizes.clear()
+        start = time.monotonic()
+        got = policy.infer(requests)
+        elapsed = time.monotonic() - start
+    assert echo.batch_sizes == [8]
+    assert elapsed < 1.0  # all open connections had a request in: the batch left before max_wait
+    for a, b in zip(got, EchoPolicy().infer(requests), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -27,7 +27,7 @@ def assert_one_line_error(proc, *needles):
         (["--suite", "libero_nonsense", "--policy", "zero"], ["libero_nonsense"]),
         (["--suite", "libero_spatial", "--policy", "gpt5"], ["unknown policy", "gpt5"]),
         (["--suite", "libero_spatial", "--policy", "zero", "--tasks", "99"], ["99"]),
-        (["--suite", "libero_spatial", "--policy", "oracle"], ["privileged"]),
+        (["--suite", "libero_spatial", "--policy", "oracle"], ["oracle"]),
         (["--suite", "libero_spatial", "--policy", "zero", "--episodes-per-task", "51"], ["51"]),
     ],
 )

@@ -122,8 +122,8 @@ def test_video_at_control_rate_with_outcome_in_name(tmp_path):
         progress=False,
     )
     (row,) = read_rows(run)
-    assert row["video"].startswith(f"{SUITE}/task00_init000_seed7_failure_pick_up_the_black_bowl")
-    path = run / "videos" / row["video"]
+    assert row["video"].startswith(f"videos/{SUITE}/task00_init000_seed7_failure_pick_up_the_black_bowl")
+    path = run / row["video"]
     frames = iio.imread(path)
     # one frame after settling, one per step, then one second of the outcome banner at 20 fps
     assert frames.shape[0] == 1 + 4 + 20

@@ -344,7 +344,7 @@ class Pi05Checkpoint:
     """A validated checkpoint: where its files are, its model config, behaviour and normalization."""
 
     path: Path
-    layout: str  # "evalkit" | "openpi" | "lerobot" | "npz"
+    layout: str  # "evalkit" | "openpi" | "lerobot"
     config: Pi05Config
     behaviour: Behaviour
     norm: NormSpec
@@ -375,16 +375,18 @@ class Pi05Checkpoint:
 
         if dtype not in ("float32", "bfloat16"):
             raise EvalkitError(f"unsupported dtype {dtype!r}; choose float32 or bfloat16")
-        state = {k: v.to(torch.float32) for k, v in self.state_dict().items()}
+        # Tensors as stored, cast one by one below: there is never a second full copy of the weights.
+        state = self.state_dict()
         with torch.device("meta"):
             model = Pi05Model(self.config)
         model.load_state_dict(state, strict=True, assign=True)
         del state
         _assert_materialized(model)
-        model = model.to(device)
         if dtype == "bfloat16":
             model.to_dtype(torch.bfloat16)
-        return model.eval()
+        else:
+            model.float()
+        return model.to(device).eval()
 
 
 def _assert_materialized(model: Pi05Model) -> None:
@@ -395,14 +397,47 @@ def _assert_materialized(model: Pi05Model) -> None:
 
 
 def fingerprint_files(files: Iterable[Path]) -> str:
-    """sha256 over (file name, size, bytes) of each file, streamed in 8 MiB blocks; "sha256:<hex>"."""
+    """sha256 over (file name, size, bytes) of each file, streamed in 8 MiB blocks; "sha256:<hex>".
+
+    Digests of files over `FINGERPRINT_CACHE_MIN_BYTES` are remembered in `$EVALKIT_CACHE/fingerprints.json` keyed
+    by (absolute path, size, mtime), so a multi-GB checkpoint is hashed once, not at every start."""
     digest = hashlib.sha256()
     for path in sorted(Path(f) for f in files):
-        digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
-        with open(path, "rb") as handle:
-            while block := handle.read(8 << 20):
-                digest.update(block)
+        digest.update(f"{path.name}\0{path.stat().st_size}\0{file_sha256(path)}\0".encode())
     return "sha256:" + digest.hexdigest()
+
+
+FINGERPRINT_CACHE_MIN_BYTES = 64 << 20
+
+
+def file_sha256(path: Path) -> str:
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    cache_file = Path(os.environ.get("EVALKIT_CACHE", "~/.cache/evalkit")).expanduser() / "fingerprints.json"
+    use_cache = stat.st_size >= FINGERPRINT_CACHE_MIN_BYTES
+    cache: dict[str, str] = {}
+    if use_cache and cache_file.is_file():
+        try:
+            cache = json.loads(cache_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            cache = {}
+        if isinstance(cache.get(key), str):
+            return cache[key]
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(8 << 20):
+            digest.update(block)
+    hexdigest = digest.hexdigest()
+    if use_cache:
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            cache[key] = hexdigest
+            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache, indent=0))
+            os.replace(tmp, cache_file)
+        except OSError as exc:  # a read-only cache only costs time
+            log.warning("cannot write the fingerprint cache %s: %s", cache_file, exc)
+    return hexdigest
 
 
 def detect_layout(path: Path) -> str:
@@ -452,31 +487,32 @@ def openpi_assets(path: Path) -> list[str]:
 
 def openpi_behaviour(path: Path, config_name: str | None) -> Behaviour:
     """The training config of an openpi checkpoint: `config_name`, else the directory name if it is a known config,
-    else the LIBERO asset (only pi05_libero uses it). DROID checkpoints are ambiguous (velocity vs joint position)."""
+    else the LIBERO asset (only pi05_libero uses it). DROID checkpoints are ambiguous (velocity vs joint position).
+    openpi's converter records `action_horizon` in config.json: it wins unless the config was named explicitly."""
+    explicit = config_name is not None
     if config_name is None and path.name in NAMED_CONFIGS:
         config_name = path.name
     if config_name is not None:
         behaviour = named_config(config_name)
     else:
         assets = openpi_assets(path)
-        if assets == ["physical-intelligence/libero"]:
-            behaviour = NAMED_CONFIGS["pi05_libero"]
-            log.info("%s: LIBERO norm stats, using config pi05_libero", path)
-        else:
+        if assets != ["physical-intelligence/libero"]:
             raise EvalkitError(
                 f"cannot tell which pi05 config {path} was trained with (norm stats: {assets or 'none'}); "
                 f"pass one of {', '.join(NAMED_CONFIGS)} (evalkit convert --config NAME)"
             )
+        behaviour = NAMED_CONFIGS["pi05_libero"]
+        log.info("%s: LIBERO norm stats, using config pi05_libero", path)
     info = _read_json(path / "config.json") if (path / "config.json").is_file() else {}
-    if "action_horizon" in info and int(info["action_horizon"]) != behaviour.action_horizon:
-        log.warning(
-            "%s: config.json says action_horizon %s; using it instead of %s's %d",
-            path,
-            info["action_horizon"],
-            behaviour.name,
-            behaviour.action_horizon,
-        )
-        behaviour = replace(behaviour, action_horizon=int(info["action_horizon"]))
+    horizon = info.get("action_horizon")
+    if isinstance(horizon, int) and horizon != behaviour.action_horizon:
+        if explicit:
+            log.warning("%s: config.json says action_horizon %d; %s uses %d", path, horizon, behaviour.name,
+                        behaviour.action_horizon)  # fmt: skip
+        else:
+            log.warning("%s: using config.json's action_horizon %d, not %s's %d", path, horizon, behaviour.name,
+                        behaviour.action_horizon)  # fmt: skip
+            behaviour = replace(behaviour, action_horizon=horizon)
     return behaviour
 
 
@@ -495,23 +531,28 @@ def openpi_norm(path: Path, behaviour: Behaviour, norm_stats: Path | None) -> tu
 
 
 def lerobot_behaviour(info: dict[str, Any], config_name: str | None) -> Behaviour:
-    """lerobot pi05: horizon = chunk_size, prompt always with discrete state (lerobot writes it for every dataset)."""
-    if config_name is not None:
-        base = named_config(config_name)
-        return replace(base, discrete_state_input=True, asset_id=None)
+    """lerobot pi05: horizon = `chunk_size`, prompt length = `tokenizer_max_length`, and always the discrete-state
+    prompt (lerobot writes it for every dataset). A config name only adds the embodiment / joint-position output."""
     if info.get("type") not in (None, "pi05"):
         raise EvalkitError(f"lerobot checkpoint of type {info.get('type')!r}, not pi05")
-    features = info.get("output_features", {}).get("action", {}).get("shape", [None])
-    action_dim = features[0] if features else None
-    embodiment = {7: "libero", 8: "droid"}.get(action_dim) if isinstance(action_dim, int) else None
-    return Behaviour(
+    shape = info.get("output_features", {}).get("action", {}).get("shape") or [None]
+    embodiment = {7: "libero", 8: "droid"}.get(shape[0]) if isinstance(shape[0], int) else None
+    behaviour = Behaviour(
         name="lerobot_pi05",
         action_horizon=int(info.get("chunk_size", 50)),
         discrete_state_input=True,
         max_token_len=int(info.get("tokenizer_max_length", 200)),
-        asset_id=None,
         embodiment=embodiment,
     )
+    if config_name is not None:
+        named = named_config(config_name)
+        behaviour = replace(
+            behaviour,
+            name=f"lerobot_{named.name}",
+            embodiment=named.embodiment,
+            absolute_joint_actions=named.absolute_joint_actions,
+        )
+    return behaviour
 
 
 def load_checkpoint(

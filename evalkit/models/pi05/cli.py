@@ -9,10 +9,16 @@ from __future__ import annotations
 import argparse
 import itertools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from evalkit.errors import EvalkitError
+
+if TYPE_CHECKING:
+    import torch
+
+    from evalkit.models.pi05.config import Pi05Config
 
 # ------------------------------------------------------------------------------------------------------ convert
 
@@ -157,7 +163,7 @@ def tiny_norm_stats(embodiment: str) -> tuple[dict[str, np.ndarray], dict[str, n
     return stats(state_q01, state_q99), stats(act_q01, act_q99)
 
 
-def random_tiny_weights(config, seed: int) -> dict:  # noqa: ANN001 (Pi05Config; torch types imported lazily)
+def random_tiny_weights(config: Pi05Config, seed: int) -> dict[str, torch.Tensor]:
     """Every tensor random and non-trivial: matrices N(0, 1/fan_in), embeddings N(0, 1/width), vectors N(0, 0.1²)."""
     import torch
 

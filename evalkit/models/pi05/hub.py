@@ -13,6 +13,7 @@ checkpoint's `config.json` declares (see `checkpoint.py`); only safetensors, jso
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from evalkit.errors import EvalkitError
 
@@ -104,7 +106,7 @@ class Downloader:
             return target
         url = self.remote.url(filename)
         try:
-            response = urllib.request.urlopen(urllib.request.Request(url), timeout=TIMEOUT_S)  # noqa: S310
+            response = urllib.request.urlopen(urllib.request.Request(url), timeout=TIMEOUT_S)
         except urllib.error.HTTPError as exc:
             if exc.code == 404 and not required:
                 return None
@@ -133,7 +135,7 @@ class Downloader:
         self.fetched.append(filename)
         return target
 
-    def _copy(self, response, out, filename: str) -> None:  # noqa: ANN001 (file objects)
+    def _copy(self, response: http.client.HTTPResponse, out: BinaryIO, filename: str) -> None:
         from tqdm import tqdm
 
         length = response.headers.get("Content-Length")
@@ -173,7 +175,10 @@ class Downloader:
         if self.fetch(WEIGHTS_FILE, required=False) is None:
             index = self.fetch_json(WEIGHTS_INDEX, required=False)
             if index is None:
-                raise EvalkitError(f"{self.remote.spec} has neither {WEIGHTS_FILE} nor {WEIGHTS_INDEX}")
+                raise EvalkitError(
+                    f"{self.remote.spec} is no local directory, and {self.remote.base_url} has neither "
+                    f"{WEIGHTS_FILE} nor {WEIGHTS_INDEX}"
+                )
             for shard in sorted(set(index.get("weight_map", {}).values())):
                 self.fetch(_safe_name(shard, ".safetensors"))
         if config.get("format") == EVALKIT_FORMAT:

@@ -121,4 +121,3 @@ class MultiModalProjector(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.linear(x.to(self.linear.weight.dtype))
-

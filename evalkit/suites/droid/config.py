@@ -103,9 +103,12 @@ class DroidData:
     table_height: float  # z of the table top
     substeps: int  # physics steps per control step
     settle_s: float  # physics time objects settle at reset (not counted, renders nothing)
-    action_mode: str
+    action_mode: str  # joint_velocity | joint_position
+    gripper_threshold: float  # gripper actions above it close the gripper
     control_hz: float
-    render_size: tuple[int, int]
+    render_size: tuple[int, int]  # (H, W) rendered
+    image_size: tuple[int, int]  # (H, W) sent to the policy
+    image_transforms: tuple[str, ...]
     camera_keys: tuple[tuple[str, str], ...]  # (wire key, camera name)
 
 
@@ -117,13 +120,13 @@ def _pair(value: Any, what: str) -> tuple[float, float]:
     raise EvalkitError(f"{what}: expected a number or a [low, high] pair, got {value!r}")
 
 
-def _floats(value: Any, n: int, what: str) -> tuple[float, ...]:
+def floats(value: Any, n: int, what: str) -> tuple[float, ...]:
     if not isinstance(value, list | tuple) or len(value) != n:
         raise EvalkitError(f"{what}: expected {n} numbers, got {value!r}")
     return tuple(float(v) for v in value)
 
 
-def _check_keys(data: dict, allowed: set[str], what: str) -> None:
+def check_keys(data: dict, allowed: set[str], what: str) -> None:
     if not isinstance(data, dict):
         raise EvalkitError(f"{what}: expected a mapping, got {type(data).__name__}")
     unknown = set(data) - allowed
@@ -135,13 +138,13 @@ def parse_object(data: dict, scene: str) -> ObjectDef:
     what = f"scene {scene!r} object {data.get('name', '?')!r}"
     allowed = {"name", "asset", "size", "rgba", "fixed", "x", "y", "yaw", "z", "upright", "density", "friction",
                "joints"}
-    _check_keys(data, allowed, what)
+    check_keys(data, allowed, what)
     if "name" not in data or "asset" not in data:
         raise EvalkitError(f"{what}: needs `name` and `asset`")
     asset = str(data["asset"])
     if asset in ("box", "cylinder"):
         n = 3 if asset == "box" else 2
-        size = _floats(data.get("size"), n, f"{what} size")
+        size = floats(data.get("size"), n, f"{what} size")
     elif asset.startswith("libero:"):
         size = ()
     else:
@@ -150,13 +153,13 @@ def parse_object(data: dict, scene: str) -> ObjectDef:
         name=str(data["name"]),
         asset=asset,
         size=size,
-        rgba=_floats(data.get("rgba", [0.5, 0.5, 0.5, 1.0]), 4, f"{what} rgba"),  # type: ignore[arg-type]
+        rgba=floats(data.get("rgba", [0.5, 0.5, 0.5, 1.0]), 4, f"{what} rgba"),  # type: ignore[arg-type]
         fixed=bool(data.get("fixed", False)),
         x=_pair(data.get("x", 0.0), f"{what} x"),
         y=_pair(data.get("y", 0.0), f"{what} y"),
         yaw=_pair(data.get("yaw", 0.0), f"{what} yaw"),
         z=float(data.get("z", 0.0)),
-        upright=_floats(data.get("upright", [0, 0, 0]), 3, f"{what} upright"),  # type: ignore[arg-type]
+        upright=floats(data.get("upright", [0, 0, 0]), 3, f"{what} upright"),  # type: ignore[arg-type]
         density=None if data.get("density") is None else float(data["density"]),
         friction=None if data.get("friction") is None else float(data["friction"]),
         joints={str(k): _pair(v, f"{what} joint {k}") for k, v in (data.get("joints") or {}).items()},
@@ -165,7 +168,7 @@ def parse_object(data: dict, scene: str) -> ObjectDef:
 
 def parse_predicate(data: dict, task: str) -> Predicate:
     what = f"task {task!r} success"
-    _check_keys(data, {"kind", "object", "target", "joint", "value"}, what)
+    check_keys(data, {"kind", "object", "target", "joint", "value"}, what)
     kind = data.get("kind")
     if kind not in PREDICATES:
         raise EvalkitError(f"{what}: kind must be one of {', '.join(PREDICATES)}, got {kind!r}")
@@ -191,7 +194,7 @@ def parse_predicate(data: dict, task: str) -> Predicate:
 
 
 def parse_scene(name: str, data: dict) -> SceneDef:
-    _check_keys(data, {"objects", "min_spacing"}, f"scene {name!r}")
+    check_keys(data, {"objects", "min_spacing"}, f"scene {name!r}")
     objects = tuple(parse_object(o, name) for o in data.get("objects") or [])
     if not objects:
         raise EvalkitError(f"scene {name!r} has no objects")
@@ -202,7 +205,7 @@ def parse_scene(name: str, data: dict) -> SceneDef:
 
 
 def parse_task(data: dict, scenes: dict[str, SceneDef]) -> TaskDef:
-    _check_keys(data, {"name", "scene", "instruction", "success", "init_joints"}, "task")
+    check_keys(data, {"name", "scene", "instruction", "success", "init_joints"}, "task")
     for key in ("name", "scene", "instruction", "success"):
         if key not in data:
             raise EvalkitError(f"task {data.get('name', '?')!r}: missing `{key}`")

@@ -149,7 +149,7 @@ class DroidEnv:
         else:
             target = a[:7]
         d.ctrl[sc.arm_actuators] = np.clip(target, self.joint_low, self.joint_high)
-        d.ctrl[sc.gripper_actuators] = FINGER_CLOSED if a[7] > 0.5 else 0.0
+        d.ctrl[sc.gripper_actuators] = FINGER_CLOSED if a[7] > self.cfg.gripper_threshold else 0.0
         self._mj.mj_step(self.model, d, nstep=self.cfg.substeps)
         self.steps += 1
         return self.rubric.update()
@@ -172,8 +172,10 @@ class DroidEnv:
             "prompt": self.task.instruction,
         }
         if cameras:
+            from evalkit.suites.libero.transforms import apply_image_transforms
+
             for wire, cam in self.cfg.camera_keys:
-                obs[wire] = self.render(cam)
+                obs[wire] = apply_image_transforms(self.render(cam), self.cfg.image_transforms, self.cfg.image_size)
         if privileged:
             obs.update(self._privileged())
         return obs

@@ -24,7 +24,9 @@ MAX_SPEED = 0.25  # m/s of the end effector
 MAX_TURN = 1.2  # rad/s of the end effector
 HOVER = 0.08  # pre-grasp height above an object's top (m)
 CLEARANCE = 0.06  # carried objects clear obstacles by this much (m)
-GRASP_DEPTH = 0.015  # grip site this far below an object's top (the pads reach ~2.5 cm above the site)
+GRASP_DEPTH = 0.03  # grip site this far below an object's top (the pads span ~3 cm above the site)
+LIMIT_MARGIN = 0.05  # rad kept from joint limits
+SLOT_DEPTH = 0.05  # behind a drawer's handle, the gap a drawer ajar leaves between its front and the cabinet (m)
 XY_TOL = 0.012
 Z_TOL = 0.012
 POSTURE = np.array([0.0, -0.628, 0.0, -2.513, 0.0, 1.885, 0.785])  # DROID's home pose, a weak nullspace pull
@@ -125,11 +127,15 @@ def pick_and_place_goal(s: Scene) -> Goal:
     tc = (tlo + thi) / 2
     half = (hi - lo) / 2
     if task["kind"] == "next_to":
-        away = c[:2] - tc[:2]
-        away = away / (np.linalg.norm(away) + 1e-9)
-        reach = np.abs(away) @ ((thi - tlo)[:2] / 2) + np.abs(away) @ half[:2] + 0.025
-        place = np.array([*(tc[:2] + away * reach), s.table + half[2] + 0.008])
-        clear = max(thi[2], hi[2]) + CLEARANCE
+        # Beside the target along the axis where the object already is most clearly to one side of it.
+        half_t = (thi - tlo) / 2
+        sep = (c[:2] - tc[:2]) / (half_t[:2] + half[:2])
+        axis = int(np.argmax(np.abs(sep)))
+        other = 1 - axis
+        place = np.array([0.0, 0.0, s.table + half[2] + 0.008])
+        place[axis] = tc[axis] + np.sign(sep[axis]) * (half_t[axis] + half[axis] + 0.025)
+        place[other] = np.clip(c[other], tlo[other] + half[other], max(thi[other] - half[other], tlo[other] + half[other]))
+        clear = thi[2] + half[2] + CLEARANCE
     else:
         place_z = thi[2] + half[2] + (0.01 if task["kind"] == "inside" else 0.006)
         place = np.array([tc[0], tc[1], place_z])
@@ -162,22 +168,17 @@ def articulation_goal(s: Scene) -> Goal:
         if s.p[2] - h[2] > 0.015 and (s.p - h) @ d > 0.02:
             return Goal(np.array([*start[:2], h[2]]), rot, 1.0)
         return Goal(np.array([*(h[:2] - d[:2] * 0.06), h[2]]), rot, 1.0)
-    # Opening: grasp the bar from the front, fingers closing vertically, and pull along the opening direction.
-    z = -d
-    x = np.array([0.0, 0.0, 1.0])
-    rot = np.stack([x, np.cross(z, x), z], axis=1)
-    front = h + d * 0.10
-    holding = s.gripper > 0.2 and abs(s.p[2] - h[2]) < 0.02 and abs((s.p - h) @ d) < 0.03
-    if holding:
-        return Goal(h + d * 0.12, rot, 1.0)
-    if s.gripper > 0.15 and np.linalg.norm(s.p - h) > 0.02:
-        return Goal(s.p + d * 0.03, rot, 0.0)  # missed: reopen and back off
-    lateral = s.p - h - ((s.p - h) @ d) * d
-    if np.linalg.norm(lateral) > 0.012 or np.linalg.norm(rotation_error(s.rot, rot)) > 0.15:
-        return Goal(front, rot, 0.0)
-    if (s.p - h) @ d > 0.006:
-        return Goal(h - d * 0.002, rot, 0.0)
-    return Goal(h - d * 0.002, rot, 1.0)
+    # Opening a drawer that stands ajar: hook the closed fingers into the gap behind its front and pull.
+    yaw = closest_yaw(s.current_yaw(), float(np.arctan2(d[1], d[0])) + np.pi / 2, np.pi)
+    rot = down_rotation(yaw)
+    slot = h - d * SLOT_DEPTH
+    slot[2] = h[2] - 0.01
+    behind = (s.p - h) @ (-d)
+    if behind > 0.03 and s.p[2] < h[2] + 0.02:
+        return Goal(np.array([*(s.p[:2] + d[:2] * 0.12), slot[2]]), rot, 1.0)  # pull
+    if np.linalg.norm(s.p[:2] - slot[:2]) > 0.008:
+        return Goal(np.array([*slot[:2], h[2] + 0.08]), rot, 1.0)
+    return Goal(slot, rot, 1.0)
 
 
 def goal_for(s: Scene) -> Goal:
@@ -203,6 +204,11 @@ def chunk_toward(s: Scene, goal: Goal, horizon: int = HORIZON) -> np.ndarray:
     pinv = jac.T @ np.linalg.inv(jjt)
     dq = pinv @ delta
     dq += (np.eye(7) - pinv @ jac) @ (0.05 * (POSTURE - s.q))
+    # Stay clear of the joint limits over the whole chunk.
+    low, high = s.limits[:, 0] + LIMIT_MARGIN, s.limits[:, 1] - LIMIT_MARGIN
+    reach = s.q + horizon * dq
+    room = np.where(dq > 0, (high - s.q) / horizon, (low - s.q) / horizon)
+    dq = np.where((reach > high) | (reach < low), np.where(np.sign(room) == np.sign(dq), room, 0.0), dq)
     actions = np.zeros((horizon, 8), dtype=np.float32)
     actions[:, 7] = goal.grip
     if s.mode == "joint_velocity":

@@ -8,6 +8,7 @@ controller), robot bodies get gravity compensation, and the timestep divides the
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -120,7 +121,23 @@ def _add_cameras(root: ET.Element, cameras: tuple[CameraDef, ...]) -> None:
                       quat=" ".join(f"{v:.6f}" for v in quat), fovy=f"{cam.fovy}")
 
 
+_CACHE: dict[str, SceneModel] = {}
+
+
 def build_scene(data: DroidData, scene: SceneDef) -> SceneModel:
+    """The compiled scene; compiled once per process and scene, then copied (envs change model fields per
+    episode: fixed objects' poses, camera jitter)."""
+    import copy
+
+    key = repr((scene, data.robot, data.cameras, data.table_size, data.table_height, data.substeps, data.control_hz))
+    if key not in _CACHE:
+        _CACHE[key] = _compile_scene(data, scene)
+    cached = _CACHE[key]
+    return dataclasses.replace(cached, model=copy.copy(cached.model),
+                               objects={k: copy.copy(v) for k, v in cached.objects.items()})
+
+
+def _compile_scene(data: DroidData, scene: SceneDef) -> SceneModel:
     os.environ.setdefault("MUJOCO_GL", "egl")
     import mujoco
     from robosuite.models.arenas import TableArena
@@ -148,6 +165,11 @@ def build_scene(data: DroidData, scene: SceneDef) -> SceneModel:
 
     model.opt.timestep = 1.0 / (data.control_hz * data.substeps)
     model.opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    # Grasping: elliptic friction cones with a high impedance ratio hold objects without slip; multi-point
+    # convex contacts keep boxes and cylinders from rocking on flat surfaces.
+    model.opt.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+    model.opt.impratio = 10.0
+    model.opt.enableflags |= mujoco.mjtEnableBit.mjENBL_MULTICCD
 
     def jid(name: str) -> int:
         j = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
@@ -211,6 +233,9 @@ def build_scene(data: DroidData, scene: SceneDef) -> SceneModel:
                    for c in data.cameras if not c.wrist}
     gripper_geoms = np.array([g for g in range(model.ngeom) if model.geom(g).name.startswith("gripper0_")
                               or model.body(model.geom_bodyid[g]).name.startswith("gripper0_")], dtype=int)
+    for g in gripper_geoms:  # the finger links overlap each other in robosuite's model: no self-collisions
+        if model.geom_contype[g] or model.geom_conaffinity[g]:
+            model.geom_contype[g], model.geom_conaffinity[g] = 2, 1
     return SceneModel(
         model=model,
         objects=infos,

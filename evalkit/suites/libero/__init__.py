@@ -25,13 +25,19 @@ def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
 
     benchmark = str(data.get("benchmark", name))
     if benchmark not in catalog.registered_suites():
-        raise EvalkitError(f"suite {name!r}: LIBERO benchmark {benchmark!r} is not registered by the installed package")
+        raise EvalkitError(
+            f"suite {name!r}: LIBERO benchmark {benchmark!r} is not registered by the installed package"
+        )
     protocol = protocol_from_dict(data.get("protocol"), where=f"suite {name!r}")
     if protocol.action_dim != ACTION_DIM or protocol.state_dim != STATE_DIM:
-        raise EvalkitError(f"suite {name!r}: LIBERO protocols have action_dim {ACTION_DIM} and state_dim {STATE_DIM}")
+        raise EvalkitError(
+            f"suite {name!r}: LIBERO protocols have action_dim {ACTION_DIM} and state_dim {STATE_DIM}"
+        )
     unknown = [t for t in protocol.image_transforms if t not in IMAGE_TRANSFORMS]
     if unknown:
-        raise EvalkitError(f"suite {name!r}: unknown image transform(s) {unknown}; known: {', '.join(IMAGE_TRANSFORMS)}")
+        raise EvalkitError(
+            f"suite {name!r}: unknown image transform(s) {unknown}; known: {', '.join(IMAGE_TRANSFORMS)}"
+        )
     tasks = catalog.suite_tasks(benchmark)
     runnable = [t for t in tasks if t.runnable]
     if not runnable:
@@ -51,7 +57,9 @@ def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
         ),
         options={
             "benchmark": benchmark,
-            "task_files": {t.task_id: {"bddl": t.bddl_file, "init_states": t.init_states_file} for t in runnable},
+            "task_files": {
+                t.task_id: {"bddl": t.bddl_file, "init_states": t.init_states_file} for t in runnable
+            },
             "unavailable_tasks": [t.task_id for t in tasks if not t.runnable],
         },
     )

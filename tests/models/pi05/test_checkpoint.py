@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import pickle
 import shutil
 
@@ -81,6 +82,22 @@ def test_npz_conversion_reproduces_the_openpi_pytorch_weights(tmp_path, referenc
     assert ckpt.config == Pi05Config.from_fixture(json.loads(FIXTURE_CONFIG.read_text()))
     assert_same_tensors(ckpt.state_dict(), reference)
     np.testing.assert_allclose(ckpt.norm.actions.stats["q99"], np.linspace(1, 3, 7), rtol=1e-6)
+
+
+def test_converted_checkpoint_reproduces_the_golden_jax_actions(tmp_path):
+    out = convert_checkpoint(FIXTURE / "params_jax.npz", tmp_path / "out", model_config_file=FIXTURE_CONFIG,
+                             norm_stats=write_stats(tmp_path / "ns.json"))  # fmt: skip
+    model = load_checkpoint(out).build_model()
+    inputs, expected = np.load(FIXTURE / "inputs.npz"), np.load(FIXTURE / "expected.npz")
+    keys = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
+    actions = model.sample_actions(
+        {k: torch.from_numpy(inputs[f"image/{k}"]) for k in keys},
+        {k: torch.from_numpy(inputs[f"image_mask/{k}"]) for k in keys},
+        torch.from_numpy(inputs["tokenized_prompt"]).long(),
+        torch.from_numpy(inputs["tokenized_prompt_mask"]),
+        torch.from_numpy(inputs["noise"]),
+    )
+    np.testing.assert_allclose(actions.numpy(), expected["actions"], atol=1e-4)
 
 
 def test_openpi_layout_loads_with_the_libero_config(tmp_path, reference):
@@ -300,3 +317,29 @@ def test_make_tiny_checkpoint_cli_is_deterministic(tmp_path, capsys):
     droid = load_checkpoint(cli.make_tiny_checkpoint(tmp_path / "d", "droid"))
     assert droid.config.action_horizon == 15 and droid.config.discrete_state_input
     assert droid.behaviour.embodiment == "droid" and droid.norm.state.dim == 8
+
+
+def test_large_file_digests_are_cached_by_size_and_mtime(tmp_path, monkeypatch):
+    from evalkit.models.pi05 import checkpoint
+
+    monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(checkpoint, "FINGERPRINT_CACHE_MIN_BYTES", 0)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"a" * 1000)
+    first = checkpoint.fingerprint_files([weights])
+    assert (tmp_path / "cache" / "fingerprints.json").is_file()
+    stat = weights.stat()
+    weights.write_bytes(b"b" * 1000)  # same size; restore the mtime: the cache answers
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert checkpoint.fingerprint_files([weights]) == first
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert checkpoint.fingerprint_files([weights]) != first
+
+
+def test_openpi_config_json_horizon_unless_named(tmp_path):
+    d = openpi_dir(tmp_path)
+    info = {"action_dim": 32, "action_horizon": 16, "paligemma_variant": "gemma_2b",
+            "action_expert_variant": "gemma_300m", "precision": "bfloat16"}  # fmt: skip
+    (d / "config.json").write_text(json.dumps(info))
+    assert load_checkpoint(d, model_config_file=FIXTURE_CONFIG).config.action_horizon == 16
+    assert load_checkpoint(d, "pi05_libero", model_config_file=FIXTURE_CONFIG).config.action_horizon == 10

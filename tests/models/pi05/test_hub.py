@@ -2,6 +2,7 @@
 
 import functools
 import http.server
+import json
 import shutil
 import socket
 import threading
@@ -131,3 +132,26 @@ def test_local_paths_and_ids():
         resolve_checkpoint("/definitely/not/here")
     with pytest.raises(EvalkitError, match="does not exist"):
         resolve_checkpoint("./a/b/c")
+
+
+def test_lerobot_layout_fetches_processor_state_files(server, tmp_path):
+    from safetensors.torch import load_file
+
+    from tests.models.pi05.test_checkpoint import FIXTURE_CONFIG, _lerobot_dir
+
+    endpoint, root, _ = server
+    src = _lerobot_dir(tmp_path, load_file(str(SHARED / "fixtures" / "pi05_tiny_a" / "model.safetensors")))
+    publish(src, root, "lerobot/pi05_tiny")
+    path = resolve_checkpoint("lerobot/pi05_tiny", cache=tmp_path / "c", endpoint=endpoint, progress=False)
+    assert (path / "policy_postprocessor_step_1_unnormalizer_processor.safetensors").is_file()
+    ckpt = load_checkpoint(path, model_config_file=FIXTURE_CONFIG)
+    assert ckpt.layout == "lerobot"
+    assert ckpt.fingerprint() == load_checkpoint(src, model_config_file=FIXTURE_CONFIG).fingerprint()
+
+    evil = root / "lerobot" / "evil" / "resolve" / "main"
+    shutil.copytree(src, evil)
+    pipeline = json.loads((evil / "policy_preprocessor.json").read_text())
+    pipeline["steps"][0]["state_file"] = "../../../../escape.safetensors"
+    (evil / "policy_preprocessor.json").write_text(json.dumps(pipeline))
+    with pytest.raises(EvalkitError, match="refusing to download suspicious file name"):
+        resolve_checkpoint("lerobot/evil", cache=tmp_path / "c", endpoint=endpoint, progress=False)

@@ -1,0 +1,172 @@
+"""The suite registry: YAML suites and groups, protocol presets, overrides, discovered LIBERO suites, errors."""
+
+import dataclasses
+
+import pytest
+
+from evalkit.errors import EvalkitError
+from evalkit.suites import registry
+from evalkit.suites.base import fingerprint
+
+
+def fp(spec):
+    return fingerprint(spec.protocol.fingerprint_payload())
+
+
+def test_libero_group_expands_to_the_four_openpi_suites_with_their_budgets():
+    specs = registry.resolve("libero")
+    assert [s.name for s in specs] == ["libero_spatial", "libero_object", "libero_goal", "libero_10"]
+    assert [s.protocol.max_steps for s in specs] == [220, 280, 300, 520]
+    for spec in specs:
+        assert spec.kind == "libero" and spec.embodiment == "libero"
+        assert len(spec.tasks) == 10 and all(t.num_init_states == 50 for t in spec.tasks)
+        assert spec.options["benchmark"] == spec.name
+
+
+def test_openpi_protocol_is_the_default_and_exact():
+    (spec,) = registry.resolve("libero_spatial")
+    p = spec.protocol
+    assert p.name == "openpi"
+    assert p.cameras == (
+        ("observation/image", "agentview"),
+        ("observation/wrist_image", "robot0_eye_in_hand"),
+    )
+    assert p.render_size == (256, 256) and p.image_size == (224, 224)
+    assert p.image_transforms == ("rot180", "resize_with_pad")
+    assert (p.control_hz, p.wait_steps, p.replan_steps, p.episodes_per_task, p.seed) == (20.0, 10, 5, 50, 7)
+    assert p.dummy_action == (0, 0, 0, 0, 0, 0, -1.0)
+    assert (p.action_dim, p.state_dim, p.init_states) == (7, 8, "index")
+    (l90,) = registry.resolve("libero_90")
+    assert l90.protocol.max_steps == 400 and len(l90.tasks) == 90
+    assert (
+        spec.tasks[0].language
+        == "pick up the black bowl between the plate and the ramekin and place it on the plate"
+    )
+
+
+def test_lerobot_preset_and_fingerprints():
+    (openpi,) = registry.resolve("libero_spatial")
+    (lerobot,) = registry.resolve("libero_spatial", protocol="lerobot")
+    p = lerobot.protocol
+    assert p.name == "lerobot"
+    assert (p.render_size, p.replan_steps, p.max_steps, p.episodes_per_task, p.seed) == (
+        (360, 360),
+        10,
+        280,
+        10,
+        1000,
+    )
+    assert dict(p.extra)["episode_seeds"] == "plus_index"
+    assert fp(openpi) != fp(lerobot)
+    (goal,) = registry.resolve("libero_goal", protocol="lerobot")
+    assert goal.protocol.max_steps == 300  # lerobot differs from openpi only on spatial
+    # more episodes refine an estimate without changing the protocol; a different budget does change it
+    (more,) = registry.resolve("libero_spatial", episodes_per_task=3)
+    (longer,) = registry.resolve("libero_spatial", max_steps=300)
+    assert fp(more) == fp(openpi) and fp(longer) != fp(openpi)
+
+
+def test_overrides_apply_to_every_member_of_a_group():
+    specs = registry.resolve(
+        "libero", protocol="lerobot", episodes_per_task=2, max_steps=15, seed=3, tasks=[0, 9]
+    )
+    for spec in specs:
+        assert (spec.protocol.episodes_per_task, spec.protocol.max_steps, spec.protocol.seed) == (2, 15, 3)
+        assert [t.task_id for t in spec.tasks] == [0, 9]
+        assert spec.protocol.render_size == (360, 360)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tasks": [3, 10, 12]}, r"has no task\(s\) 10, 12; its task ids are 0-9"),
+        ({"episodes_per_task": 0}, "--episodes-per-task must be positive"),
+        ({"max_steps": -5}, "--max-steps must be positive"),
+        ({"seed": -1}, "--seed must be >= 0"),
+        ({"protocol": "openvla"}, r"unknown protocol 'openvla' .*libero protocols: lerobot, openpi"),
+    ],
+)
+def test_bad_overrides_are_one_line_errors(kwargs, message):
+    with pytest.raises(EvalkitError, match=message) as info:
+        registry.resolve("libero_spatial", **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_suite_suggests_close_names():
+    with pytest.raises(
+        EvalkitError, match=r"unknown suite 'libero_spatail'; did you mean libero_spatial"
+    ) as info:
+        registry.resolve("libero_spatail")
+    assert "\n" not in str(info.value)
+    with pytest.raises(EvalkitError, match="unknown suite 'nothing_like_it' \\("):
+        registry.resolve("nothing_like_it")
+
+
+def test_libero_pro_suites_inherit_the_protocol_of_the_suite_they_perturb():
+    specs = registry.resolve("libero_pro")
+    assert len(specs) == 16 and all(len(s.tasks) == 10 for s in specs)
+    budgets = {s.name: s.protocol.max_steps for s in specs}
+    assert budgets["libero_spatial_swap"] == 220 and budgets["libero_goal_lan"] == 300
+    assert budgets["libero_10_task"] == 520 and budgets["libero_object_object"] == 280
+    (lan,) = registry.resolve("libero_goal_lan")
+    (goal,) = registry.resolve("libero_goal")
+    assert [t.language for t in lan.tasks] != [t.language for t in goal.tasks]  # paraphrased instructions
+    (swap,) = registry.resolve("libero_spatial_swap", protocol="lerobot")
+    assert swap.protocol.max_steps == 280
+
+
+def test_discovered_suites_resolve_and_unrunnable_ones_say_why():
+    (mug,) = registry.resolve("libero_spatial_with_mug")
+    assert mug.protocol.max_steps == 220 and len(mug.tasks) == 10
+    (milk,) = registry.resolve("libero_10_with_milk")  # 2 of its 10 tasks lack initial states
+    assert milk.protocol.max_steps == 520 and len(milk.tasks) == 8
+    assert sorted(milk.options["unavailable_tasks"]) == sorted(
+        set(range(10)) - {t.task_id for t in milk.tasks}
+    )
+    with pytest.raises(EvalkitError, match="resources") as info:
+        registry.resolve("libero_goal_env")
+    assert "\n" not in str(info.value)
+
+
+def test_list_suites_counts_tasks_of_every_suite():
+    infos = {i.name: i for i in registry.list_suites()}
+    assert infos["libero"].kind == "group" and infos["libero"].n_tasks == 40
+    assert infos["libero_90"].n_tasks == 90 and infos["libero_spatial"].kind == "libero"
+    pro = [f"{b}_{p}" for b in ("libero_spatial", "libero_object", "libero_goal", "libero_10")
+           for p in ("lan", "object", "swap", "task")]  # fmt: skip
+    assert all(infos[name].n_tasks == 10 for name in pro)
+    assert infos["libero_10_with_milk"].n_tasks == 8
+    assert "libero_goal_env" not in infos  # registered, but nothing to run
+    assert all(i.description for i in infos.values())
+
+
+def test_evalkit_tasks_directory_adds_suites_and_presets(tmp_path, monkeypatch):
+    (tmp_path / "libero" / "protocols").mkdir(parents=True)
+    (tmp_path / "libero" / "mine.yaml").write_text(
+        "name: spatial_short\nextends: libero_spatial\ndescription: two tasks, short\nprotocols:\n  openpi: {max_steps: 50}\n"
+    )
+    (tmp_path / "libero" / "protocols" / "tiny.yaml").write_text(
+        (registry.REPO_TASKS / "libero" / "protocols" / "openpi.yaml").read_text() + "episodes_per_task: 2\n"
+    )
+    (tmp_path / "pair.yaml").write_text("name: pair\ngroup: [spatial_short, libero_goal]\n")
+    monkeypatch.setenv("EVALKIT_TASKS", str(tmp_path))
+    specs = registry.resolve("pair")
+    assert [(s.name, s.protocol.max_steps) for s in specs] == [("spatial_short", 50), ("libero_goal", 300)]
+    (tiny,) = registry.resolve("libero_goal", protocol="tiny")
+    assert tiny.protocol.episodes_per_task == 2 and tiny.protocol.name == "tiny"
+    (tmp_path / "dup.yaml").write_text("name: spatial_short\nkind: libero\n")
+    with pytest.raises(EvalkitError, match="defined twice"):
+        registry.resolve("libero_goal")
+
+
+def test_protocol_from_dict_validates_fields():
+    base = dataclasses.asdict(registry.resolve("libero_spatial")[0].protocol)
+    base["cameras"] = [list(c) for c in base["cameras"]]
+    base.pop("extra")
+    assert registry.protocol_from_dict(base).cameras[0] == ("observation/image", "agentview")
+    with pytest.raises(EvalkitError, match="lacks max_steps"):
+        registry.protocol_from_dict({k: v for k, v in base.items() if k != "max_steps"})
+    with pytest.raises(EvalkitError, match="replan_steps must be positive"):
+        registry.protocol_from_dict({**base, "replan_steps": 0})
+    with pytest.raises(EvalkitError, match=r"render_size must be \[height, width\]"):
+        registry.protocol_from_dict({**base, "render_size": 256})
