@@ -204,73 +204,75 @@ def batching_gain(batches: list[int], repeats: int) -> None:
     diff = max(float(np.abs(a - b).max()) for a, b in zip(one_by_one, together, strict=True))
     print(f"max |batched - unbatched| action difference: {diff:.2e}")
 
+    print(
+        "\nTimes are the minimum over repeats (the two variants alternate); wall = elapsed, cpu = this process's"
+        " CPU time (robust to other load on a shared machine)."
+    )
     print("\n### In process: one infer(B) call vs B infer(1) calls")
-    print("| B | B separate calls (ms) | one batched call (ms) | speed-up | obs/s separate | obs/s batched |")
-    print("|---|---|---|---|---|---|")
+    print("| B | B separate calls: wall / cpu ms | one batched call: wall / cpu ms | speed-up wall / cpu |")
+    print("|---|---|---|---|")
     for b in batches:
         sep, bat = [], []
         for _ in range(repeats):
-            t0 = time.perf_counter()
-            for r in reqs[:b]:
-                policy.infer([r])
-            sep.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            policy.infer(reqs[:b])
-            bat.append(time.perf_counter() - t0)
-        s, t = min(sep) * 1000, min(bat) * 1000
-        print(f"| {b} | {s:.0f} | {t:.0f} | {s / t:.2f}x | {b / s * 1000:.1f} | {b / t * 1000:.1f} |")
+            sep.append(_timed(lambda b=b: [policy.infer([r]) for r in reqs[:b]]))
+            bat.append(_timed(lambda b=b: policy.infer(reqs[:b])))
+        _row(b, sep, bat)
 
-    print("\n### Through `PolicyServer`: B concurrent requests, --max-batch 1 vs --max-batch B")
-    print("| B | max-batch 1 (ms per B requests) | max-batch B (ms) | speed-up | policy calls (1 / B) |")
+    print(
+        "\n### Through `PolicyServer`: B concurrent requests via the ws:// adapter, --max-batch 1 vs --max-batch B"
+    )
+    print(
+        "| B | max-batch 1: wall / cpu ms | max-batch B: wall / cpu ms | speed-up wall / cpu | policy calls (1 / B) |"
+    )
     print("|---|---|---|---|---|")
     for b in batches:
-        row = []
-        calls = []
-        for max_batch in (1, b):
-            server = PolicyServer(policy, port=0, max_batch=max_batch, max_wait_ms=5)
-            with (
-                ServerThread(server) as srv,
-                RemotePolicy(srv.url, embodiment="libero", action_dim=7, max_connections=b) as client,
-            ):
-                client.infer(reqs[:b])  # warm-up, opens b connections
-                before = server.batches
-                times = []
-                for _ in range(repeats):
-                    t0 = time.perf_counter()
-                    client.infer(reqs[:b])
-                    times.append(time.perf_counter() - t0)
-                calls.append((server.batches - before) / repeats)
-            row.append(min(times) * 1000)
-        print(
-            f"| {b} | {row[0]:.0f} | {row[1]:.0f} | {row[0] / row[1]:.2f}x | {calls[0]:.0f} / {calls[1]:.1f} |"
-        )
+        one, many = (PolicyServer(policy, port=0, max_batch=m, max_wait_ms=5) for m in (1, b))
+        with (
+            ServerThread(one) as srv_one,
+            ServerThread(many) as srv_many,
+            RemotePolicy(srv_one.url, embodiment="libero", action_dim=7, max_connections=b) as c_one,
+            RemotePolicy(srv_many.url, embodiment="libero", action_dim=7, max_connections=b) as c_many,
+        ):
+            c_one.infer(reqs[:b])  # warm-up, opens b connections each
+            c_many.infer(reqs[:b])
+            before = (one.batches, many.batches)
+            t_one, t_many = [], []
+            for _ in range(repeats):
+                t_one.append(_timed(lambda b=b: c_one.infer(reqs[:b])))
+                t_many.append(_timed(lambda b=b: c_many.infer(reqs[:b])))
+            calls = ((one.batches - before[0]) / repeats, (many.batches - before[1]) / repeats)
+        _row(b, t_one, t_many, f" {calls[0]:.0f} / {calls[1]:.1f} |")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="measurement time per client count")
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16, 64])
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8, 16])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for the pi0.5 part")
-    parser.add_argument("--skip-pi05", action="store_true")
-    args = parser.parse_args()
+def _timed(fn) -> tuple[float, float]:
+    w, c = time.perf_counter(), time.process_time()
+    fn()
+    return (time.perf_counter() - w) * 1000, (time.process_time() - c) * 1000
 
-    proc, url, log = start_server("--policy", "zero", "--max-batch", str(max(args.clients)))
+
+def _row(b: int, base: list[tuple[float, float]], new: list[tuple[float, float]], extra: str = "") -> None:
+    bw, bc = min(t[0] for t in base), min(t[1] for t in base)
+    nw, nc = min(t[0] for t in new), min(t[1] for t in new)
+    print(
+        f"| {b} | {bw:.0f} / {bc:.0f} | {nw:.0f} / {nc:.0f} | {bw / nw:.2f}x / {bc / nc:.2f}x |{extra}",
+        flush=True,
+    )
+
+
+def zero_policy_tables(args: argparse.Namespace, max_wait: float) -> None:
+    serve_args = ["--policy", "zero", "--max-batch", str(max(args.clients)), "--max-wait-ms", str(max_wait)]
+    proc, url, log = start_server(*serve_args)
     try:
-        print("## Zero policy, LIBERO-sized observations (2 x 224x224x3 uint8 + state + prompt), loopback")
+        print(f"\n## Zero policy, `evalkit serve {' '.join(serve_args)}` (subprocess, loopback)")
         size = len(packb({**libero_obs(0), SEED_KEY: 0}))
-        print(
-            f"request size {size} bytes; reply {len(packb({'actions': np.zeros((10, 7), np.float32)}))} bytes"
-        )
-        print(
-            f"`evalkit serve --policy zero --max-batch {max(args.clients)}` in a subprocess; {args.seconds:.0f} s per row"
-        )
+        reply = len(packb({"actions": np.zeros((10, 7), np.float32)}))
+        print(f"LIBERO-sized requests (2 x 224x224x3 uint8 + state + prompt): {size} bytes; reply {reply} bytes; "
+              f"{args.seconds:.0f} s per row")  # fmt: skip
         print("\n| concurrent clients | requests/s | p50 ms | p99 ms |")
         print("|---|---|---|---|")
         for n in args.clients:
             rps, p50, p99 = measure_clients(url, n, args.seconds)
-            print(f"| {n} | {rps:.0f} | {p50:.2f} | {p99:.2f} |")
+            print(f"| {n} | {rps:.0f} | {p50:.2f} | {p99:.2f} |", flush=True)
         print(
             "\n`ws://` adapter (RemotePolicy.infer of a batch, one connection per item up to the pool size):"
         )
@@ -278,11 +280,28 @@ def main() -> None:
         print("|---|---|---|")
         for n in args.clients:
             ops, p50 = measure_adapter(url, n, args.seconds)
-            print(f"| {n} | {ops:.0f} | {p50:.2f} |")
+            print(f"| {n} | {ops:.0f} | {p50:.2f} |", flush=True)
     finally:
         proc.terminate()
         proc.wait(10)
         log.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="measurement time per client count")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument(
+        "--max-wait-ms", type=float, nargs="+", default=[5.0, 0.0], help="server settings to compare"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for the pi0.5 part")
+    parser.add_argument("--skip-pi05", action="store_true")
+    args = parser.parse_args()
+
+    for max_wait in args.max_wait_ms:
+        zero_policy_tables(args, max_wait)
     # Sanity: replies decode with our own decoder.
     assert unpackb(packb({"a": np.zeros(2)}))["a"].shape == (2,)
     if not args.skip_pi05:

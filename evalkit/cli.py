@@ -26,6 +26,7 @@ def eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", required=True, help="suite or group name (see `evalkit suites`)")
     parser.add_argument("--policy", required=True, help="zero, random, pi05, oracle, or ws://host:port")
     parser.add_argument("--checkpoint", help="pi0.5 checkpoint directory or hub id")
+    parser.add_argument("--tokenizer", help="PaliGemma SentencePiece model (default: checkpoint dir, openpi cache)")
     parser.add_argument("--episodes-per-task", type=int, help="default: the protocol's (50 for LIBERO)")
     parser.add_argument("--tasks", type=int, nargs="+", help="task ids (default: all)")
     parser.add_argument("--workers", type=int, help="env worker processes (default: available cores)")
@@ -51,6 +52,7 @@ def eval_main(args: argparse.Namespace) -> int:
         policy=args.policy,
         out=args.out,
         checkpoint=args.checkpoint,
+        tokenizer=args.tokenizer,
         episodes_per_task=args.episodes_per_task,
         tasks=tuple(args.tasks) if args.tasks else None,
         workers=args.workers,

@@ -14,6 +14,7 @@ so a request's actions never depend on which other requests share its batch.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     import torch
 
     from evalkit.models.pi05.checkpoint import Pi05Checkpoint
+
+log = logging.getLogger(__name__)
 
 IMAGE_SIZE = (224, 224)
 BASE, LEFT_WRIST, RIGHT_WRIST = "base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb"
@@ -118,6 +121,17 @@ def parse_prompt(obs: Observation, episode_id: str) -> str:
     return prompt
 
 
+@dataclass(frozen=True)
+class ModelInputs:
+    """One request after the embodiment transforms: what goes into the batch."""
+
+    base: np.ndarray  # (224, 224, 3) uint8
+    wrist: np.ndarray  # (224, 224, 3) uint8
+    state: np.ndarray  # raw robot state (for AbsoluteActions)
+    tokens: np.ndarray  # (max_token_len,) int64
+    token_mask: np.ndarray  # (max_token_len,) bool
+
+
 class Pi05Policy:
     def __init__(
         self,
@@ -159,6 +173,18 @@ class Pi05Policy:
                 f"vocabulary is {self.config.paligemma.vocab_size}: wrong tokenizer for this checkpoint"
             )
         self.model = checkpoint.build_model(device, dtype)
+        log.info(
+            "pi05 %s (%s layout, config %s): horizon %d, %s, norm %s/%s, %s on %s",
+            checkpoint.path,
+            checkpoint.layout,
+            checkpoint.behaviour.name,
+            self.config.action_horizon,
+            "state in prompt" if self.config.discrete_state_input else "no state in prompt",
+            checkpoint.norm.state.mode,
+            checkpoint.norm.actions.mode,
+            dtype,
+            device,
+        )
         self._sample = torch.compile(self.model.sample_actions) if compile else self.model.sample_actions
         self.meta = PolicyMeta(
             name="pi05",
@@ -168,9 +194,7 @@ class Pi05Policy:
             action_dim=self.io.action_dim,
         )
 
-    def _prepare(
-        self, request: PolicyRequest
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _prepare(self, request: PolicyRequest) -> ModelInputs:
         obs, eid = request.obs, request.episode_id
         if request.action_dim != self.io.action_dim:
             raise EvalkitError(
@@ -185,7 +209,7 @@ class Pi05Policy:
         state = self.io.state(obs, eid)
         normalized = self.checkpoint.norm.state.normalize(state)
         prompt = self.tokenizer.tokenize(parse_prompt(obs, eid), normalized)
-        return base, wrist, state, prompt.tokens, prompt.mask
+        return ModelInputs(base, wrist, state, prompt.tokens, prompt.mask)
 
     def infer(self, batch: Sequence[PolicyRequest]) -> list[np.ndarray]:
         import torch
@@ -193,8 +217,8 @@ class Pi05Policy:
         if not batch:
             return []
         prepared = [self._prepare(request) for request in batch]
-        base = np.stack([p[0] for p in prepared])
-        wrist = np.stack([p[1] for p in prepared])
+        base = np.stack([p.base for p in prepared])
+        wrist = np.stack([p.wrist for p in prepared])
         n = len(batch)
 
         def to_model(images: np.ndarray) -> torch.Tensor:  # uint8 HWC → float [-1, 1], as openpi
@@ -210,19 +234,19 @@ class Pi05Policy:
             LEFT_WRIST: torch.ones(n, dtype=torch.bool, device=self.device),
             RIGHT_WRIST: torch.zeros(n, dtype=torch.bool, device=self.device),
         }
-        tokens = torch.from_numpy(np.stack([p[3] for p in prepared])).to(self.device)
-        token_mask = torch.from_numpy(np.stack([p[4] for p in prepared])).to(self.device)
+        tokens = torch.from_numpy(np.stack([p.tokens for p in prepared])).to(self.device)
+        token_mask = torch.from_numpy(np.stack([p.token_mask for p in prepared])).to(self.device)
         noise = torch.stack([self._noise(request.seed) for request in batch]).to(self.device)
         with torch.inference_mode():
             actions = self._sample(images, masks, tokens, token_mask, noise)
         actions = actions.float().cpu().numpy()
         out = []
-        for request, (_, _, state, _, _), chunk in zip(batch, prepared, actions, strict=True):
+        for request, inputs, chunk in zip(batch, prepared, actions, strict=True):
             if not np.all(np.isfinite(chunk)):
                 raise EvalkitError(f"{request.episode_id}: pi05 produced non-finite actions")
             chunk = self.checkpoint.norm.actions.unnormalize(chunk)
             if self.checkpoint.behaviour.absolute_joint_actions:
-                chunk[..., :7] += state[:7]  # openpi AbsoluteActions(make_bool_mask(7, -1))
+                chunk[..., :7] += inputs.state[:7]  # openpi AbsoluteActions(make_bool_mask(7, -1))
             out.append(np.ascontiguousarray(chunk[..., : self.io.action_dim], dtype=np.float32))
         return out
 
@@ -258,5 +282,5 @@ def make_pi05_policy(options: PolicyOptions) -> Pi05Policy:
         device=options.device,
         dtype=options.dtype,
         compile=options.compile,
-        tokenizer=os.environ.get("EVALKIT_TOKENIZER") or None,
+        tokenizer=options.tokenizer or os.environ.get("EVALKIT_TOKENIZER") or None,
     )

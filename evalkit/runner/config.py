@@ -25,6 +25,7 @@ class EvalConfig:
     policy: str
     out: Path | None = None  # run directory; default results/<suite>__<policy>
     checkpoint: str | None = None
+    tokenizer: str | None = None
     episodes_per_task: int | None = None  # default: the suite protocol's
     tasks: tuple[int, ...] | None = None  # task ids; default: all
     workers: int | None = None  # env worker processes; default: available cores

@@ -66,6 +66,7 @@ def build_policy(config: EvalConfig, suites: list[SuiteSpec]) -> Policy:
         embodiment=suites[0].embodiment,
         action_dim=suites[0].protocol.action_dim,
         checkpoint=config.checkpoint,
+        tokenizer=config.tokenizer,
         device=config.device,
         dtype=config.dtype,
         api_key=config.api_key,

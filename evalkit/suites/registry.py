@@ -333,8 +333,11 @@ def resolve(name: str, protocol: str | None = None, episodes_per_task: int | Non
     return specs
 
 
-def list_suites(include_unavailable: bool = False) -> list[SuiteInfo]:
-    """Groups, YAML suites, then discovered suites, with task counts (a suite that fails to load shows why)."""
+def list_suites(include_unavailable: bool = True) -> list[SuiteInfo]:
+    """Groups, YAML suites, then discovered suites, with task counts; a suite that cannot load shows why (0 tasks).
+
+    `include_unavailable=False` leaves out discovered suites that cannot load (e.g. registered without resources).
+    """
     entries = _all_entries(discover=True)
     counts: dict[str, int] = {}
     kinds: dict[str, str] = {}
@@ -365,7 +368,13 @@ def list_suites(include_unavailable: bool = False) -> list[SuiteInfo]:
                     continue
                 description = notes[entry.name]
         infos.append(SuiteInfo(entry.name, kinds.get(entry.name, entry.kind), n, description))
-    order = {"group": 0}
-    return sorted(
-        infos, key=lambda i: (order.get(i.kind, 1), entries[i.name].source.endswith("discover()"), i.name)
-    )
+
+    def sort_key(info: SuiteInfo) -> tuple:
+        return (
+            info.kind != "group",
+            entries[info.name].source.endswith("discover()"),
+            info.n_tasks == 0,
+            info.name,
+        )
+
+    return sorted(infos, key=sort_key)

@@ -109,8 +109,21 @@ def test_libero_pro_suites_inherit_the_protocol_of_the_suite_they_perturb():
     assert budgets["libero_spatial_swap"] == 220 and budgets["libero_goal_lan"] == 300
     assert budgets["libero_10_task"] == 520 and budgets["libero_object_object"] == 280
     (lan,) = registry.resolve("libero_goal_lan")
+    (task,) = registry.resolve("libero_spatial_task")
+    (swap,) = registry.resolve("libero_spatial_swap")
     (goal,) = registry.resolve("libero_goal")
-    assert [t.language for t in lan.tasks] != [t.language for t in goal.tasks]  # paraphrased instructions
+    # openpi's prompt is the benchmark's task.language (from the BDDL file name); LIBERO-PRO's language and task
+    # perturbations keep the file names and rewrite the BDDL's (:language ...), so those suites prompt with it
+    assert goal.tasks[0].language == "open the middle drawer of the cabinet"
+    assert lan.tasks[0].language == "open the cabinet’s middle drawer"
+    assert (
+        task.tasks[0].language
+        == "Pick the akita black bowl not between the plate and the ramekin and place it on the plate"
+    )
+    assert (
+        swap.tasks[0].language
+        == "pick up the black bowl between the plate and the ramekin and place it on the plate"
+    )
     (swap,) = registry.resolve("libero_spatial_swap", protocol="lerobot")
     assert swap.protocol.max_steps == 280
 
@@ -123,7 +136,9 @@ def test_discovered_suites_resolve_and_unrunnable_ones_say_why():
     assert sorted(milk.options["unavailable_tasks"]) == sorted(
         set(range(10)) - {t.task_id for t in milk.tasks}
     )
-    with pytest.raises(EvalkitError, match="resources") as info:
+    with pytest.raises(
+        EvalkitError, match=r"none of its 10 tasks has its files installed \(bddl, init_states"
+    ) as info:
         registry.resolve("libero_goal_env")
     assert "\n" not in str(info.value)
 
@@ -136,7 +151,12 @@ def test_list_suites_counts_tasks_of_every_suite():
            for p in ("lan", "object", "swap", "task")]  # fmt: skip
     assert all(infos[name].n_tasks == 10 for name in pro)
     assert infos["libero_10_with_milk"].n_tasks == 8
-    assert "libero_goal_env" not in infos  # registered, but nothing to run
+    assert infos["libero_goal_env"].n_tasks == 0  # registered, but nothing to run: listed with the reason
+    assert (
+        infos["libero_goal_env"].description.startswith("unavailable: ")
+        and "files installed" in infos["libero_goal_env"].description
+    )
+    assert "libero_goal_env" not in {i.name for i in registry.list_suites(include_unavailable=False)}
     assert all(i.description for i in infos.values())
 
 
@@ -146,14 +166,15 @@ def test_evalkit_tasks_directory_adds_suites_and_presets(tmp_path, monkeypatch):
         "name: spatial_short\nextends: libero_spatial\ndescription: two tasks, short\nprotocols:\n  openpi: {max_steps: 50}\n"
     )
     (tmp_path / "libero" / "protocols" / "tiny.yaml").write_text(
-        (registry.REPO_TASKS / "libero" / "protocols" / "openpi.yaml").read_text() + "episodes_per_task: 2\n"
+        (registry.REPO_TASKS / "libero" / "protocols" / "openpi.yaml").read_text()
+        + "episodes_per_task: 2\nmax_steps: 30\n"
     )
     (tmp_path / "pair.yaml").write_text("name: pair\ngroup: [spatial_short, libero_goal]\n")
     monkeypatch.setenv("EVALKIT_TASKS", str(tmp_path))
     specs = registry.resolve("pair")
     assert [(s.name, s.protocol.max_steps) for s in specs] == [("spatial_short", 50), ("libero_goal", 300)]
     (tiny,) = registry.resolve("libero_goal", protocol="tiny")
-    assert tiny.protocol.episodes_per_task == 2 and tiny.protocol.name == "tiny"
+    assert (tiny.protocol.episodes_per_task, tiny.protocol.max_steps, tiny.protocol.name) == (2, 30, "tiny")
     (tmp_path / "dup.yaml").write_text("name: spatial_short\nkind: libero\n")
     with pytest.raises(EvalkitError, match="defined twice"):
         registry.resolve("libero_goal")

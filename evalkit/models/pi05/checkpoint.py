@@ -195,10 +195,15 @@ def read_orbax_params(params_dir: Path) -> dict[str, np.ndarray]:
     except ImportError as exc:
         raise EvalkitError(
             f"{params_dir} is an openpi JAX (orbax) checkpoint; reading it needs the optional package "
-            "orbax-checkpoint (pip install orbax-checkpoint), or convert it on a machine that has it with "
+            "orbax-checkpoint (pip install -e '.[orbax]'), or convert it on a machine that has it with "
             "`evalkit convert --src <ckpt> --out DIR --config NAME`"
         ) from exc
-    restored = ocp.PyTreeCheckpointer().restore(str(params_dir.resolve()))
+    try:
+        restored = ocp.PyTreeCheckpointer().restore(str(params_dir.resolve()))
+    except Exception as exc:  # orbax/tensorstore raise many types
+        raise EvalkitError(
+            f"cannot read the orbax checkpoint {params_dir}: {type(exc).__name__}: {exc}"
+        ) from exc
     flat: dict[str, np.ndarray] = {}
 
     def walk(node: Any, prefix: tuple[str, ...]) -> None:
@@ -219,19 +224,39 @@ def read_orbax_params(params_dir: Path) -> dict[str, np.ndarray]:
 # Key fixes and validation
 
 
-def fix_lerobot_keys(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, str]:
-    """lerobot pi05 names → openpi PyTorch names (file key -> our key), per lerobot's `_fix_pytorch_state_dict_keys`:
-    strip `model.`, `action_time_mlp_*` -> `time_mlp_*`, `state_proj` dropped, tied lm_head -> embed_tokens."""
+# transformers < 4.52 named PaliGemma's parts differently; its own `_checkpoint_conversion_mapping` renames them.
+LEGACY_HF_NAMES = (
+    ("paligemma_with_expert.paligemma.language_model.model.", P + "language_model."),
+    ("paligemma_with_expert.paligemma.vision_tower.", P + "vision_tower."),
+    ("paligemma_with_expert.paligemma.multi_modal_projector.", P + "multi_modal_projector."),
+    ("paligemma_with_expert.paligemma.language_model.lm_head.", "paligemma_with_expert.paligemma.lm_head."),
+)
+
+
+def canonical_names(keys: Iterable[str], lerobot: bool) -> dict[str, str]:
+    """File key -> our (openpi PyTorch, transformers >= 4.52) name.
+
+    lerobot (`_fix_pytorch_state_dict_keys`): strip `model.`, `action_time_mlp_*` -> `time_mlp_*`, drop
+    `state_proj`. Both: legacy transformers names; the tied PaliGemma lm_head stands in for a missing embed_tokens.
+    """
     mapping: dict[str, str] = {}
-    for key in shapes:
-        if not key.startswith("model."):
-            raise EvalkitError(f"lerobot checkpoint tensor {key!r} lacks the 'model.' prefix")
-        name = key[len("model.") :]
-        if name.startswith("state_proj."):
-            continue
-        name = name.replace("action_time_mlp_in.", "time_mlp_in.").replace(
-            "action_time_mlp_out.", "time_mlp_out."
-        )
+    for key in keys:
+        name = key
+        if lerobot:
+            if not key.startswith("model."):
+                raise EvalkitError(f"lerobot checkpoint tensor {key!r} lacks the 'model.' prefix")
+            name = key[len("model.") :]
+            if name.startswith("state_proj."):
+                continue
+            for old, new in (
+                ("action_time_mlp_in.", "time_mlp_in."),
+                ("action_time_mlp_out.", "time_mlp_out."),
+            ):
+                name = new + name[len(old) :] if name.startswith(old) else name
+        for old, new in LEGACY_HF_NAMES:
+            if name.startswith(old):
+                name = new + name[len(old) :]
+                break
         mapping[key] = name
     embed = P + "language_model.embed_tokens.weight"
     lm_head = "paligemma_with_expert.paligemma.lm_head.weight"
@@ -239,6 +264,11 @@ def fix_lerobot_keys(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, str]:
         for key, name in list(mapping.items()):
             if name == lm_head:
                 mapping[key] = embed  # tied weights saved only once, under lm_head
+    seen: dict[str, str] = {}
+    for key, name in mapping.items():
+        if name in seen:
+            raise EvalkitError(f"tensors {seen[name]!r} and {key!r} both map to {name!r}")
+        seen[name] = key
     return mapping
 
 
@@ -602,8 +632,6 @@ def load_checkpoint(
         else:  # lerobot
             info = _read_json(path / "config.json") if (path / "config.json").is_file() else {}
             behaviour = lerobot_behaviour(info, config_name)
-            key_map = fix_lerobot_keys(shapes)
-            shapes = {key_map[k]: v for k, v in shapes.items() if k in key_map}
             if stats_path is not None:
                 norm = openpi_norm_spec(stats_path, quantile=True)
                 extra.append(stats_path)
@@ -611,6 +639,8 @@ def load_checkpoint(
                 norm = lerobot_norm_spec(path)
                 extra += [path / "policy_preprocessor.json", path / "policy_postprocessor.json"]
                 extra += sorted(path.glob("policy_*processor*.safetensors"))
+        key_map = canonical_names(shapes, lerobot=layout == "lerobot")
+        shapes = {key_map[k]: v for k, v in shapes.items() if k in key_map}
         if model_config is not None:
             config = apply_behaviour(model_config, behaviour)
         else:

@@ -64,6 +64,8 @@ def parse_remote(
         return None
     repo, _, revision = repo.partition("@")
     revision = revision or "main"
+    if any(set(part) <= {"."} for part in (*repo.split("/"), *revision.split("/"))):
+        raise EvalkitError(f"invalid hub id {spec!r}")
     endpoint = (endpoint or os.environ.get("EVALKIT_HUB_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     base = f"{endpoint}/{repo}/resolve/{urllib.parse.quote(revision, safe='')}"
     owner, name = repo.split("/")
@@ -112,8 +114,8 @@ class Downloader:
                 return None
             if exc.code in (401, 403):
                 raise EvalkitError(
-                    f"access denied to {url} (HTTP {exc.code}; gated or private?); download the files by hand into "
-                    f"{self.remote.cache_dir} or pass a local directory"
+                    f"access denied to {url} (HTTP {exc.code}: a gated, private or nonexistent repo?); "
+                    f"download the files by hand into {self.remote.cache_dir} or pass a local directory"
                 ) from exc
             raise EvalkitError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from exc
         except OSError as exc:  # URLError, timeouts, refused connections

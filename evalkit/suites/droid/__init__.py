@@ -33,8 +33,16 @@ DROID_KNOBS = {"action_mode": "joint_velocity", "max_joint_delta": 0.2, "gripper
 TRANSFORMS = ("resize_with_pad",)
 
 SUITE_KEYS = {"name", "kind", "description", "protocol", "protocols", "sim", "scenes", "tasks", "task_names"}
-SIM_KEYS = {"substeps", "settle_s", "table_size", "table_height", "robot", "camera_jitter_m", "camera_jitter_deg",
-            "cameras"}
+SIM_KEYS = {
+    "substeps",
+    "settle_s",
+    "table_size",
+    "table_height",
+    "robot",
+    "camera_jitter_m",
+    "camera_jitter_deg",
+    "cameras",
+}
 ROBOT_KEYS = {"home", "home_noise", "base_pos", "kp", "kd"}
 
 
@@ -55,14 +63,16 @@ def _parse_cameras(name: str, sim: dict) -> tuple[CameraDef, ...]:
     cameras = []
     for c in sim.get("cameras") or []:
         check_keys(c, {"name", "pos", "lookat", "up", "fovy", "wrist"}, f"suite {name!r} camera")
-        cameras.append(CameraDef(
-            name=str(c["name"]),
-            pos=floats(c.get("pos", [0, 0, 0]), 3, "camera pos"),  # type: ignore[arg-type]
-            lookat=floats(c.get("lookat", [0, 0, 0]), 3, "camera lookat"),  # type: ignore[arg-type]
-            up=floats(c.get("up", [0, 0, 1]), 3, "camera up"),  # type: ignore[arg-type]
-            fovy=float(c.get("fovy", 60.0)),
-            wrist=bool(c.get("wrist", False)),
-        ))
+        cameras.append(
+            CameraDef(
+                name=str(c["name"]),
+                pos=floats(c.get("pos", [0, 0, 0]), 3, "camera pos"),  # type: ignore[arg-type]
+                lookat=floats(c.get("lookat", [0, 0, 0]), 3, "camera lookat"),  # type: ignore[arg-type]
+                up=floats(c.get("up", [0, 0, 1]), 3, "camera up"),  # type: ignore[arg-type]
+                fovy=float(c.get("fovy", 60.0)),
+                wrist=bool(c.get("wrist", False)),
+            )
+        )
     return tuple(cameras)
 
 
@@ -130,10 +140,14 @@ def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
         raise EvalkitError(f"suite {name!r}: DROID protocols have action_dim 8 and state_dim 8")
     unknown = [t for t in protocol.image_transforms if t not in TRANSFORMS]
     if unknown:
-        raise EvalkitError(f"suite {name!r}: unknown image transforms {unknown}; DROID supports {list(TRANSFORMS)}")
+        raise EvalkitError(
+            f"suite {name!r}: unknown image transforms {unknown}; DROID supports {list(TRANSFORMS)}"
+        )
     droid = parse_droid_data(name, data, protocol)
     if droid.action_mode == "joint_position" and protocol.wait_steps:
-        raise EvalkitError(f"suite {name!r}: wait_steps must be 0 in joint_position mode (no constant hold action)")
+        raise EvalkitError(
+            f"suite {name!r}: wait_steps must be 0 in joint_position mode (no constant hold action)"
+        )
     used_scenes = {t.scene for t in droid.tasks}
     scene_payload = {
         "sim": data.get("sim"),
@@ -146,8 +160,10 @@ def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
         TaskSpec(task_id=i, name=t.name, language=t.instruction, num_init_states=NUM_LAYOUTS)
         for i, t in enumerate(droid.tasks)
     )
-    return SuiteSpec(name=name, kind="droid", embodiment="droid", protocol=protocol, tasks=tasks,
-                     options={"droid": droid})
+    return SuiteSpec(
+        name=name, kind="droid", embodiment="droid", protocol=protocol, tasks=tasks,
+        options={"droid": droid, "privileged_obs": True},  # the oracle may read `privileged/*` keys
+    )
 
 
 def make_env(suite: SuiteSpec, task_id: int) -> SimEnv:

@@ -29,7 +29,11 @@ class ObjectDef:
     y: tuple[float, float] = (0.0, 0.0)
     yaw: tuple[float, float] = (0.0, 0.0)  # degrees
     z: float = 0.0  # extra height above the table top (m)
-    upright: tuple[float, float, float] = (0.0, 0.0, 0.0)  # xyz Euler (deg) making the asset stand up, before yaw
+    upright: tuple[float, float, float] = (
+        0.0,
+        0.0,
+        0.0,
+    )  # xyz Euler (deg) making the asset stand up, before yaw
     density: float | None = None  # primitives only (kg/m^3)
     friction: float | None = None  # sliding friction of primitives
     joints: dict[str, tuple[float, float]] = field(default_factory=dict)  # initial ranges of articulations
@@ -76,7 +80,9 @@ class TaskDef:
     scene: str
     instruction: str
     success: Predicate
-    init_joints: dict[str, tuple[float, float]] = field(default_factory=dict)  # per-task articulation overrides
+    init_joints: dict[str, tuple[float, float]] = field(
+        default_factory=dict
+    )  # per-task articulation overrides
 
 
 @dataclass(frozen=True)
@@ -136,8 +142,21 @@ def check_keys(data: dict, allowed: set[str], what: str) -> None:
 
 def parse_object(data: dict, scene: str) -> ObjectDef:
     what = f"scene {scene!r} object {data.get('name', '?')!r}"
-    allowed = {"name", "asset", "size", "rgba", "fixed", "x", "y", "yaw", "z", "upright", "density", "friction",
-               "joints"}
+    allowed = {
+        "name",
+        "asset",
+        "size",
+        "rgba",
+        "fixed",
+        "x",
+        "y",
+        "yaw",
+        "z",
+        "upright",
+        "density",
+        "friction",
+        "joints",
+    }
     check_keys(data, allowed, what)
     if "name" not in data or "asset" not in data:
         raise EvalkitError(f"{what}: needs `name` and `asset`")
@@ -217,6 +236,13 @@ def parse_task(data: dict, scenes: dict[str, SceneDef]) -> TaskDef:
     for ref in (pred.object, pred.target):
         if ref is not None:
             scene.object(ref)
-    init_joints = {str(k): _pair(v, f"task {name!r} init_joints") for k, v in (data.get("init_joints") or {}).items()}
-    return TaskDef(name=name, scene=scene.name, instruction=str(data["instruction"]), success=pred,
-                   init_joints=init_joints)
+    init_joints = {
+        str(k): _pair(v, f"task {name!r} init_joints") for k, v in (data.get("init_joints") or {}).items()
+    }
+    return TaskDef(
+        name=name,
+        scene=scene.name,
+        instruction=str(data["instruction"]),
+        success=pred,
+        init_joints=init_joints,
+    )

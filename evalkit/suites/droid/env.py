@@ -36,8 +36,14 @@ def _yaw_quat(yaw: float) -> np.ndarray:
 def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     w1, x1, y1, z1 = a
     w2, x2, y2, z2 = b
-    return np.array([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2])
+    return np.array(
+        [
+            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
+        ]
+    )
 
 
 class DroidEnv:
@@ -76,8 +82,10 @@ class DroidEnv:
             if not holds(self.task.success, self.world):
                 break
         else:
-            raise EvalkitError(f"task {self.task.name!r}: no layout found with room for all objects where the task "
-                               "is not already solved")
+            raise EvalkitError(
+                f"task {self.task.name!r}: no layout found with room for all objects where the task "
+                "is not already solved"
+            )
         self.episode = episode
         self.steps = 0
         self.rubric = Rubric(self.task.success, self.world)
@@ -108,9 +116,15 @@ class DroidEnv:
                 m.body_pos[info.body] = [xy[0], xy[1], z]
                 m.body_quat[info.body] = quat
             else:
-                d.qpos[info.free_qpos:info.free_qpos + 7] = [xy[0], xy[1], z, *quat]
-            ranges = {**obj.joints, **{k.split("/", 1)[1]: v for k, v in self.task.init_joints.items()
-                                       if k.split("/", 1)[0] == obj.name}}
+                d.qpos[info.free_qpos : info.free_qpos + 7] = [xy[0], xy[1], z, *quat]
+            ranges = {
+                **obj.joints,
+                **{
+                    k.split("/", 1)[1]: v
+                    for k, v in self.task.init_joints.items()
+                    if k.split("/", 1)[0] == obj.name
+                },
+            }
             for joint, j in info.joints.items():
                 lo, hi = ranges.get(joint, (0.0, 0.0))
                 d.qpos[m.jnt_qposadr[j]] = rng.uniform(lo, hi)
@@ -121,7 +135,9 @@ class DroidEnv:
     def _jitter_cameras(self, rng: np.random.Generator) -> None:
         for name, (pos, quat) in self.scene.camera_base.items():
             cam = self.scene.cameras[name]
-            self.model.cam_pos[cam] = pos + rng.uniform(-self.cfg.camera_jitter_m, self.cfg.camera_jitter_m, 3)
+            self.model.cam_pos[cam] = pos + rng.uniform(
+                -self.cfg.camera_jitter_m, self.cfg.camera_jitter_m, 3
+            )
             axis = rng.normal(size=3)
             axis /= np.linalg.norm(axis)
             angle = np.deg2rad(rng.uniform(0, self.cfg.camera_jitter_deg))
@@ -175,7 +191,9 @@ class DroidEnv:
             from evalkit.suites.libero.transforms import apply_image_transforms
 
             for wire, cam in self.cfg.camera_keys:
-                obs[wire] = apply_image_transforms(self.render(cam), self.cfg.image_transforms, self.cfg.image_size)
+                obs[wire] = apply_image_transforms(
+                    self.render(cam), self.cfg.image_transforms, self.cfg.image_size
+                )
         if privileged:
             obs.update(self._privileged())
         return obs
@@ -204,7 +222,9 @@ class DroidEnv:
             self._mj.mju_quat2Mat(upright, info.upright)
             yaw_frame = d.xmat[info.body].reshape(3, 3) @ upright.reshape(3, 3).T
             out[f"privileged/object/{name}/yaw"] = float(np.arctan2(yaw_frame[1, 0], yaw_frame[0, 0]))
-            out[f"privileged/object/{name}/size"] = info.local_max - info.local_min  # in its upright, unyawed frame
+            out[f"privileged/object/{name}/size"] = (
+                info.local_max - info.local_min
+            )  # in its upright, unyawed frame
             out[f"privileged/object/{name}/grasped"] = self.world.grasped(name)
         pred = self.task.success
         if pred.joint is not None:
@@ -243,7 +263,9 @@ class DroidEnv:
             self._scene_option.geomgroup[0] = 0  # collision geometry
             self._scene_option.sitegroup[:] = 0  # markers
         self.render_calls += 1
-        self._renderer.update_scene(self.data, camera=self.scene.cameras[camera], scene_option=self._scene_option)
+        self._renderer.update_scene(
+            self.data, camera=self.scene.cameras[camera], scene_option=self._scene_option
+        )
         return self._renderer.render().copy()
 
     def frame(self) -> np.ndarray:

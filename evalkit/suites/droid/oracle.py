@@ -21,12 +21,16 @@ from evalkit.policies.registry import PolicyOptions
 HORIZON = 8  # actions per chunk (DROID's open-loop horizon)
 CONTROL_DT = 1.0 / 15.0
 MAX_SPEED = 0.25  # m/s of the end effector
+CARRY_SPEED = 0.15  # m/s while holding an object (fast moves shake it loose)
 MAX_TURN = 1.2  # rad/s of the end effector
 HOVER = 0.08  # pre-grasp height above an object's top (m)
 CLEARANCE = 0.06  # carried objects clear obstacles by this much (m)
-GRASP_DEPTH = 0.03  # grip site this far below an object's top (the pads span ~3 cm above the site)
+GRASP_DEPTH = 0.02  # grip site at least this far below an object's top (the pads span ~3 cm above the site)
+GRASP_TOL = 0.006  # grip site this close to the grasp point before closing
 LIMIT_MARGIN = 0.05  # rad kept from joint limits
-SLOT_DEPTH = 0.05  # behind a drawer's handle, the gap a drawer ajar leaves between its front and the cabinet (m)
+SLOT_DEPTH = (
+    0.05  # behind a drawer's handle, the gap a drawer ajar leaves between its front and the cabinet (m)
+)
 XY_TOL = 0.012
 Z_TOL = 0.012
 POSTURE = np.array([0.0, -0.628, 0.0, -2.513, 0.0, 1.885, 0.785])  # DROID's home pose, a weak nullspace pull
@@ -37,6 +41,7 @@ class Goal:
     pos: np.ndarray  # grip-site target (world)
     rot: np.ndarray  # 3x3 target orientation of the grip site
     grip: float  # 0 open, 1 closed
+    speed: float = MAX_SPEED  # m/s
 
 
 def down_rotation(yaw: float) -> np.ndarray:
@@ -104,7 +109,7 @@ def pick_and_place_goal(s: Scene) -> Goal:
     held = s.grasped(name) and s.gripper > 0.2
     if not held:
         yaw = s.grasp_yaw(name)
-        grasp = np.array([c[0], c[1], max(hi[2] - GRASP_DEPTH, c[2], s.table + 0.016)])
+        grasp = np.array([c[0], c[1], max(min(c[2], hi[2] - GRASP_DEPTH), s.table + 0.016)])
         above = np.array([c[0], c[1], hi[2] + HOVER])
         if s.gripper > 0.15 and np.linalg.norm(s.p - grasp) > 0.02:
             return Goal(s.p + np.array([0, 0, 0.03]), down_rotation(s.current_yaw()), 0.0)  # missed: reopen
@@ -114,15 +119,18 @@ def pick_and_place_goal(s: Scene) -> Goal:
             if s.p[2] < hi[2] + 0.02 and xy_err > 0.03:
                 return Goal(np.array([s.p[0], s.p[1], above[2]]), down_rotation(yaw), 0.0)  # up first
             return Goal(above, down_rotation(yaw), 0.0)
-        if s.p[2] - grasp[2] > Z_TOL:
+        if s.p[2] - grasp[2] > Z_TOL or xy_err > GRASP_TOL:
             return Goal(grasp, down_rotation(yaw), 0.0)
         return Goal(grasp, down_rotation(yaw), 1.0)  # close
     # Holding the object: carry it to where the predicate wants it.
     hold = s.p - c  # grip site relative to the object's center
     yaw = s.current_yaw()
     if task["kind"] == "lifted":
-        return Goal(np.array([s.p[0], s.p[1], s.table + task["value"] + 0.12 + (s.p[2] - lo[2])]),
-                    down_rotation(yaw), 1.0)
+        return Goal(
+            np.array([s.p[0], s.p[1], s.table + task["value"] + 0.12 + (s.p[2] - lo[2])]),
+            down_rotation(yaw),
+            1.0,
+        )
     tlo, thi = s.box(task["target"])
     tc = (tlo + thi) / 2
     half = (hi - lo) / 2
@@ -134,7 +142,9 @@ def pick_and_place_goal(s: Scene) -> Goal:
         other = 1 - axis
         place = np.array([0.0, 0.0, s.table + half[2] + 0.008])
         place[axis] = tc[axis] + np.sign(sep[axis]) * (half_t[axis] + half[axis] + 0.025)
-        place[other] = np.clip(c[other], tlo[other] + half[other], max(thi[other] - half[other], tlo[other] + half[other]))
+        place[other] = np.clip(
+            c[other], tlo[other] + half[other], max(thi[other] - half[other], tlo[other] + half[other])
+        )
         clear = thi[2] + half[2] + CLEARANCE
     else:
         place_z = thi[2] + half[2] + (0.01 if task["kind"] == "inside" else 0.006)
@@ -143,12 +153,14 @@ def pick_and_place_goal(s: Scene) -> Goal:
     xy_err = np.linalg.norm(c[:2] - place[:2])
     if xy_err > XY_TOL:
         if c[2] < clear - 0.02:  # lift before moving sideways
-            target_c = np.array([c[0], c[1], clear]) if xy_err > 0.04 else np.array([place[0], place[1], clear])
+            target_c = (
+                np.array([c[0], c[1], clear]) if xy_err > 0.04 else np.array([place[0], place[1], clear])
+            )
         else:
             target_c = np.array([place[0], place[1], max(clear, c[2])])
-        return Goal(target_c + hold, down_rotation(yaw), 1.0)
+        return Goal(target_c + hold, down_rotation(yaw), 1.0, CARRY_SPEED)
     if c[2] - place[2] > Z_TOL:
-        return Goal(place + hold, down_rotation(yaw), 1.0)
+        return Goal(place + hold, down_rotation(yaw), 1.0, CARRY_SPEED)
     return Goal(place + hold, down_rotation(yaw), 0.0)  # release
 
 
@@ -195,7 +207,7 @@ def chunk_toward(s: Scene, goal: Goal, horizon: int = HORIZON) -> np.ndarray:
     steps = float(horizon)
     step_p = dp / steps
     step_r = dr / steps
-    max_p, max_r = MAX_SPEED * CONTROL_DT, MAX_TURN * CONTROL_DT
+    max_p, max_r = goal.speed * CONTROL_DT, MAX_TURN * CONTROL_DT
     scale = min(1.0, max_p / (np.linalg.norm(step_p) + 1e-12), max_r / (np.linalg.norm(step_r) + 1e-12))
     delta = np.concatenate([step_p, step_r]) * scale
     jac = s.jac

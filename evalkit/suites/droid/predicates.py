@@ -43,7 +43,9 @@ class World:
         j = self.scene.objects[name].joints[joint]
         if j not in self._joint_geoms:
             body = self.model.jnt_bodyid[j]
-            geoms = [g for g in self.scene.objects[name].geoms if self._descends(self.model.geom_bodyid[g], body)]
+            geoms = [
+                g for g in self.scene.objects[name].geoms if self._descends(self.model.geom_bodyid[g], body)
+            ]
             self._joint_geoms[j] = np.array(geoms, dtype=int)
         return self._joint_geoms[j]
 
@@ -102,16 +104,26 @@ def holds(pred: Predicate, world: World) -> bool:
         return bool(lo[2] > world.table_height + pred.value) and not world.on_table(pred.object)
     tlo, thi = world.box(pred.target)
     if pred.kind == "inside":
-        return (xy_within(center, tlo, thi, INSIDE_MARGIN) and lo[2] < thi[2] and center[2] > tlo[2]
-                and world.released(pred.object))
+        return (
+            xy_within(center, tlo, thi, INSIDE_MARGIN)
+            and lo[2] < thi[2]
+            and center[2] > tlo[2]
+            and world.released(pred.object)
+        )
     if pred.kind == "on_top":
         target_geoms = world.scene.objects[pred.target].geoms
-        return (xy_within(center, tlo, thi, 0.0) and center[2] > thi[2]
-                and world.touching(world.scene.objects[pred.object].geoms, target_geoms)
-                and world.released(pred.object))
+        return (
+            xy_within(center, tlo, thi, 0.0)
+            and center[2] > thi[2]
+            and world.touching(world.scene.objects[pred.object].geoms, target_geoms)
+            and world.released(pred.object)
+        )
     if pred.kind == "next_to":
-        return (xy_gap(lo, hi, tlo, thi) <= pred.value and world.on_table(pred.object)
-                and world.released(pred.object))
+        return (
+            xy_gap(lo, hi, tlo, thi) <= pred.value
+            and world.on_table(pred.object)
+            and world.released(pred.object)
+        )
     raise ValueError(f"unknown predicate {pred.kind}")
 
 

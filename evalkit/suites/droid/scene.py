@@ -23,6 +23,7 @@ ARM_JOINTS = tuple(f"robot0_joint{i}" for i in range(1, 8))
 FINGER_JOINT = "gripper0_finger_joint"  # Robotiq's driven knuckle, 0 (open) .. 0.8 (closed)
 FINGER_CLOSED = 0.8
 GRIPPER_DAMPING = 3.0  # N m s / rad on the driven knuckles
+GRIPPER_TORQUE = 8.0  # N m, the most each knuckle servo applies
 GRIP_SITE = "gripper0_grip_site"
 GRIPPER_BODY = "gripper0_eef"
 FINGER_PAD_GEOMS = ("gripper0_left_fingerpad_collision", "gripper0_right_fingerpad_collision")
@@ -81,7 +82,9 @@ def _make_object(obj: ObjectDef):
     path = libero_assets_root() / (obj.asset.removeprefix("libero:") + ".xml")
     if not path.is_file():
         raise EvalkitError(f"object {obj.name!r}: no LIBERO asset {obj.asset!r} ({path})")
-    return MujocoXMLObject(str(path), name=obj.name, joints=joints, obj_type="all", duplicate_collision_geoms=False)
+    return MujocoXMLObject(
+        str(path), name=obj.name, joints=joints, obj_type="all", duplicate_collision_geoms=False
+    )
 
 
 def _lookat_quat(pos: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
@@ -117,8 +120,15 @@ def _add_cameras(root: ET.Element, cameras: tuple[CameraDef, ...]) -> None:
             if gripper is None:
                 raise EvalkitError("no gripper body for the wrist camera")
             parent = gripper
-        ET.SubElement(parent, "camera", name=cam.name, mode="fixed", pos=" ".join(f"{v:.5f}" for v in pos),
-                      quat=" ".join(f"{v:.6f}" for v in quat), fovy=f"{cam.fovy}")
+        ET.SubElement(
+            parent,
+            "camera",
+            name=cam.name,
+            mode="fixed",
+            pos=" ".join(f"{v:.5f}" for v in pos),
+            quat=" ".join(f"{v:.6f}" for v in quat),
+            fovy=f"{cam.fovy}",
+        )
 
 
 _CACHE: dict[str, SceneModel] = {}
@@ -129,12 +139,15 @@ def build_scene(data: DroidData, scene: SceneDef) -> SceneModel:
     episode: fixed objects' poses, camera jitter)."""
     import copy
 
-    key = repr((scene, data.robot, data.cameras, data.table_size, data.table_height, data.substeps, data.control_hz))
+    key = repr(
+        (scene, data.robot, data.cameras, data.table_size, data.table_height, data.substeps, data.control_hz)
+    )
     if key not in _CACHE:
         _CACHE[key] = _compile_scene(data, scene)
     cached = _CACHE[key]
-    return dataclasses.replace(cached, model=copy.copy(cached.model),
-                               objects={k: copy.copy(v) for k, v in cached.objects.items()})
+    return dataclasses.replace(
+        cached, model=copy.copy(cached.model), objects={k: copy.copy(v) for k, v in cached.objects.items()}
+    )
 
 
 def _compile_scene(data: DroidData, scene: SceneDef) -> SceneModel:
@@ -158,9 +171,18 @@ def _compile_scene(data: DroidData, scene: SceneDef) -> SceneModel:
         if body.get("name", "").startswith(("robot0_", "gripper0_")):
             body.set("gravcomp", "1")
     base = data.robot.base_pos
-    ET.SubElement(root.find("worldbody"), "geom", name="robot_pedestal", type="cylinder", contype="0",
-                  conaffinity="0", group="1", rgba="0.25 0.25 0.27 1", size=f"0.11 {base[2] / 2 - 0.001:.4f}",
-                  pos=f"{base[0]:.4f} {base[1]:.4f} {base[2] / 2:.4f}")
+    ET.SubElement(
+        root.find("worldbody"),
+        "geom",
+        name="robot_pedestal",
+        type="cylinder",
+        contype="0",
+        conaffinity="0",
+        group="1",
+        rgba="0.25 0.25 0.27 1",
+        size=f"0.11 {base[2] / 2 - 0.001:.4f}",
+        pos=f"{base[0]:.4f} {base[1]:.4f} {base[2] / 2:.4f}",
+    )
     model = mujoco.MjModel.from_xml_string(ET.tostring(root, encoding="unicode"))
 
     model.opt.timestep = 1.0 / (data.control_hz * data.substeps)
@@ -195,6 +217,10 @@ def _compile_scene(data: DroidData, scene: SceneDef) -> SceneModel:
     grip_act = [a for a in range(model.nu) if a not in arm_act]
     for a in grip_act:  # a 2F-85 takes about half a second to close; robosuite's fingers snap shut in 30 ms
         model.dof_damping[model.jnt_dofadr[model.actuator_trnid[a, 0]]] = GRIPPER_DAMPING
+        # robosuite's servo squeezes with ~75 N per finger through the linkage, enough to shoot a held object
+        # out when the fingers part; a limited torque still holds the suite's objects.
+        model.actuator_forcelimited[a] = 1
+        model.actuator_forcerange[a] = [-GRIPPER_TORQUE, GRIPPER_TORQUE]
 
     infos: dict[str, ObjectInfo] = {}
     ref = mujoco.MjData(model)
@@ -209,15 +235,22 @@ def _compile_scene(data: DroidData, scene: SceneDef) -> SceneModel:
                 free = int(model.jnt_qposadr[j])
             else:
                 jnts[model.joint(j).name.removeprefix(mobj.naming_prefix)] = j
-        geoms = np.array([g for g in range(model.ngeom) if _in_subtree(model, model.geom_bodyid[g], body)
-                          and (model.geom_contype[g] or model.geom_conaffinity[g])], dtype=int)
+        geoms = np.array(
+            [
+                g
+                for g in range(model.ngeom)
+                if _in_subtree(model, model.geom_bodyid[g], body)
+                and (model.geom_contype[g] or model.geom_conaffinity[g])
+            ],
+            dtype=int,
+        )
         upright = np.zeros(4)
         mujoco.mju_euler2Quat(upright, np.deg2rad(obj.upright), "xyz")
         infos[obj.name] = ObjectInfo(obj.name, body, free, geoms, np.zeros(3), np.zeros(3), upright, jnts)
     # Local bounding boxes: every object at the origin, unrotated.
     for info in infos.values():
         if info.free_qpos is not None:
-            ref.qpos[info.free_qpos:info.free_qpos + 7] = [0, 0, 0, *info.upright]
+            ref.qpos[info.free_qpos : info.free_qpos + 7] = [0, 0, 0, *info.upright]
         else:
             model.body_pos[info.body] = 0
             model.body_quat[info.body] = info.upright
@@ -229,13 +262,29 @@ def _compile_scene(data: DroidData, scene: SceneDef) -> SceneModel:
         info.local_min, info.local_max = lo - ref.xpos[info.body], hi - ref.xpos[info.body]
 
     cameras = {c.name: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, c.name) for c in data.cameras}
-    camera_base = {c.name: (model.cam_pos[cameras[c.name]].copy(), model.cam_quat[cameras[c.name]].copy())
-                   for c in data.cameras if not c.wrist}
-    gripper_geoms = np.array([g for g in range(model.ngeom) if model.geom(g).name.startswith("gripper0_")
-                              or model.body(model.geom_bodyid[g]).name.startswith("gripper0_")], dtype=int)
+    camera_base = {
+        c.name: (model.cam_pos[cameras[c.name]].copy(), model.cam_quat[cameras[c.name]].copy())
+        for c in data.cameras
+        if not c.wrist
+    }
+    gripper_geoms = np.array(
+        [
+            g
+            for g in range(model.ngeom)
+            if model.geom(g).name.startswith("gripper0_")
+            or model.body(model.geom_bodyid[g]).name.startswith("gripper0_")
+        ],
+        dtype=int,
+    )
     for g in gripper_geoms:  # the finger links overlap each other in robosuite's model: no self-collisions
         if model.geom_contype[g] or model.geom_conaffinity[g]:
             model.geom_contype[g], model.geom_conaffinity[g] = 2, 1
+    # Stiff contacts between fingers and objects (the default 20 ms time constant lets fingertips sink 2 cm
+    # into a grasped object, which then shoots out); twice the timestep is the stiffest MuJoCo allows.
+    stiff = 2.0 * model.opt.timestep
+    table = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "table_collision")
+    for g in np.concatenate([gripper_geoms, [table], *[info.geoms for info in infos.values()]]):
+        model.geom_solref[g] = [stiff, 1.0]
     return SceneModel(
         model=model,
         objects=infos,
@@ -246,8 +295,10 @@ def _compile_scene(data: DroidData, scene: SceneDef) -> SceneModel:
         finger_qpos=int(model.jnt_qposadr[jid(FINGER_JOINT)]),
         grip_site=mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, GRIP_SITE),
         gripper_geoms=gripper_geoms,
-        finger_pad_geoms=np.array([mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, n) for n in FINGER_PAD_GEOMS]),
-        table_geom=mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "table_collision"),
+        finger_pad_geoms=np.array(
+            [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, n) for n in FINGER_PAD_GEOMS]
+        ),
+        table_geom=table,
         cameras=cameras,
         camera_base=camera_base,
     )

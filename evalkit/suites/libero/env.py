@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
+import sys
 
 import numpy as np
 
@@ -33,6 +35,19 @@ MAIN_CAMERA = "agentview"
 HORIZON_MARGIN = 50
 # Samples in lockstep with the camera observables (same rate, same update calls since construction).
 _SNAPSHOT_OBSERVABLE = "robot0_eef_pos"
+
+
+def import_control_env():
+    """LIBERO's ControlEnv, imported without robosuite's three import-time "no private macro file" warnings."""
+    logger = logging.getLogger("robosuite_logs")
+    level = logger.level
+    if "robosuite" not in sys.modules:
+        logger.setLevel(logging.ERROR)
+    try:
+        from libero.libero.envs.env_wrapper import ControlEnv
+    finally:
+        logger.setLevel(level)
+    return ControlEnv
 
 
 class LiberoEnv:
@@ -64,7 +79,7 @@ class LiberoEnv:
 
         configure_gl()
         ensure_libero_config()
-        from libero.libero.envs.env_wrapper import ControlEnv
+        ControlEnv = import_control_env()
 
         height, width = self.protocol.render_size
         self._env = ControlEnv(

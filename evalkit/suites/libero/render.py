@@ -20,16 +20,22 @@ import weakref
 import numpy as np
 
 _LIVE: weakref.WeakSet[CameraRenderer] = weakref.WeakSet()
+_ATEXIT_REGISTERED = False
 
 
 def _close_all() -> None:
-    # Runs before robosuite's own atexit eglTerminate (registered earlier, so it runs later), which avoids the
-    # well-known EGL_NOT_INITIALIZED noise from contexts freed after the display is gone.
     for renderer in list(_LIVE):
         renderer.close()
 
 
-atexit.register(_close_all)
+def _register_atexit() -> None:
+    # Registered after robosuite's own `atexit.register(eglTerminate)` (done when its first EGL context is
+    # created), so it runs before it: contexts are freed while the display still exists, which avoids the
+    # well-known EGL_NOT_INITIALIZED noise from `__del__` at exit (openpi#435).
+    global _ATEXIT_REGISTERED
+    if not _ATEXIT_REGISTERED:
+        atexit.register(_close_all)
+        _ATEXIT_REGISTERED = True
 
 
 class CameraRenderer:
@@ -55,6 +61,7 @@ class CameraRenderer:
             from robosuite.utils.binding_utils import GLContext
 
             self._gl = GLContext(max_width=self._max_size[0], max_height=self._max_size[1], device_id=-1)
+            _register_atexit()
         self._gl.make_current()
         if self._con is None or xml != self._xml:
             self._free_con()
@@ -108,6 +115,9 @@ class CameraRenderer:
             self._con = None
 
     def close(self) -> None:
+        if self._gl is not None and self._con is not None:
+            with contextlib.suppress(Exception):
+                self._gl.make_current()
         self._free_con()
         self._scn = None
         self._model = None

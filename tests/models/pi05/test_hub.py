@@ -128,6 +128,8 @@ def test_missing_repo_and_truncated_download(server, tiny, tmp_path):
 
 def test_local_paths_and_ids():
     assert parse_remote("not a hub id!") is None
+    with pytest.raises(EvalkitError, match="invalid hub id"):
+        parse_remote("org/name@..")
     with pytest.raises(EvalkitError, match="does not exist"):
         resolve_checkpoint("/definitely/not/here")
     with pytest.raises(EvalkitError, match="does not exist"):
