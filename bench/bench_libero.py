@@ -1,6 +1,7 @@
 """LIBERO throughput: a bare simulation loop vs the evalkit harness, and rendering every step vs on demand.
 
-    .venv/bin/python bench/bench_libero.py [--episodes 3] [--max-steps 60] [--workers 1 2] [--render-steps 40]
+    .venv/bin/python bench/bench_libero.py [--episodes 4] [--max-steps 60] [--workers 1 2] [--repeats 2]
+                                            [--render-steps 40] [--skip-harness]
 
 Every measurement runs in its own fresh process (one GL context per process, as in real workers), on
 LIBERO-Spatial task 0 under the openpi protocol (10 settle steps + `--max-steps` control steps per episode).
@@ -21,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,7 +56,9 @@ def mode_bare(args: argparse.Namespace) -> dict:
     settle = np.asarray(proto.dummy_action, dtype=np.float64)
     zero = np.zeros(proto.action_dim)
     step_time = steps = 0
+    episode_s = []
     for k in range(args.episodes):
+        began = time.perf_counter()
         env.reset(EpisodeSpec(suite.name, TASK, k, proto.seed))
         start = time.perf_counter()
         for _ in range(proto.wait_steps):
@@ -65,9 +70,16 @@ def mode_bare(args: argparse.Namespace) -> dict:
                 break
             steps += 1
         step_time += time.perf_counter() - start
+        episode_s.append(time.perf_counter() - began)
         steps += proto.wait_steps
     env.close()
-    return {"episodes": args.episodes, "steps": steps, "step_s": step_time, "end": time.time()}
+    return {
+        "episodes": args.episodes,
+        "steps": steps,
+        "step_s": step_time,
+        "episode_s": episode_s,
+        "end": time.time(),
+    }
 
 
 def mode_render(args: argparse.Namespace) -> dict:
@@ -142,8 +154,9 @@ def run_child(extra: list[str]) -> tuple[dict, float]:
     return results[0], wall
 
 
-def run_harness(workers: int, episodes: int, max_steps: int) -> float:
-    """Wall seconds of `evalkit eval` for `episodes` episodes of task 0 over `workers` workers."""
+def run_harness(workers: int, episodes: int, max_steps: int) -> tuple[float, list[float]]:
+    """Wall seconds of `evalkit eval` for `episodes` episodes of task 0 over `workers` workers, and each
+    episode's own time in its worker (`wall_s` in the episode store: reset, settle, steps, policy round trips)."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [str(REPO / ".venv" / "bin" / "evalkit"), "eval", "--suite", SUITE, "--policy", "zero",
                "--tasks", str(TASK), "--episodes-per-task", str(episodes), "--max-steps", str(max_steps),
@@ -153,19 +166,25 @@ def run_harness(workers: int, episodes: int, max_steps: int) -> float:
         wall = time.time() - start
         if proc.returncode != 0:
             raise SystemExit(f"harness failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
-        if "zero" not in proc.stdout and "success" not in proc.stdout:
-            print(proc.stdout[-500:])
-    return wall
+        db = sqlite3.connect(Path(tmp) / "run" / "episodes.sqlite")
+        try:
+            episode_s = [row[0] for row in db.execute("SELECT wall_s FROM episodes")]
+        finally:
+            db.close()
+    if len(episode_s) != episodes:
+        raise SystemExit(f"harness stored {len(episode_s)} episodes, expected {episodes}")
+    return wall, episode_s
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--episodes", type=int, default=3, help="episodes per worker (bare: per process)")
+    parser.add_argument("--episodes", type=int, default=4, help="episodes per worker (bare: per process)")
     parser.add_argument("--max-steps", type=int, default=60, help="control steps per episode after settling")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="harness worker counts")
     parser.add_argument("--render-steps", type=int, default=40, help="steps per rendering measurement")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating bare/harness measurement rounds")
     parser.add_argument("--skip-harness", action="store_true")
     parser.add_argument("--mode", choices=["bare", "render"], help=argparse.SUPPRESS)
     parser.add_argument("--cameras", action="store_true", help=argparse.SUPPRESS)
@@ -184,46 +203,63 @@ def main() -> None:
           f"(10 settle + {args.max_steps}); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")  # fmt: skip
 
     rows = []
-    bare, bare_wall = run_child(["--mode", "bare", *common])
-    bare_eph = bare["episodes"] / bare_wall * 3600
-    rows.append(
-        ("(a) bare loop, no cameras (zero policy schedule)", bare["steps"] / bare["step_s"], bare_eph)
-    )
+
+    def bare_run(n: int) -> tuple[float, float, float]:
+        """n bare loops at once: (episodes/h end to end, steady episodes/h, steps/s of one loop's stepping)."""
+        results, wall = run_children(["--mode", "bare", *common], n)
+        eph = sum(r["episodes"] for r in results) / wall * 3600
+        steady = n * 3600 / statistics.mean(x for r in results for x in r["episode_s"])
+        return eph, steady, statistics.mean(r["steps"] / r["step_s"] for r in results)
+
     cams, cams_wall = run_child(["--mode", "bare", "--cameras", *common])
     rows.append(("(a) bare loop, 2 cameras at every replan step", cams["steps"] / cams["step_s"],
-                 cams["episodes"] / cams_wall * 3600))  # fmt: skip
-    harness = []
-    if not args.skip_harness:
-        for n in args.workers:
-            concurrent_eph = bare_eph
+                 cams["episodes"] / cams_wall * 3600, 3600 / statistics.mean(cams["episode_s"])))  # fmt: skip
+    ratios: dict[int, list[tuple[float, float, float]]] = {n: [] for n in args.workers}
+    for r in range(args.repeats):  # bare and harness alternate, so that changing machine load hits both alike
+        single_eph, single_steady, single_sps = bare_run(1)
+        rows.append(
+            (
+                f"(a) bare loop, no cameras (zero policy schedule) #{r + 1}",
+                single_sps,
+                single_eph,
+                single_steady,
+            )
+        )
+        for n in [] if args.skip_harness else args.workers:
+            together_steady = single_steady
             if n > 1:  # what this machine gives n independent bare processes (shared cores, other load)
-                results, wall = run_children(["--mode", "bare", *common], n)
-                concurrent_eph = sum(r["episodes"] for r in results) / wall * 3600
-                rows.append(
-                    (f"(a) {n} bare loops at once, {args.episodes} episodes each", None, concurrent_eph)
-                )
-            wall = run_harness(n, args.episodes * n, args.max_steps)
+                eph, together_steady, _ = bare_run(n)
+                rows.append((f"(a) {n} bare loops at once, {args.episodes} episodes each #{r + 1}", None, eph,
+                             together_steady))  # fmt: skip
+            wall, episode_s = run_harness(n, args.episodes * n, args.max_steps)
             eph = args.episodes * n / wall * 3600
-            harness.append((n, eph, eph / (n * bare_eph), eph / concurrent_eph))
-            rows.append((f"(b) harness, {n} worker(s), {args.episodes * n} episodes", None, eph))
+            steady = n * 3600 / statistics.mean(episode_s)
+            rows.append(
+                (f"(b) harness, {n} worker(s), {args.episodes * n} episodes #{r + 1}", None, eph, steady)
+            )
+            ratios[n].append((eph / (n * single_eph), steady / (n * single_steady), steady / together_steady))
     render = {}
     for label, every in (("OffScreenRenderEnv (renders every step)", -1), ("LiberoEnv, cameras every step", 1),
                          ("LiberoEnv, cameras every 5th step", 5), ("LiberoEnv, no cameras", 0)):  # fmt: skip
         result, _ = run_child(["--mode", "render", "--every", str(every), *common])
         render[every] = result["steps_per_s"]
-        rows.append((f"(c) {label}", result["steps_per_s"], None))
+        rows.append((f"(c) {label}", result["steps_per_s"], None, None))
 
-    print(f"{'measurement':<58} {'steps/s':>8} {'episodes/h':>11}")
-    for label, sps, eph in rows:
-        sps_text = "" if sps is None else f"{sps:.1f}"
-        eph_text = "" if eph is None else f"{eph:.0f}"
-        print(f"{label:<58} {sps_text:>8} {eph_text:>11}")
+    print(f"{'measurement':<58} {'steps/s':>8} {'episodes/h':>11} {'steady ep/h':>12}")
+    for label, sps, eph, steady in rows:
+        cells = ["" if v is None else f"{v:.{1 if i == 0 else 0}f}" for i, v in enumerate((sps, eph, steady))]
+        print(f"{label:<58} {cells[0]:>8} {cells[1]:>11} {cells[2]:>12}")
+    print(
+        "episodes/h: launch to exit (process start, imports, env build included); steady: from per-episode times"
+    )
     print()
-    print(f"bare episodes/hour (launch to last episode): {bare_eph:.0f}")
-    for n, eph, ratio, ratio_concurrent in harness:
+    for n, values in ratios.items():
+        if not values:
+            continue
+        end_to_end, steady, together = (statistics.median(v[i] for v in values) for i in range(3))
         print(
-            f"harness at {n} worker(s): {eph:.0f} episodes/hour; harness / ({n} x bare) = {ratio:.2f} (goal >= 0.9); "
-            f"harness / ({n} bare loops run at once) = {ratio_concurrent:.2f}"
+            f"harness at {n} worker(s), median of {len(values)}: harness / ({n} x bare) = {end_to_end:.2f} end to end, "
+            f"{steady:.2f} steady (goal >= 0.9); steady vs {n} bare loops run at once: {together:.2f}"
         )
     print(
         f"on demand (replan 5) vs OffScreenRenderEnv: {render[5] / render[-1]:.2f}x steps/s (goal >= 3x); "

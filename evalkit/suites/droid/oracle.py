@@ -28,9 +28,8 @@ CLEARANCE = 0.06  # carried objects clear obstacles by this much (m)
 GRASP_DEPTH = 0.02  # grip site at least this far below an object's top (the pads span ~3 cm above the site)
 GRASP_TOL = 0.006  # grip site this close to the grasp point before closing
 LIMIT_MARGIN = 0.05  # rad kept from joint limits
-SLOT_DEPTH = (
-    0.05  # behind a drawer's handle, the gap a drawer ajar leaves between its front and the cabinet (m)
-)
+SLOT_DEPTH = 0.05  # behind a drawer's handle: the gap a drawer ajar leaves between its front and the cabinet
+PUSH_BELOW = 0.012  # push a drawer shut with the grip site this far below its handle (m)
 XY_TOL = 0.012
 Z_TOL = 0.012
 POSTURE = np.array([0.0, -0.628, 0.0, -2.513, 0.0, 1.885, 0.785])  # DROID's home pose, a weak nullspace pull
@@ -171,15 +170,18 @@ def articulation_goal(s: Scene) -> Goal:
     d = np.array([d[0], d[1], 0.0]) / (np.linalg.norm(d[:2]) + 1e-9)
     opening = (task["kind"] == "joint_below") == (float(s.obs["privileged/articulation/open_sign"]) < 0)
     if not opening:
-        # Push the handle back with the closed gripper pointing down.
+        # Push the drawer shut with the closed fingers pointing down, their tips just below the handle bar.
         yaw = float(np.arctan2(d[1], d[0])) + np.pi / 2
         rot = down_rotation(closest_yaw(s.current_yaw(), yaw, np.pi))
-        start = h + d * 0.045
-        if np.linalg.norm(s.p[:2] - start[:2]) > 0.02 and (s.p - h) @ d < 0.03:
-            return Goal(np.array([*start[:2], h[2] + 0.10]), rot, 1.0)  # go around, above the handle
-        if s.p[2] - h[2] > 0.015 and (s.p - h) @ d > 0.02:
-            return Goal(np.array([*start[:2], h[2]]), rot, 1.0)
-        return Goal(np.array([*(h[:2] - d[:2] * 0.06), h[2]]), rot, 1.0)
+        push_z = h[2] - PUSH_BELOW
+        front = float((s.p - h) @ d)  # how far the grip site is in front of the handle
+        lateral = float(np.linalg.norm((s.p - h)[:2] - front * d[:2]))
+        if lateral < 0.02 and front > -0.01 and s.p[2] < push_z + 0.01:
+            return Goal(np.array([*(h[:2] - d[:2] * 0.15), push_z]), rot, 1.0)  # push
+        start = h + d * 0.06
+        if lateral < 0.015 and front > 0.04:
+            return Goal(np.array([*start[:2], push_z]), rot, 1.0)  # descend in front of the handle
+        return Goal(np.array([*start[:2], max(h[2] + 0.08, s.p[2])]), rot, 1.0)  # get in front, from above
     # Opening a drawer that stands ajar: hook the closed fingers into the gap behind its front and pull.
     yaw = closest_yaw(s.current_yaw(), float(np.arctan2(d[1], d[0])) + np.pi / 2, np.pi)
     rot = down_rotation(yaw)
