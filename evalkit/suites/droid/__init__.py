@@ -161,7 +161,11 @@ def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
         for i, t in enumerate(droid.tasks)
     )
     return SuiteSpec(
-        name=name, kind="droid", embodiment="droid", protocol=protocol, tasks=tasks,
+        name=name,
+        kind="droid",
+        embodiment="droid",
+        protocol=protocol,
+        tasks=tasks,
         options={"droid": droid, "privileged_obs": True},  # the oracle may read `privileged/*` keys
     )
 

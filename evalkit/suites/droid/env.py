@@ -64,13 +64,9 @@ class DroidEnv:
         self.steps = 0
         self.render_calls = 0  # cameras rendered (observe(cameras=True) and frame()); tests count these
         self._renderer = None
-        jr = self.model.jnt_range
-        self.joint_low = np.array([jr[j][0] for j in self._arm_joint_ids()])
-        self.joint_high = np.array([jr[j][1] for j in self._arm_joint_ids()])
+        # The arm's servos take joint targets within the joint limits (scene.py sets their ctrlrange so).
+        self.joint_low, self.joint_high = self.model.actuator_ctrlrange[self.scene.arm_actuators].T.copy()
         self.episode: EpisodeSpec | None = None
-
-    def _arm_joint_ids(self) -> list[int]:
-        return [int(np.flatnonzero(self.model.jnt_qposadr == a)[0]) for a in self.scene.arm_qpos]
 
     # ----------------------------------------------------------------------------------------------- reset
     def reset(self, episode: EpisodeSpec) -> None:

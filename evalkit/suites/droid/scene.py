@@ -202,7 +202,7 @@ def _compile_scene(data: DroidData, scene: SceneDef) -> SceneModel:
     arm_joints = [jid(n) for n in ARM_JOINTS]
     arm_act = []
     for j in arm_joints:
-        act = int(np.flatnonzero((model.actuator_trnid[:, 0] == j))[0])
+        act = int(np.flatnonzero(model.actuator_trnid[:, 0] == j)[0])
         arm_act.append(act)
     kp, kd = np.asarray(data.robot.kp), np.asarray(data.robot.kd)
     for i, act in enumerate(arm_act):

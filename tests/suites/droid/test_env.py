@@ -2,7 +2,6 @@
 
 import dataclasses
 
-import mujoco
 import numpy as np
 import pytest
 import yaml
@@ -30,7 +29,9 @@ def test_observation_spec(env_factory):
     obs = env.observe(cameras=True)
     for key in WIRE_IMAGES:
         assert obs[key].shape == (224, 224, 3) and obs[key].dtype == np.uint8
-        assert obs[key][:20].max() == 0 and obs[key][-20:].max() == 0  # resize_with_pad's black bands (180x320)
+        assert (
+            obs[key][:20].max() == 0 and obs[key][-20:].max() == 0
+        )  # resize_with_pad's black bands (180x320)
         assert obs[key][60:160].std() > 5  # a real picture in between
     assert not any(k.startswith("privileged/") for k in obs)
 
@@ -90,9 +91,9 @@ def test_joint_position_mode_clips_to_limits():
         env.reset(episode(env))
         target = env.data.qpos[env.scene.arm_qpos].copy()
         target[0] += 0.1
-        for _ in range(8):
+        for _ in range(20):
             env.step(np.r_[target, 0.0])
-        assert env.data.qpos[env.scene.arm_qpos][0] == pytest.approx(target[0], abs=0.01)
+        assert env.data.qpos[env.scene.arm_qpos][0] == pytest.approx(target[0], abs=0.005)
         env.step(np.r_[np.full(7, 100.0), 0.0])
         ctrl = env.data.ctrl[env.scene.arm_actuators]
         np.testing.assert_allclose(ctrl, env.joint_high)
@@ -169,7 +170,7 @@ def test_wrist_camera_sees_the_fingers_at_the_bottom(env_factory):
     image = env.render("wrist").astype(int)
     dark = image.sum(axis=2) < 120  # the black finger pads
     h = image.shape[0]
-    assert dark[h // 2:].mean() > 3 * dark[: h // 2].mean()
+    assert dark[h // 2 :].mean() > 3 * dark[: h // 2].mean()
 
 
 def test_zero_policy_never_succeeds(env_factory):
