@@ -35,17 +35,19 @@ def resolve_suites(config: EvalConfig) -> list[SuiteSpec]:
 
 
 def episodes_for(suites: list[SuiteSpec]) -> list[EpisodeSpec]:
-    """Episode k of a task starts from init state k (openpi's mapping), under the protocol's seed."""
+    """Episode k of a task starts from init state k (openpi's mapping), under the protocol's seed, or under seed + k
+    for protocols that reseed every episode (`episode_seeds: plus_index`, lerobot's)."""
     episodes = []
     for suite in suites:
         n = suite.protocol.episodes_per_task
+        step = 1 if dict(suite.protocol.extra).get("episode_seeds") == "plus_index" else 0
         for task in suite.tasks:
             if n > task.num_init_states:
                 raise EvalkitError(
                     f"{suite.name} task {task.task_id} has {task.num_init_states} initial states; "
                     f"asked for {n} episodes per task"
                 )
-            episodes += [EpisodeSpec(suite.name, task.task_id, k, suite.protocol.seed) for k in range(n)]
+            episodes += [EpisodeSpec(suite.name, task.task_id, k, suite.protocol.seed + step * k) for k in range(n)]
     return episodes
 
 
