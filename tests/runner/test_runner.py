@@ -78,3 +78,13 @@ def test_validate_chunk():
     for bad in (np.zeros(7), np.zeros((0, 7)), np.zeros((5, 6)), np.array([["a"] * 7])):
         with pytest.raises(EvalkitError):
             validate_chunk(bad, 7, "e")
+
+
+def test_episode_identity_follows_the_protocol():
+    openpi = episodes_for(resolve_suites(EvalConfig(suite="libero_spatial", policy="zero", tasks=(2,),
+                                                    episodes_per_task=3)))  # fmt: skip
+    assert [(e.task_id, e.init_state, e.seed) for e in openpi] == [(2, 0, 7), (2, 1, 7), (2, 2, 7)]
+    lerobot = episodes_for(resolve_suites(EvalConfig(suite="libero_spatial", policy="zero", tasks=(2,),
+                                                     episodes_per_task=3, protocol="lerobot")))  # fmt: skip
+    assert [(e.init_state, e.seed) for e in lerobot] == [(0, 1000), (1, 1001), (2, 1002)]
+    assert len({e.request_seed(0) for e in openpi}) == 3

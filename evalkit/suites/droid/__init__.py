@@ -34,6 +34,7 @@ TRANSFORMS = ("resize_with_pad",)
 
 SUITE_KEYS = {"name", "kind", "description", "protocol", "protocols", "sim", "scenes", "tasks", "task_names"}
 SIM_KEYS = {
+    "msaa_samples",
     "substeps",
     "settle_s",
     "table_size",
@@ -120,6 +121,7 @@ def parse_droid_data(name: str, data: dict, protocol: EvalProtocol) -> DroidData
             table_height=float(sim["table_height"]),
             substeps=int(sim.get("substeps", 34)),
             settle_s=float(sim.get("settle_s", 0.5)),
+            msaa_samples=int(sim.get("msaa_samples", 0)),
             action_mode=str(extra["action_mode"]),
             gripper_threshold=float(extra["gripper_threshold"]),
             control_hz=protocol.control_hz,

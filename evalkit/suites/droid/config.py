@@ -109,6 +109,7 @@ class DroidData:
     table_height: float  # z of the table top
     substeps: int  # physics steps per control step
     settle_s: float  # physics time objects settle at reset (not counted, renders nothing)
+    msaa_samples: int  # multisampling of rendered images (each sample costs a full pass on a CPU renderer)
     action_mode: str  # joint_velocity | joint_position
     gripper_threshold: float  # gripper actions above it close the gripper
     control_hz: float

@@ -164,10 +164,10 @@ class DroidEnv:
         d.ctrl[sc.gripper_actuators] = FINGER_CLOSED if a[7] > self.cfg.gripper_threshold else 0.0
         self._mj.mj_step(self.model, d, nstep=self.cfg.substeps)
         self.steps += 1
-        return self.rubric.update()
+        return bool(self.rubric.update())
 
     def progress(self) -> dict[str, bool]:
-        return dict(self.rubric.flags) if self.rubric is not None else {}
+        return {k: bool(v) for k, v in self.rubric.flags.items()} if self.rubric is not None else {}
 
     # ----------------------------------------------------------------------------------------------- observe
     def joint_position(self) -> np.ndarray:
@@ -254,6 +254,7 @@ class DroidEnv:
             h, w = self.cfg.render_size
             self.model.vis.global_.offwidth = max(self.model.vis.global_.offwidth, w)
             self.model.vis.global_.offheight = max(self.model.vis.global_.offheight, h)
+            self.model.vis.quality.offsamples = self.cfg.msaa_samples
             self._renderer = self._mj.Renderer(self.model, height=h, width=w)
             self._scene_option = self._mj.MjvOption()
             self._scene_option.geomgroup[0] = 0  # collision geometry

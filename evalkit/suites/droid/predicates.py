@@ -95,6 +95,10 @@ def xy_gap(lo_a: np.ndarray, hi_a: np.ndarray, lo_b: np.ndarray, hi_b: np.ndarra
 
 def holds(pred: Predicate, world: World) -> bool:
     """Whether the task's success predicate holds in the current state."""
+    return bool(_holds(pred, world))
+
+
+def _holds(pred: Predicate, world: World) -> bool:
     if pred.kind in ("joint_above", "joint_below"):
         q = world.joint_qpos(pred.target, pred.joint)
         return q > pred.value if pred.kind == "joint_above" else q < pred.value
@@ -160,5 +164,5 @@ class Rubric:
                 f["reached"] = w.distance_to_box(w.grip_pos(), lo, hi) < REACH_DISTANCE
             f["grasped"] = f["grasped"] or w.grasped(p.object)
             f["lifted"] = f["lifted"] or bool(lo[2] > self.start + LIFT_PROGRESS)
-        f["success"] = f["success"] or success
+        f["success"] = bool(f["success"] or success)
         return success

@@ -1,5 +1,7 @@
 """The scripted oracle solves every task on a couple of layouts; it needs privileged observations."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -52,6 +54,7 @@ def test_oracle_solves_task(env_factory, oracle, task):
     # Success on the first of two layouts that works (the oracle misses ~1 in 20 layouts on some tasks).
     assert any(run_episode(env, oracle, index)[0] for index in (0, 1)), f"{task}: progress {env.progress()}"
     assert all(env.progress().values())
+    assert json.loads(json.dumps(env.progress())) == env.progress()  # plain bools: the store writes JSON
     assert env.render_calls == renders  # the oracle reads no images, so nothing was rendered
 
 
