@@ -62,8 +62,13 @@ def oracle_episodes(env, suite, episodes: int) -> dict:
         successes += done
         total_steps += steps
     wall = time.perf_counter() - start
-    return {"episodes": episodes, "successes": successes, "mean_steps": total_steps / episodes,
-            "wall_s": round(wall, 2), "episodes_per_hour": round(episodes / wall * 3600)}  # fmt: skip
+    return {
+        "episodes": episodes,
+        "successes": successes,
+        "mean_steps": total_steps / episodes,
+        "wall_s": round(wall, 2),
+        "episodes_per_hour": round(episodes / wall * 3600),
+    }
 
 
 def main() -> int:

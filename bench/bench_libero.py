@@ -137,7 +137,7 @@ def run_children(extra: list[str], n: int = 1) -> tuple[list[dict], float]:
             stderr=subprocess.PIPE,
             text=True,
             cwd=REPO,
-        )  # fmt: skip
+        )
         for _ in range(n)
     ]
     results = []
@@ -158,9 +158,25 @@ def run_harness(workers: int, episodes: int, max_steps: int) -> tuple[float, lis
     """Wall seconds of `evalkit eval` for `episodes` episodes of task 0 over `workers` workers, and each
     episode's own time in its worker (`wall_s` in the episode store: reset, settle, steps, policy round trips)."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [str(REPO / ".venv" / "bin" / "evalkit"), "eval", "--suite", SUITE, "--policy", "zero",
-               "--tasks", str(TASK), "--episodes-per-task", str(episodes), "--max-steps", str(max_steps),
-               "--workers", str(workers), "--out", str(Path(tmp) / "run"), "--quiet"]  # fmt: skip
+        cmd = [
+            str(REPO / ".venv" / "bin" / "evalkit"),
+            "eval",
+            "--suite",
+            SUITE,
+            "--policy",
+            "zero",
+            "--tasks",
+            str(TASK),
+            "--episodes-per-task",
+            str(episodes),
+            "--max-steps",
+            str(max_steps),
+            "--workers",
+            str(workers),
+            "--out",
+            str(Path(tmp) / "run"),
+            "--quiet",
+        ]
         start = time.time()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
         wall = time.time() - start
@@ -196,11 +212,19 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    common = ["--episodes", str(args.episodes), "--max-steps", str(args.max_steps),
-              "--render-steps", str(args.render_steps)]  # fmt: skip
+    common = [
+        "--episodes",
+        str(args.episodes),
+        "--max-steps",
+        str(args.max_steps),
+        "--render-steps",
+        str(args.render_steps),
+    ]
     steps_per_episode = 10 + args.max_steps
-    print(f"LIBERO {SUITE} task {TASK}, openpi protocol, {steps_per_episode} steps/episode "
-          f"(10 settle + {args.max_steps}); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")  # fmt: skip
+    print(
+        f"LIBERO {SUITE} task {TASK}, openpi protocol, {steps_per_episode} steps/episode "
+        f"(10 settle + {args.max_steps}); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n"
+    )
 
     rows = []
 
@@ -212,8 +236,14 @@ def main() -> None:
         return eph, steady, statistics.mean(r["steps"] / r["step_s"] for r in results)
 
     cams, cams_wall = run_child(["--mode", "bare", "--cameras", *common])
-    rows.append(("(a) bare loop, 2 cameras at every replan step", cams["steps"] / cams["step_s"],
-                 cams["episodes"] / cams_wall * 3600, 3600 / statistics.mean(cams["episode_s"])))  # fmt: skip
+    rows.append(
+        (
+            "(a) bare loop, 2 cameras at every replan step",
+            cams["steps"] / cams["step_s"],
+            cams["episodes"] / cams_wall * 3600,
+            3600 / statistics.mean(cams["episode_s"]),
+        )
+    )
     ratios: dict[int, list[tuple[float, float, float]]] = {n: [] for n in args.workers}
     for r in range(args.repeats):  # bare and harness alternate, so that changing machine load hits both alike
         single_eph, single_steady, single_sps = bare_run(1)
@@ -229,8 +259,14 @@ def main() -> None:
             together_steady = single_steady
             if n > 1:  # what this machine gives n independent bare processes (shared cores, other load)
                 eph, together_steady, _ = bare_run(n)
-                rows.append((f"(a) {n} bare loops at once, {args.episodes} episodes each #{r + 1}", None, eph,
-                             together_steady))  # fmt: skip
+                rows.append(
+                    (
+                        f"(a) {n} bare loops at once, {args.episodes} episodes each #{r + 1}",
+                        None,
+                        eph,
+                        together_steady,
+                    )
+                )
             wall, episode_s = run_harness(n, args.episodes * n, args.max_steps)
             eph = args.episodes * n / wall * 3600
             steady = n * 3600 / statistics.mean(episode_s)
@@ -239,8 +275,12 @@ def main() -> None:
             )
             ratios[n].append((eph / (n * single_eph), steady / (n * single_steady), steady / together_steady))
     render = {}
-    for label, every in (("OffScreenRenderEnv (renders every step)", -1), ("LiberoEnv, cameras every step", 1),
-                         ("LiberoEnv, cameras every 5th step", 5), ("LiberoEnv, no cameras", 0)):  # fmt: skip
+    for label, every in (
+        ("OffScreenRenderEnv (renders every step)", -1),
+        ("LiberoEnv, cameras every step", 1),
+        ("LiberoEnv, cameras every 5th step", 5),
+        ("LiberoEnv, no cameras", 0),
+    ):
         result, _ = run_child(["--mode", "render", "--every", str(every), *common])
         render[every] = result["steps_per_s"]
         rows.append((f"(c) {label}", result["steps_per_s"], None, None))

@@ -123,15 +123,17 @@ class SmallPi05Policy:
 
         vocab = 1024
         self.config = Pi05Config(
-            paligemma=GemmaConfig(width=256, depth=4, mlp_dim=1024, num_heads=4, num_kv_heads=1, head_dim=64,
-                                  vocab_size=vocab),
-            action_expert=GemmaConfig(width=128, depth=4, mlp_dim=512, num_heads=4, num_kv_heads=1, head_dim=64,
-                                      vocab_size=vocab),
+            paligemma=GemmaConfig(
+                width=256, depth=4, mlp_dim=1024, num_heads=4, num_kv_heads=1, head_dim=64, vocab_size=vocab
+            ),
+            action_expert=GemmaConfig(
+                width=128, depth=4, mlp_dim=512, num_heads=4, num_kv_heads=1, head_dim=64, vocab_size=vocab
+            ),
             siglip=SiglipConfig(width=192, depth=4, mlp_dim=768, num_heads=3, out_dim=256),
             action_horizon=10,
             max_token_len=32,
             num_steps=10,
-        )  # fmt: skip
+        )
         self.model = Pi05Model.empty(self.config)
         self.model.load_state_dict(random_tiny_weights(self.config, seed), strict=True)
         self.model.eval()
@@ -266,8 +268,10 @@ def zero_policy_tables(args: argparse.Namespace, max_wait: float) -> None:
         print(f"\n## Zero policy, `evalkit serve {' '.join(serve_args)}` (subprocess, loopback)")
         size = len(packb({**libero_obs(0), SEED_KEY: 0}))
         reply = len(packb({"actions": np.zeros((10, 7), np.float32)}))
-        print(f"LIBERO-sized requests (2 x 224x224x3 uint8 + state + prompt): {size} bytes; reply {reply} bytes; "
-              f"{args.seconds:.0f} s per row")  # fmt: skip
+        print(
+            f"LIBERO-sized requests (2 x 224x224x3 uint8 + state + prompt): {size} bytes; reply {reply} bytes; "
+            f"{args.seconds:.0f} s per row"
+        )
         print("\n| concurrent clients | requests/s | p50 ms | p99 ms |")
         print("|---|---|---|---|")
         for n in args.clients:

@@ -16,7 +16,10 @@ EXTERNAL_COMMANDS = {
     "leaderboard": ("evalkit.report.cli", "compare checkpoints across runs"),
     "regress": ("evalkit.report.cli", "paired regression test of a candidate run against a baseline"),
     "convert": ("evalkit.models.pi05.cli", "convert a pi0.5 checkpoint to evalkit's safetensors layout"),
-    "make-tiny-checkpoint": ("evalkit.models.pi05.cli", "write a tiny random pi0.5 checkpoint for smoke tests"),
+    "make-tiny-checkpoint": (
+        "evalkit.models.pi05.cli",
+        "write a tiny random pi0.5 checkpoint for smoke tests",
+    ),
 }
 
 
@@ -26,7 +29,9 @@ def eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", required=True, help="suite or group name (see `evalkit suites`)")
     parser.add_argument("--policy", required=True, help="zero, random, pi05, oracle, or ws://host:port")
     parser.add_argument("--checkpoint", help="pi0.5 checkpoint directory or hub id")
-    parser.add_argument("--tokenizer", help="PaliGemma SentencePiece model (default: checkpoint dir, openpi cache)")
+    parser.add_argument(
+        "--tokenizer", help="PaliGemma SentencePiece model (default: checkpoint dir, openpi cache)"
+    )
     parser.add_argument("--episodes-per-task", type=int, help="default: the protocol's (50 for LIBERO)")
     parser.add_argument("--tasks", type=int, nargs="+", help="task ids (default: all)")
     parser.add_argument("--workers", type=int, help="env worker processes (default: available cores)")
@@ -39,7 +44,9 @@ def eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--api-key", help="API key for a remote policy server")
-    parser.add_argument("--save-actions", action="store_true", help="also store executed actions (actions/*.npz)")
+    parser.add_argument(
+        "--save-actions", action="store_true", help="also store executed actions (actions/*.npz)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -69,10 +76,14 @@ def eval_main(args: argparse.Namespace) -> int:
     try:
         run_dir = evaluate(config, progress=not args.quiet)
     except PolicyUnavailableError as exc:
-        raise EvalkitError(f"{exc}; waiting episodes were recorded as errors, re-run the same command to resume") from exc
+        raise EvalkitError(
+            f"{exc}; waiting episodes were recorded as errors, re-run the same command to resume"
+        ) from exc
     except KeyboardInterrupt:
-        print(f"\nevalkit: interrupted; finished episodes are kept in {config.run_dir()}, re-run to resume",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"\nevalkit: interrupted; finished episodes are kept in {config.run_dir()}, re-run to resume",
+            file=sys.stderr,
+        )
         return 130
     print(summary_table(run_dir))
     print(f"\nrun directory: {run_dir}")
@@ -94,7 +105,9 @@ def suites_main(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evalkit", description="Simulation benchmark harness for pi0.5 policies")
+    parser = argparse.ArgumentParser(
+        prog="evalkit", description="Simulation benchmark harness for pi0.5 policies"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     own = {"eval": "evaluate a policy on a suite", "suites": "list suites and their task counts"}
     for name, help_text in own.items():
@@ -108,8 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     name = args.command.replace("-", "_")
-    module = sys.modules[__name__] if args.command in ("eval", "suites") else importlib.import_module(
-        EXTERNAL_COMMANDS[args.command][0]
+    module = (
+        sys.modules[__name__]
+        if args.command in ("eval", "suites")
+        else importlib.import_module(EXTERNAL_COMMANDS[args.command][0])
     )
     try:
         return int(getattr(module, f"{name}_main")(args) or 0)

@@ -58,8 +58,9 @@ def probe_backend(backend: str, timeout_s: float = _PROBE_TIMEOUT_S) -> str | No
     """Try to create a headless GL context with `backend` in a subprocess. Returns None if it works, else why not."""
     env = {**os.environ, "MUJOCO_GL": backend, "PYOPENGL_PLATFORM": backend}
     try:
-        proc = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True,
-                              timeout=timeout_s)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=timeout_s
+        )
     except subprocess.TimeoutExpired:
         return f"timed out after {timeout_s:.0f} s"
     if proc.returncode == 0 and proc.stdout.strip().endswith("ok"):

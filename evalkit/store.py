@@ -45,10 +45,26 @@ CREATE TABLE IF NOT EXISTS episodes (
 """
 
 COLUMNS = (
-    "run_id", "suite", "task_id", "task", "init_state", "seed", "success", "steps", "termination", "error",
-    "wall_s", "policy_calls", "latency_mean_ms", "latency_p50_ms", "latency_p99_ms", "latency_max_ms",
-    "progress", "video", "finished_at",
-)  # fmt: skip
+    "run_id",
+    "suite",
+    "task_id",
+    "task",
+    "init_state",
+    "seed",
+    "success",
+    "steps",
+    "termination",
+    "error",
+    "wall_s",
+    "policy_calls",
+    "latency_mean_ms",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "latency_max_ms",
+    "progress",
+    "video",
+    "finished_at",
+)
 
 
 class EpisodeStore:
@@ -73,21 +89,41 @@ class EpisodeStore:
         spec = result.spec
         lat = np.asarray(result.latency_ms, dtype=float)
         stats = (
-            (float(lat.mean()), float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), float(lat.max()))
+            (
+                float(lat.mean()),
+                float(np.percentile(lat, 50)),
+                float(np.percentile(lat, 99)),
+                float(lat.max()),
+            )
             if lat.size
             else (None, None, None, None)
         )
         row = (
-            self.run_id, spec.suite, spec.task_id, result.task, spec.init_state, spec.seed, int(result.success),
-            result.steps, result.termination, result.error, result.wall_s, result.policy_calls, *stats,
-            json.dumps(result.progress, sort_keys=True), result.video, datetime.now(UTC).isoformat(timespec="seconds"),
-        )  # fmt: skip
+            self.run_id,
+            spec.suite,
+            spec.task_id,
+            result.task,
+            spec.init_state,
+            spec.seed,
+            int(result.success),
+            result.steps,
+            result.termination,
+            result.error,
+            result.wall_s,
+            result.policy_calls,
+            *stats,
+            json.dumps(result.progress, sort_keys=True),
+            result.video,
+            datetime.now(UTC).isoformat(timespec="seconds"),
+        )
         try:
             self._db.execute(
                 f"INSERT OR REPLACE INTO episodes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
                 row,
             )
-        except sqlite3.Error as exc:  # e.g. disk full: earlier rows stay intact (WAL, one transaction per row)
+        except (
+            sqlite3.Error
+        ) as exc:  # e.g. disk full: earlier rows stay intact (WAL, one transaction per row)
             raise EvalkitError(f"cannot write episode {spec.episode_id} to {self.path}: {exc}") from exc
 
     def finished(self) -> set[EpisodeSpec]:
@@ -98,7 +134,9 @@ class EpisodeStore:
         return {EpisodeSpec(*row) for row in rows}
 
     def rows(self) -> list[dict]:
-        cur = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM episodes ORDER BY suite, task_id, init_state, seed")
+        cur = self._db.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM episodes ORDER BY suite, task_id, init_state, seed"
+        )
         return [dict(zip(COLUMNS, row, strict=True)) for row in cur.fetchall()]
 
     def add_many(self, results: Iterable[EpisodeResult]) -> None:

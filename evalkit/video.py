@@ -43,7 +43,9 @@ class EpisodeVideo:
 
         if self._writer is None:
             # macro_block_size=1 keeps odd sizes (e.g. 180x320 is fine, 224 too) without rescaling.
-            self._writer = imageio.get_writer(self.tmp_path, fps=self.fps, codec="libx264", macro_block_size=1)
+            self._writer = imageio.get_writer(
+                self.tmp_path, fps=self.fps, codec="libx264", macro_block_size=1
+            )
         self._last = _banner(frame, self.task, (255, 255, 255))
         self._writer.append_data(self._last)
 

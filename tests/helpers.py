@@ -9,7 +9,9 @@ def read_rows(run_dir: Path) -> list[dict]:
     db = sqlite3.connect(run_dir / "episodes.sqlite")
     db.row_factory = sqlite3.Row
     try:
-        return [dict(r) for r in db.execute("SELECT * FROM episodes ORDER BY suite, task_id, init_state, seed")]
+        return [
+            dict(r) for r in db.execute("SELECT * FROM episodes ORDER BY suite, task_id, init_state, seed")
+        ]
     finally:
         db.close()
 

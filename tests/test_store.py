@@ -7,8 +7,17 @@ from evalkit.store import EpisodeStore
 
 def result(init_state, termination="max_steps", success=False, **kw):
     spec = EpisodeSpec("libero_spatial", 3, init_state, 7)
-    return EpisodeResult(spec, "put the bowl on the plate", success, 12, termination, 1.5,
-                         policy_calls=3, latency_ms=[10.0, 20.0, 30.0], **kw)  # fmt: skip
+    return EpisodeResult(
+        spec,
+        "put the bowl on the plate",
+        success,
+        12,
+        termination,
+        1.5,
+        policy_calls=3,
+        latency_ms=[10.0, 20.0, 30.0],
+        **kw,
+    )
 
 
 def test_rows_resume_and_error_retry(tmp_path):

@@ -23,8 +23,12 @@ class PolicyMeta:
     """What a policy declares, so the runner can reject a mismatched suite before the first episode."""
 
     name: str
-    fingerprint: str  # identifies the weights (e.g. sha256 of the checkpoint files); "none" for weightless policies
-    cameras: tuple[str, ...] = ()  # wire keys of the images it reads; () = needs no images, nothing is rendered
+    fingerprint: (
+        str  # identifies the weights (e.g. sha256 of the checkpoint files); "none" for weightless policies
+    )
+    cameras: tuple[
+        str, ...
+    ] = ()  # wire keys of the images it reads; () = needs no images, nothing is rendered
     image_size: tuple[int, int] | None = None  # (H, W) of the images it expects; None = any
     action_dim: int | None = None  # dims of each returned action; None = whatever the suite needs
     privileged: bool = False  # reads `privileged/*` simulator state (scripted oracles only)

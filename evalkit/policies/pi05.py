@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from evalkit.errors import EvalkitError
+from evalkit.images import resize_with_pad
 from evalkit.policies.base import Observation, PolicyMeta, PolicyRequest
 from evalkit.policies.registry import PolicyOptions
 
@@ -78,22 +79,6 @@ EMBODIMENTS = {
         action_dim=8,
     ),
 }
-
-
-def resize_with_pad(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """openpi-client `image_tools.resize_with_pad`: keep the aspect ratio (PIL bilinear), pad with zeros, centred."""
-    if image.shape[:2] == (height, width):
-        return image
-    from PIL import Image
-
-    pil = Image.fromarray(image)
-    cur_width, cur_height = pil.size
-    ratio = max(cur_width / width, cur_height / height)
-    new_height, new_width = int(cur_height / ratio), int(cur_width / ratio)
-    resized = pil.resize((new_width, new_height), resample=Image.BILINEAR)
-    canvas = Image.new(resized.mode, (width, height), 0)
-    canvas.paste(resized, (max(0, int((width - new_width) / 2)), max(0, int((height - new_height) / 2))))
-    return np.asarray(canvas)
 
 
 def parse_image(value: Any, key: str, episode_id: str) -> np.ndarray:

@@ -27,7 +27,9 @@ class PolicyOptions:
     embodiment: str  # observation/action convention of the suite: "libero" | "droid"
     action_dim: int  # action dims the suite executes
     checkpoint: str | None = None  # local dir or hub id (pi05)
-    tokenizer: str | None = None  # PaliGemma SentencePiece model (pi05); default: from the checkpoint or openpi's cache
+    tokenizer: str | None = (
+        None  # PaliGemma SentencePiece model (pi05); default: from the checkpoint or openpi's cache
+    )
     device: str = "cpu"
     dtype: str = "float32"
     compile: bool = False

@@ -39,7 +39,9 @@ class RandomPolicy:
         out = []
         for req in batch:
             rng = np.random.default_rng(req.seed)
-            out.append(rng.uniform(-self.scale, self.scale, (self.horizon, req.action_dim)).astype(np.float32))
+            out.append(
+                rng.uniform(-self.scale, self.scale, (self.horizon, req.action_dim)).astype(np.float32)
+            )
         return out
 
     def close(self) -> None:

@@ -33,9 +33,12 @@ def report_main(args: argparse.Namespace) -> int:
 
 def leaderboard_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "results", type=Path, nargs="*", default=[Path("results")],
+        "results",
+        type=Path,
+        nargs="*",
+        default=[Path("results")],
         help="run directories or directories holding run directories (default: results/)",
-    )  # fmt: skip
+    )
     parser.add_argument("--out", type=Path, help="write leaderboard.{md,csv,parquet,html} here")
     parser.add_argument("--formats", default="md,csv,html", help="comma list of md,csv,parquet,html")
 

@@ -95,12 +95,19 @@ def board_frame(board: Board, table: int) -> pd.DataFrame:
         r = wilson(int(usable["success"].sum()), len(usable))
         rows.append(
             {
-                "table": table, "checkpoint": label, "suite": suite, "protocol_fingerprint": board.fingerprints[suite],
-                "episodes": r.n, "successes": r.k, "success_pct": 100 * r.rate, "ci95_low_pct": 100 * r.low,
-                "ci95_high_pct": 100 * r.high, "errors": int((eps["termination"] == "error").sum()),
+                "table": table,
+                "checkpoint": label,
+                "suite": suite,
+                "protocol_fingerprint": board.fingerprints[suite],
+                "episodes": r.n,
+                "successes": r.k,
+                "success_pct": 100 * r.rate,
+                "ci95_low_pct": 100 * r.low,
+                "ci95_high_pct": 100 * r.high,
+                "errors": int((eps["termination"] == "error").sum()),
                 "runs": ",".join(sorted(set(run_ids[(label, suite)]))),
             }
-        )  # fmt: skip
+        )
     frame = pd.DataFrame(rows)
     suites = board.suites()
     averages = []
@@ -109,12 +116,19 @@ def board_frame(board: Board, table: int) -> pd.DataFrame:
         if len(suites) > 1 and set(tested["suite"]) == set(suites):
             averages.append(
                 {
-                    "table": table, "checkpoint": label, "suite": "average", "protocol_fingerprint": "",
-                    "episodes": int(tested["episodes"].sum()), "successes": int(tested["successes"].sum()),
-                    "success_pct": float(tested["success_pct"].mean()), "ci95_low_pct": math.nan,
-                    "ci95_high_pct": math.nan, "errors": int(group["errors"].sum()), "runs": "",
+                    "table": table,
+                    "checkpoint": label,
+                    "suite": "average",
+                    "protocol_fingerprint": "",
+                    "episodes": int(tested["episodes"].sum()),
+                    "successes": int(tested["successes"].sum()),
+                    "success_pct": float(tested["success_pct"].mean()),
+                    "ci95_low_pct": math.nan,
+                    "ci95_high_pct": math.nan,
+                    "errors": int(group["errors"].sum()),
+                    "runs": "",
                 }
-            )  # fmt: skip
+            )
     return pd.concat([frame, pd.DataFrame(averages)], ignore_index=True) if averages else frame
 
 
@@ -212,8 +226,13 @@ PUBLISHED_NOTE = (
 
 
 def render_markdown(board: Leaderboard) -> str:
-    parts = ["# evalkit leaderboard", "", "Cells: success % [Wilson 95% interval] n=episodes (errors excluded). "
-             "Average: mean of suite rates (openpi), only for checkpoints measured on every suite of the table.", ""]  # fmt: skip
+    parts = [
+        "# evalkit leaderboard",
+        "",
+        "Cells: success % [Wilson 95% interval] n=episodes (errors excluded). "
+        "Average: mean of suite rates (openpi), only for checkpoints measured on every suite of the table.",
+        "",
+    ]
     for heading, table, diffs in zip(board.headings, board.tables, board.differences, strict=True):
         parts += [f"## {heading}", ""]
         if diffs:

@@ -83,9 +83,11 @@ def judge_row(
         verdict.comparison = compare_paired(paired_counts(pairs))
         if len(base_only) and len(cand_only):
             verdict.leftover = compare_unpaired(
-                int(base_only["success_base"].astype(bool).sum()), len(base_only),
-                int(cand_only["success_cand"].astype(bool).sum()), len(cand_only),
-            )  # fmt: skip
+                int(base_only["success_base"].astype(bool).sum()),
+                len(base_only),
+                int(cand_only["success_cand"].astype(bool).sum()),
+                len(cand_only),
+            )
     elif min(len(base), len(cand)) >= min_episodes:
         verdict.comparison = compare_unpaired(
             int(base["success"].sum()), len(base), int(cand["success"].sum()), len(cand)
@@ -208,8 +210,11 @@ def verdict_frame(result: RegressionResult) -> pd.DataFrame:
 
 
 def render(result: RegressionResult, baseline: Run, candidate: Run) -> str:
-    verdict = {EXIT_OK: "PASS: no regression", EXIT_REGRESSION: "FAIL: regression",
-               EXIT_INCONCLUSIVE: "INCONCLUSIVE: too few episodes"}[result.exit_code]  # fmt: skip
+    verdict = {
+        EXIT_OK: "PASS: no regression",
+        EXIT_REGRESSION: "FAIL: regression",
+        EXIT_INCONCLUSIVE: "INCONCLUSIVE: too few episodes",
+    }[result.exit_code]
     lines = [
         "# evalkit regress",
         "",

@@ -68,10 +68,18 @@ def task_table(run: Run) -> pd.DataFrame:
     return pd.DataFrame(
         rows,
         columns=[
-            "suite", "task_id", "task", "episodes", "successes", "success_pct", "ci95_low_pct", "ci95_high_pct",
-            "errors", "median_steps_to_success",
+            "suite",
+            "task_id",
+            "task",
+            "episodes",
+            "successes",
+            "success_pct",
+            "ci95_low_pct",
+            "ci95_high_pct",
+            "errors",
+            "median_steps_to_success",
         ],
-    )  # fmt: skip
+    )
 
 
 def suite_table(run: Run) -> pd.DataFrame:
@@ -150,10 +158,16 @@ def latency_table(run: Run) -> pd.DataFrame:
     return pd.DataFrame(
         rows,
         columns=[
-            "suite", "episodes", "policy_calls", "mean_ms", "median_of_p50_ms", "worst_p99_ms", "max_ms",
+            "suite",
+            "episodes",
+            "policy_calls",
+            "mean_ms",
+            "median_of_p50_ms",
+            "worst_p99_ms",
+            "max_ms",
             "mean_episode_wall_s",
         ],
-    )  # fmt: skip
+    )
 
 
 def progress_table(run: Run) -> pd.DataFrame:

@@ -47,7 +47,9 @@ def episodes_for(suites: list[SuiteSpec]) -> list[EpisodeSpec]:
                     f"{suite.name} task {task.task_id} has {task.num_init_states} initial states; "
                     f"asked for {n} episodes per task"
                 )
-            episodes += [EpisodeSpec(suite.name, task.task_id, k, suite.protocol.seed + step * k) for k in range(n)]
+            episodes += [
+                EpisodeSpec(suite.name, task.task_id, k, suite.protocol.seed + step * k) for k in range(n)
+            ]
     return episodes
 
 
@@ -93,9 +95,13 @@ def summary_table(run_dir: Path) -> str:
     per_task = rows.groupby(["suite", "task_id", "task"], sort=True).agg(
         episodes=("valid", "sum"), successes=("success_n", "sum"), errors=("error_n", "sum")
     )
-    per_task["success_%"] = (100 * per_task["successes"] / per_task["episodes"].where(per_task["episodes"] > 0)).round(1)
+    per_task["success_%"] = (
+        100 * per_task["successes"] / per_task["episodes"].where(per_task["episodes"] > 0)
+    ).round(1)
     per_suite = per_task.groupby(level="suite")[["episodes", "successes", "errors"]].sum()
-    per_suite["success_%"] = (100 * per_suite["successes"] / per_suite["episodes"].where(per_suite["episodes"] > 0)).round(1)
+    per_suite["success_%"] = (
+        100 * per_suite["successes"] / per_suite["episodes"].where(per_suite["episodes"] > 0)
+    ).round(1)
     per_task = per_task.reset_index()
     per_task["task"] = per_task["task"].str.slice(0, 60)
     lines = [per_task.to_string(index=False), "", per_suite.to_string()]
@@ -129,7 +135,9 @@ def evaluate(config: EvalConfig, progress: bool = True, command: list[str] | Non
         finished = store.finished()
         todo = [spec for spec in all_episodes if spec not in finished]
         if progress and finished:
-            print(f"evalkit: resuming {run_dir}: {len(all_episodes) - len(todo)} of {len(all_episodes)} episodes done")
+            print(
+                f"evalkit: resuming {run_dir}: {len(all_episodes) - len(todo)} of {len(all_episodes)} episodes done"
+            )
         status = "interrupted"
         runner = Runner(resolved, suites, policy, store, run_dir, progress=progress)
         try:

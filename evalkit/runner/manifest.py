@@ -44,7 +44,11 @@ def package_versions() -> dict[str, str | None]:
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -121,12 +125,16 @@ def open_manifest(
     manifest.update(
         command=command,
         config=config,
-        protocol_fingerprint=fingerprint({n: e["protocol_fingerprint"] for n, e in sorted(manifest["suites"].items())}),
+        protocol_fingerprint=fingerprint(
+            {n: e["protocol_fingerprint"] for n, e in sorted(manifest["suites"].items())}
+        ),
         policy=policy_entry,
         versions=versions,
         git_commit=git_commit(),
         host=socket.gethostname(),
         platform=f"{platform.system()} {platform.machine()}; python {sys.version.split()[0]}",
     )
-    manifest["sessions"].append({"started_at": now(), "ended_at": None, "host": manifest["host"], "episodes_run": 0})
+    manifest["sessions"].append(
+        {"started_at": now(), "ended_at": None, "host": manifest["host"], "episodes_run": 0}
+    )
     return manifest

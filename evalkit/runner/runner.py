@@ -7,6 +7,7 @@ internals (only the `Policy` protocol) and no simulator internals (only what wor
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import sys
 from collections import deque
@@ -65,7 +66,9 @@ def check_compatible(policy: Policy, suites: list[SuiteSpec]) -> None:
                 f"{proto.action_dim}-dim actions"
             )
         if meta.privileged and not suite.options.get("privileged_obs"):
-            raise EvalkitError(f"policy {meta.name} needs privileged simulator state, which suite {suite.name} lacks")
+            raise EvalkitError(
+                f"policy {meta.name} needs privileged simulator state, which suite {suite.name} lacks"
+            )
 
 
 def validate_chunk(chunk: object, action_dim: int, episode_id: str) -> np.ndarray:
@@ -80,8 +83,15 @@ def validate_chunk(chunk: object, action_dim: int, episode_id: str) -> np.ndarra
 
 
 class Runner:
-    def __init__(self, config: EvalConfig, suites: list[SuiteSpec], policy: Policy, store: EpisodeStore,
-                 run_dir: Path, progress: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        config: EvalConfig,
+        suites: list[SuiteSpec],
+        policy: Policy,
+        store: EpisodeStore,
+        run_dir: Path,
+        progress: bool = True,
+    ):
         self.config = config
         self.suites = {s.name: s for s in suites}
         self.policy = policy
@@ -100,8 +110,15 @@ class Runner:
         parent, child = self.ctx.Pipe()
         process = self.ctx.Process(
             target=worker_main,
-            args=(child, self.suites, str(self.run_dir), bool(self.policy.meta.cameras), self.policy.meta.privileged,
-                  self.config.video, self.config.save_actions),  # fmt: skip
+            args=(
+                child,
+                self.suites,
+                str(self.run_dir),
+                bool(self.policy.meta.cameras),
+                self.policy.meta.privileged,
+                self.config.video,
+                self.config.save_actions,
+            ),
             daemon=True,
         )
         process.start()
@@ -110,10 +127,8 @@ class Runner:
 
     def _stop_workers(self) -> None:
         for worker in self.workers:
-            try:
+            with contextlib.suppress(OSError):
                 worker.conn.send(("stop",))
-            except (OSError, BrokenPipeError):
-                pass
         for worker in self.workers:
             worker.process.join(timeout=10)
             if worker.process.is_alive():
@@ -227,7 +242,9 @@ class Runner:
             todo.appendleft(spec)
             print(f"evalkit: retrying {spec.episode_id} ({reason})", file=sys.stderr)
         else:
-            self._store(self._error_result(spec, f"{reason} (after {self.attempts[spec]} attempts)"), tally, bar)
+            self._store(
+                self._error_result(spec, f"{reason} (after {self.attempts[spec]} attempts)"), tally, bar
+            )
 
     def _store(self, result: EpisodeResult, tally: Tally, bar) -> None:
         self.store.add(result)  # written the moment the episode ends

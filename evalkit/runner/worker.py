@@ -11,10 +11,10 @@ Cameras are rendered only for a policy request that needs them or a video frame.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import signal
 import time
-import traceback
 from collections import deque
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -31,8 +31,15 @@ class EpisodeAborted(Exception):
 
 
 class EpisodeLoop:
-    def __init__(self, conn: Connection, run_dir: Path, cameras: bool, privileged: bool, video_mode: str,
-                 save_actions: bool):  # fmt: skip
+    def __init__(
+        self,
+        conn: Connection,
+        run_dir: Path,
+        cameras: bool,
+        privileged: bool,
+        video_mode: str,
+        save_actions: bool,
+    ):
         self.conn = conn
         self.run_dir = run_dir
         self.cameras = cameras
@@ -44,7 +51,11 @@ class EpisodeLoop:
         proto = suite.protocol
         task = suite.task(spec.task_id).language
         start = time.perf_counter()
-        video = EpisodeVideo(self.run_dir, spec.episode_id.replace("/", "_"), task, proto.control_hz) if record_video else None
+        video = (
+            EpisodeVideo(self.run_dir, spec.episode_id.replace("/", "_"), task, proto.control_hz)
+            if record_video
+            else None
+        )
         try:
             env.reset(spec)
             settle = np.asarray(proto.dummy_action, dtype=np.float64)
@@ -102,8 +113,15 @@ class EpisodeLoop:
         )
 
 
-def worker_main(conn: Connection, suites: dict[str, SuiteSpec], run_dir: str, cameras: bool, privileged: bool,
-                video_mode: str, save_actions: bool) -> None:  # fmt: skip
+def worker_main(
+    conn: Connection,
+    suites: dict[str, SuiteSpec],
+    run_dir: str,
+    cameras: bool,
+    privileged: bool,
+    video_mode: str,
+    save_actions: bool,
+) -> None:
     """Entry point of a worker process (started with the spawn method, so GL contexts are created here)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
     from evalkit.rendering import configure_gl
@@ -121,8 +139,7 @@ def worker_main(conn: Connection, suites: dict[str, SuiteSpec], run_dir: str, ca
             suite = suites[spec.suite]
             try:
                 if env_key != (spec.suite, spec.task_id):
-                    if env is not None:
-                        env.close()
+                    _close(env)
                     env, env_key = None, None
                     kind = importlib.import_module(f"evalkit.suites.{suite.kind}")
                     env = kind.make_env(suite, spec.task_id)
@@ -130,20 +147,19 @@ def worker_main(conn: Connection, suites: dict[str, SuiteSpec], run_dir: str, ca
                 conn.send(("result", loop.run(env, suite, spec, record_video)))
             except EpisodeAborted:
                 conn.send(("aborted",))
-            except Exception as exc:  # a simulator fault: the runner retries the episode, then records `error`
-                last = traceback.format_exc().strip().splitlines()[-1]
-                conn.send(("crashed", f"{type(exc).__name__}: {exc}"[:500] or last))
-                if env is not None:
-                    try:
-                        env.close()
-                    except Exception:
-                        pass
+            except (
+                Exception
+            ) as exc:  # a simulator fault: the runner retries the episode, then records `error`
+                conn.send(("crashed", f"{type(exc).__name__}: {exc}"[:500]))
+                _close(env)
                 env, env_key = None, None
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         pass
     finally:
-        if env is not None:
-            try:
-                env.close()
-            except Exception:
-                pass
+        _close(env)
+
+
+def _close(env: SimEnv | None) -> None:
+    if env is not None:
+        with contextlib.suppress(Exception):
+            env.close()

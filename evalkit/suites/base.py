@@ -72,7 +72,9 @@ class SuiteSpec:
     embodiment: str  # which observation/action convention it speaks: "libero" | "droid"
     protocol: EvalProtocol
     tasks: tuple[TaskSpec, ...]
-    options: dict[str, Any] = field(default_factory=dict)  # kind-specific data (benchmark name, scene files, ...)
+    options: dict[str, Any] = field(
+        default_factory=dict
+    )  # kind-specific data (benchmark name, scene files, ...)
 
     def task(self, task_id: int) -> TaskSpec:
         for task in self.tasks:

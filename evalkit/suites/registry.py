@@ -278,11 +278,19 @@ def _load(entry: SuiteEntry, entries: dict[str, SuiteEntry], protocol: str | Non
     return spec
 
 
-def apply_overrides(spec: SuiteSpec, episodes_per_task: int | None = None, max_steps: int | None = None,
-                    seed: int | None = None, tasks: tuple[int, ...] | list[int] | None = None) -> SuiteSpec:  # fmt: skip
+def apply_overrides(
+    spec: SuiteSpec,
+    episodes_per_task: int | None = None,
+    max_steps: int | None = None,
+    seed: int | None = None,
+    tasks: tuple[int, ...] | list[int] | None = None,
+) -> SuiteSpec:
     """Command-line overrides of one suite's protocol and task subset (unknown task ids are an error)."""
-    changes = {k: v for k, v in (("episodes_per_task", episodes_per_task), ("max_steps", max_steps),
-                                 ("seed", seed)) if v is not None}  # fmt: skip
+    changes = {
+        k: v
+        for k, v in (("episodes_per_task", episodes_per_task), ("max_steps", max_steps), ("seed", seed))
+        if v is not None
+    }
     for key, value in changes.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1):
             raise EvalkitError(
@@ -317,9 +325,14 @@ def _ranges(ids: list[int]) -> str:
     return ", ".join(parts) or "none"
 
 
-def resolve(name: str, protocol: str | None = None, episodes_per_task: int | None = None,
-            max_steps: int | None = None, seed: int | None = None,
-            tasks: tuple[int, ...] | list[int] | None = None) -> list[SuiteSpec]:  # fmt: skip
+def resolve(
+    name: str,
+    protocol: str | None = None,
+    episodes_per_task: int | None = None,
+    max_steps: int | None = None,
+    seed: int | None = None,
+    tasks: tuple[int, ...] | list[int] | None = None,
+) -> list[SuiteSpec]:
     """The suites a name stands for (a group expands to its members), with overrides applied."""
     entries = yaml_entries()
     if name not in entries:

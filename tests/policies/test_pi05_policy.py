@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from evalkit.errors import EvalkitError
+from evalkit.images import resize_with_pad
 from evalkit.models.pi05.checkpoint import load_checkpoint
 from evalkit.models.pi05.cli import make_tiny_checkpoint
 from evalkit.policies.base import PolicyRequest
-from evalkit.policies.pi05 import Pi05Policy, resize_with_pad
+from evalkit.policies.pi05 import Pi05Policy
 from evalkit.policies.registry import PolicyOptions, make_policy
 
 LIBERO_PROMPT = "pick up the black bowl between the plate and the ramekin and place it on the plate"
@@ -56,8 +57,12 @@ def image(rng):
 
 def libero_obs(rng, prompt=LIBERO_PROMPT):
     state = np.concatenate([rng.normal(0, 0.2, 6), [0.03, -0.03]]).astype(np.float32)
-    return {"observation/image": image(rng), "observation/wrist_image": image(rng), "observation/state": state,
-            "prompt": prompt}  # fmt: skip
+    return {
+        "observation/image": image(rng),
+        "observation/wrist_image": image(rng),
+        "observation/state": state,
+        "prompt": prompt,
+    }
 
 
 def droid_obs(rng):
@@ -82,10 +87,16 @@ def by_hand(policy, base, wrist, state, prompt, seed, action_dim):
     def img(u8):
         return torch.from_numpy(u8[None]).float() / 255 * 2 - 1
 
-    images = {"base_0_rgb": img(base), "left_wrist_0_rgb": img(wrist),
-              "right_wrist_0_rgb": torch.full((1, 224, 224, 3), -1.0)}  # fmt: skip
-    masks = {"base_0_rgb": torch.tensor([True]), "left_wrist_0_rgb": torch.tensor([True]),
-             "right_wrist_0_rgb": torch.tensor([False])}  # fmt: skip
+    images = {
+        "base_0_rgb": img(base),
+        "left_wrist_0_rgb": img(wrist),
+        "right_wrist_0_rgb": torch.full((1, 224, 224, 3), -1.0),
+    }
+    masks = {
+        "base_0_rgb": torch.tensor([True]),
+        "left_wrist_0_rgb": torch.tensor([True]),
+        "right_wrist_0_rgb": torch.tensor([False]),
+    }
     tokens = policy.tokenizer.tokenize(prompt, ckpt.norm.state.normalize(state))
     noise = torch.randn((ckpt.config.action_horizon, 32), generator=torch.Generator().manual_seed(seed))[None]
     out = policy.model.sample_actions(
@@ -125,11 +136,23 @@ def test_libero_mapping_matches_the_model_called_by_hand(libero_policy):
     rng = np.random.default_rng(1)
     obs = libero_obs(rng)
     got = libero_policy.infer([request(obs, seed=5)])[0]
-    want = by_hand(libero_policy, obs["observation/image"], obs["observation/wrist_image"],
-                   obs["observation/state"], LIBERO_PROMPT, 5, 7)  # fmt: skip
+    want = by_hand(
+        libero_policy,
+        obs["observation/image"],
+        obs["observation/wrist_image"],
+        obs["observation/state"],
+        LIBERO_PROMPT,
+        5,
+        7,
+    )
     np.testing.assert_allclose(got, want, atol=1e-5)
-    swapped = dict(obs, **{"observation/image": obs["observation/wrist_image"],
-                           "observation/wrist_image": obs["observation/image"]})  # fmt: skip
+    swapped = dict(
+        obs,
+        **{
+            "observation/image": obs["observation/wrist_image"],
+            "observation/wrist_image": obs["observation/image"],
+        },
+    )
     assert np.abs(libero_policy.infer([request(swapped, seed=5)])[0] - got).max() > 1e-3
     # pi05_libero never puts the state into the prompt: a different state changes nothing
     moved = dict(obs, **{"observation/state": obs["observation/state"] + 0.5})
@@ -142,8 +165,15 @@ def test_droid_mapping_state_prompt_and_ignored_second_camera(droid_policy):
     got = droid_policy.infer([request(obs, seed=9, action_dim=8)])[0]
     assert got.shape == (15, 8)
     state = np.concatenate([obs["observation/joint_position"], [obs["observation/gripper_position"]]])
-    want = by_hand(droid_policy, obs["observation/exterior_image_1_left"], obs["observation/wrist_image_left"],
-                   state.astype(np.float32), obs["prompt"], 9, 8)  # fmt: skip
+    want = by_hand(
+        droid_policy,
+        obs["observation/exterior_image_1_left"],
+        obs["observation/wrist_image_left"],
+        state.astype(np.float32),
+        obs["prompt"],
+        9,
+        8,
+    )
     np.testing.assert_allclose(got, want, atol=1e-5)
     other_cam = dict(obs, **{"observation/exterior_image_2_left": image(rng)})
     np.testing.assert_array_equal(droid_policy.infer([request(other_cam, seed=9, action_dim=8)])[0], got)
@@ -160,8 +190,11 @@ def test_jointpos_adds_the_joint_state(droid_policy):
     obs = droid_obs(np.random.default_rng(3))
     absolute = jointpos.infer([request(obs, seed=1, action_dim=8)])[0]
     velocity = droid_policy.infer([request(obs, seed=1, action_dim=8)])[0]
-    np.testing.assert_allclose(absolute[:, :7] - velocity[:, :7],
-                               np.broadcast_to(obs["observation/joint_position"], (15, 7)), atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        absolute[:, :7] - velocity[:, :7],
+        np.broadcast_to(obs["observation/joint_position"], (15, 7)),
+        atol=1e-5,
+    )
     np.testing.assert_array_equal(absolute[:, 7], velocity[:, 7])
 
 
@@ -178,8 +211,13 @@ def test_resize_with_pad_like_openpi():
 def test_non_224_and_float_images_are_accepted(libero_policy):
     rng = np.random.default_rng(4)
     obs = libero_obs(rng)
-    small = dict(obs, **{"observation/image": rng.integers(0, 256, (256, 256, 3), dtype=np.uint8),
-                         "observation/wrist_image": obs["observation/wrist_image"].astype(np.float32) / 255})  # fmt: skip
+    small = dict(
+        obs,
+        **{
+            "observation/image": rng.integers(0, 256, (256, 256, 3), dtype=np.uint8),
+            "observation/wrist_image": obs["observation/wrist_image"].astype(np.float32) / 255,
+        },
+    )
     out = libero_policy.infer([request(small, seed=1)])[0]
     assert out.shape == (10, 7) and np.isfinite(out).all()
 
@@ -271,7 +309,7 @@ def test_end_to_end_libero_episode(libero_ckpt, tmp_path):
             max_steps=10,
             workers=1,
             out=tmp_path / "run",
-        ),  # fmt: skip
+        ),
         progress=False,
     )
     (row,) = read_rows(run)

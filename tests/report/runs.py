@@ -9,11 +9,23 @@ from evalkit.episode import EpisodeResult, EpisodeSpec
 from evalkit.store import EpisodeStore
 
 PROTOCOL = {
-    "name": "openpi", "cameras": [["observation/image", "agentview"]], "render_size": [256, 256],
-    "image_size": [224, 224], "image_transforms": ["rot180", "resize_with_pad"], "control_hz": 20.0,
-    "wait_steps": 10, "dummy_action": [0, 0, 0, 0, 0, 0, -1], "max_steps": 220, "episodes_per_task": 50,
-    "init_states": "index", "seed": 7, "replan_steps": 5, "action_dim": 7, "state_dim": 8, "extra": [],
-}  # fmt: skip
+    "name": "openpi",
+    "cameras": [["observation/image", "agentview"]],
+    "render_size": [256, 256],
+    "image_size": [224, 224],
+    "image_transforms": ["rot180", "resize_with_pad"],
+    "control_hz": 20.0,
+    "wait_steps": 10,
+    "dummy_action": [0, 0, 0, 0, 0, 0, -1],
+    "max_steps": 220,
+    "episodes_per_task": 50,
+    "init_states": "index",
+    "seed": 7,
+    "replan_steps": 5,
+    "action_dim": 7,
+    "state_dim": 8,
+    "extra": [],
+}
 
 
 def suite_entry(fingerprint: str, protocol: dict | None = None, tasks: int = 10) -> dict:

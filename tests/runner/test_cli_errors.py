@@ -8,8 +8,13 @@ import pytest
 
 
 def evalkit(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "evalkit.cli", *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "evalkit.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def assert_one_line_error(proc, *needles):
@@ -40,11 +45,24 @@ def test_bad_eval_input(tmp_path, args, needles):
 def test_unwritable_output_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    proc = evalkit("eval", "--suite", "libero_spatial", "--policy", "zero", "--out", str(blocker / "run"), "--quiet")
+    proc = evalkit(
+        "eval", "--suite", "libero_spatial", "--policy", "zero", "--out", str(blocker / "run"), "--quiet"
+    )
     assert_one_line_error(proc, "not writable")
 
 
 def test_missing_rendering_backend(tmp_path):
-    proc = evalkit("eval", "--suite", "libero_spatial", "--policy", "zero", "--video", "all", "--quiet",
-                   "--out", str(tmp_path / "run"), env={"MUJOCO_GL": "nonexistent-backend"})  # fmt: skip
+    proc = evalkit(
+        "eval",
+        "--suite",
+        "libero_spatial",
+        "--policy",
+        "zero",
+        "--video",
+        "all",
+        "--quiet",
+        "--out",
+        str(tmp_path / "run"),
+        env={"MUJOCO_GL": "nonexistent-backend"},
+    )
     assert_one_line_error(proc)

@@ -17,12 +17,24 @@ SUITE = "libero_spatial"
 
 def test_zero_policy_two_tasks_two_episodes(tmp_path):
     run = evaluate(
-        EvalConfig(suite=SUITE, policy="zero", out=tmp_path / "run", tasks=(0, 1), episodes_per_task=2,
-                   max_steps=6, workers=2),  # fmt: skip
+        EvalConfig(
+            suite=SUITE,
+            policy="zero",
+            out=tmp_path / "run",
+            tasks=(0, 1),
+            episodes_per_task=2,
+            max_steps=6,
+            workers=2,
+        ),
         progress=False,
     )
     rows = read_rows(run)
-    assert [(r["task_id"], r["init_state"], r["seed"]) for r in rows] == [(0, 0, 7), (0, 1, 7), (1, 0, 7), (1, 1, 7)]
+    assert [(r["task_id"], r["init_state"], r["seed"]) for r in rows] == [
+        (0, 0, 7),
+        (0, 1, 7),
+        (1, 0, 7),
+        (1, 1, 7),
+    ]
     for r in rows:
         assert r["suite"] == SUITE
         assert r["termination"] == "max_steps" and r["success"] == 0
@@ -41,8 +53,28 @@ def test_zero_policy_two_tasks_two_episodes(tmp_path):
 
 
 def _eval_cmd(out, *extra):
-    return [sys.executable, "-m", "evalkit.cli", "eval", "--suite", SUITE, "--policy", "zero", "--tasks", "0",
-            "--episodes-per-task", "4", "--max-steps", "40", "--workers", "1", "--quiet", "--out", str(out), *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "evalkit.cli",
+        "eval",
+        "--suite",
+        SUITE,
+        "--policy",
+        "zero",
+        "--tasks",
+        "0",
+        "--episodes-per-task",
+        "4",
+        "--max-steps",
+        "40",
+        "--workers",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _wait_for_rows(run, n, proc, timeout=240):
@@ -82,7 +114,9 @@ def test_killed_worker_loses_nothing(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen(_eval_cmd(run, "--workers", "2"), stderr=subprocess.PIPE, text=True)
     _wait_for_rows(run, 1, proc)
-    workers = [c for c in psutil.Process(proc.pid).children(recursive=True) if "spawn" in " ".join(c.cmdline())]
+    workers = [
+        c for c in psutil.Process(proc.pid).children(recursive=True) if "spawn" in " ".join(c.cmdline())
+    ]
     assert workers, "no worker processes found"
     os.kill(workers[0].pid, signal.SIGKILL)
     out, err = proc.communicate(timeout=300)
@@ -96,8 +130,17 @@ def test_random_policy_same_results_for_one_and_two_workers(tmp_path):
     runs = {}
     for workers in (1, 2):
         runs[workers] = evaluate(
-            EvalConfig(suite=SUITE, policy="random", out=tmp_path / f"w{workers}", tasks=(0,), episodes_per_task=3,
-                       max_steps=12, workers=workers, batch_size=workers, save_actions=True),  # fmt: skip
+            EvalConfig(
+                suite=SUITE,
+                policy="random",
+                out=tmp_path / f"w{workers}",
+                tasks=(0,),
+                episodes_per_task=3,
+                max_steps=12,
+                workers=workers,
+                batch_size=workers,
+                save_actions=True,
+            ),
             progress=False,
         )
     keys = ("task_id", "init_state", "seed", "success", "steps", "termination", "policy_calls")
@@ -117,8 +160,16 @@ def test_video_at_control_rate_with_outcome_in_name(tmp_path):
     import imageio.v3 as iio
 
     run = evaluate(
-        EvalConfig(suite=SUITE, policy="zero", out=tmp_path / "run", tasks=(0,), episodes_per_task=1, max_steps=4,
-                   workers=1, video="all"),  # fmt: skip
+        EvalConfig(
+            suite=SUITE,
+            policy="zero",
+            out=tmp_path / "run",
+            tasks=(0,),
+            episodes_per_task=1,
+            max_steps=4,
+            workers=1,
+            video="all",
+        ),
         progress=False,
     )
     (row,) = read_rows(run)

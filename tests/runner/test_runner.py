@@ -26,8 +26,16 @@ class ScriptedPolicy:
 
 
 def _setup(tmp_path, **kw):
-    config = EvalConfig(suite="libero_spatial", policy="scripted", out=tmp_path, tasks=(0,), episodes_per_task=2,
-                        max_steps=6, workers=1, **kw)  # fmt: skip
+    config = EvalConfig(
+        suite="libero_spatial",
+        policy="scripted",
+        out=tmp_path,
+        tasks=(0,),
+        episodes_per_task=2,
+        max_steps=6,
+        workers=1,
+        **kw,
+    )
     suites = resolve_suites(config)
     return config, suites, episodes_for(suites), EpisodeStore(tmp_path, "test")
 
@@ -81,10 +89,16 @@ def test_validate_chunk():
 
 
 def test_episode_identity_follows_the_protocol():
-    openpi = episodes_for(resolve_suites(EvalConfig(suite="libero_spatial", policy="zero", tasks=(2,),
-                                                    episodes_per_task=3)))  # fmt: skip
+    openpi = episodes_for(
+        resolve_suites(EvalConfig(suite="libero_spatial", policy="zero", tasks=(2,), episodes_per_task=3))
+    )
     assert [(e.task_id, e.init_state, e.seed) for e in openpi] == [(2, 0, 7), (2, 1, 7), (2, 2, 7)]
-    lerobot = episodes_for(resolve_suites(EvalConfig(suite="libero_spatial", policy="zero", tasks=(2,),
-                                                     episodes_per_task=3, protocol="lerobot")))  # fmt: skip
+    lerobot = episodes_for(
+        resolve_suites(
+            EvalConfig(
+                suite="libero_spatial", policy="zero", tasks=(2,), episodes_per_task=3, protocol="lerobot"
+            )
+        )
+    )
     assert [(e.init_state, e.seed) for e in lerobot] == [(0, 1000), (1, 1001), (2, 1002)]
     assert len({e.request_seed(0) for e in openpi}) == 3

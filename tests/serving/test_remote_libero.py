@@ -22,9 +22,15 @@ COMPARED = (
 
 def _run(tmp_path, name: str, policy: str):
     config = EvalConfig(
-        suite=SUITE, policy=policy, out=tmp_path / name, tasks=(0,), episodes_per_task=2, max_steps=12, workers=1,
+        suite=SUITE,
+        policy=policy,
+        out=tmp_path / name,
+        tasks=(0,),
+        episodes_per_task=2,
+        max_steps=12,
+        workers=1,
         save_actions=True,
-    )  # fmt: skip
+    )
     return evaluate(config, progress=False)
 
 

@@ -147,8 +147,11 @@ def test_list_suites_counts_tasks_of_every_suite():
     infos = {i.name: i for i in registry.list_suites()}
     assert infos["libero"].kind == "group" and infos["libero"].n_tasks == 40
     assert infos["libero_90"].n_tasks == 90 and infos["libero_spatial"].kind == "libero"
-    pro = [f"{b}_{p}" for b in ("libero_spatial", "libero_object", "libero_goal", "libero_10")
-           for p in ("lan", "object", "swap", "task")]  # fmt: skip
+    pro = [
+        f"{b}_{p}"
+        for b in ("libero_spatial", "libero_object", "libero_goal", "libero_10")
+        for p in ("lan", "object", "swap", "task")
+    ]
     assert all(infos[name].n_tasks == 10 for name in pro)
     assert infos["libero_10_with_milk"].n_tasks == 8
     assert infos["libero_goal_env"].n_tasks == 0  # registered, but nothing to run: listed with the reason

@@ -537,11 +537,21 @@ def openpi_behaviour(path: Path, config_name: str | None) -> Behaviour:
     horizon = info.get("action_horizon")
     if isinstance(horizon, int) and horizon != behaviour.action_horizon:
         if explicit:
-            log.warning("%s: config.json says action_horizon %d; %s uses %d", path, horizon, behaviour.name,
-                        behaviour.action_horizon)  # fmt: skip
+            log.warning(
+                "%s: config.json says action_horizon %d; %s uses %d",
+                path,
+                horizon,
+                behaviour.name,
+                behaviour.action_horizon,
+            )
         else:
-            log.warning("%s: using config.json's action_horizon %d, not %s's %d", path, horizon, behaviour.name,
-                        behaviour.action_horizon)  # fmt: skip
+            log.warning(
+                "%s: using config.json's action_horizon %d, not %s's %d",
+                path,
+                horizon,
+                behaviour.name,
+                behaviour.action_horizon,
+            )
             behaviour = replace(behaviour, action_horizon=horizon)
     return behaviour
 

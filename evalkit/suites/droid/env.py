@@ -184,7 +184,7 @@ class DroidEnv:
             "prompt": self.task.instruction,
         }
         if cameras:
-            from evalkit.suites.libero.transforms import apply_image_transforms
+            from evalkit.images import apply_image_transforms
 
             for wire, cam in self.cfg.camera_keys:
                 obs[wire] = apply_image_transforms(

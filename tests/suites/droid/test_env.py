@@ -11,8 +11,11 @@ from evalkit.suites.droid import TASKS_DIR, load_suite, make_env
 from tests.suites.droid.conftest import episode
 
 TASK = "put_red_block_in_bowl"
-WIRE_IMAGES = ("observation/exterior_image_1_left", "observation/exterior_image_2_left",
-               "observation/wrist_image_left")  # fmt: skip
+WIRE_IMAGES = (
+    "observation/exterior_image_1_left",
+    "observation/exterior_image_2_left",
+    "observation/wrist_image_left",
+)
 
 
 def test_observation_spec(env_factory):
@@ -142,14 +145,37 @@ def test_step_never_renders_and_physics_ignores_rendering(env_factory):
 def test_images_are_upright():
     """A red marker hung high above a blue one on the table shows up nearer the top of every exterior view."""
     data = yaml.safe_load((TASKS_DIR / "droid.yaml").read_text())
-    data["scenes"]["markers"] = {"objects": [
-        {"name": "high", "asset": "box", "size": [0.03, 0.03, 0.03], "rgba": [1, 0, 0, 1], "fixed": True,
-         "x": -0.1, "y": 0.0, "z": 0.35},
-        {"name": "low", "asset": "box", "size": [0.03, 0.03, 0.03], "rgba": [0, 0, 1, 1], "fixed": True,
-         "x": -0.1, "y": 0.3},
-    ]}  # fmt: skip
-    data["tasks"] = [{"name": "markers", "scene": "markers", "instruction": "look",
-                      "success": {"kind": "lifted", "object": "low", "value": 0.5}}]  # fmt: skip
+    data["scenes"]["markers"] = {
+        "objects": [
+            {
+                "name": "high",
+                "asset": "box",
+                "size": [0.03, 0.03, 0.03],
+                "rgba": [1, 0, 0, 1],
+                "fixed": True,
+                "x": -0.1,
+                "y": 0.0,
+                "z": 0.35,
+            },
+            {
+                "name": "low",
+                "asset": "box",
+                "size": [0.03, 0.03, 0.03],
+                "rgba": [0, 0, 1, 1],
+                "fixed": True,
+                "x": -0.1,
+                "y": 0.3,
+            },
+        ]
+    }
+    data["tasks"] = [
+        {
+            "name": "markers",
+            "scene": "markers",
+            "instruction": "look",
+            "success": {"kind": "lifted", "object": "low", "value": 0.5},
+        }
+    ]
     suite = load_suite("markers", data)
     env = make_env(suite, 0)
     try:

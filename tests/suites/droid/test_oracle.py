@@ -13,11 +13,21 @@ from tests.suites.droid.conftest import episode
 # The suite-level success rate over 20 layouts per task is measured with
 # `evalkit eval --suite droid --policy oracle --episodes-per-task 20` (too slow for a unit test).
 TASKS = [
-    "put_red_block_in_bowl", "stack_green_block_on_red_block", "pick_up_blue_block", "put_blue_block_on_plate",
-    "put_soup_can_in_basket", "put_cream_cheese_on_plate", "pick_up_butter", "move_soup_can_next_to_plate",
-    "open_top_drawer", "close_top_drawer", "put_yellow_block_in_bowl", "put_tomato_sauce_on_tray",
-    "stack_orange_block_on_purple_block", "move_orange_block_next_to_tray",
-]  # fmt: skip
+    "put_red_block_in_bowl",
+    "stack_green_block_on_red_block",
+    "pick_up_blue_block",
+    "put_blue_block_on_plate",
+    "put_soup_can_in_basket",
+    "put_cream_cheese_on_plate",
+    "pick_up_butter",
+    "move_soup_can_next_to_plate",
+    "open_top_drawer",
+    "close_top_drawer",
+    "put_yellow_block_in_bowl",
+    "put_tomato_sauce_on_tray",
+    "stack_orange_block_on_purple_block",
+    "move_orange_block_next_to_tray",
+]
 
 
 def run_episode(env, policy, index=0, max_steps=400, replan=8):

@@ -33,8 +33,14 @@ def test_libero_imports_headless_with_the_written_config(tmp_path):
     )
     env = {**os.environ, "HOME": str(tmp_path), "EVALKIT_HOME": str(tmp_path / "ek")}
     env.pop("LIBERO_CONFIG_PATH", None)
-    proc = subprocess.run([sys.executable, "-c", script], env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-500:]
     config_dir, bddl_files = proc.stdout.split()
     assert config_dir == str(tmp_path / "ek" / "libero")

@@ -6,10 +6,11 @@ import pytest
 
 from evalkit.episode import EpisodeSpec
 from evalkit.errors import EvalkitError
+from evalkit.images import apply_image_transforms, rot180
 from evalkit.policies.base import PolicyRequest
 from evalkit.policies.simple import RandomPolicy
 from evalkit.suites import registry
-from evalkit.suites.libero.transforms import apply_image_transforms, libero_state, rot180
+from evalkit.suites.libero.transforms import libero_state
 
 STEPS = 15
 REPLAN = 5
@@ -60,7 +61,7 @@ def reference(suite):
                         if key.endswith("_image") or key.startswith("robot0")
                     }
                     for o in frames
-                ],  # fmt: skip
+                ],
                 "qpos": np.array(env.env.sim.data.qpos),
                 "qvel": np.array(env.env.sim.data.qvel),
             }
