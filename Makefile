@@ -28,7 +28,7 @@ EVAL_ARGS := --suite $(SUITE) --policy $(POLICY) \
 	$(if $(WORKERS),--workers $(WORKERS)) $(if $(BATCH),--batch-size $(BATCH)) $(if $(OUT),--out $(OUT)) \
 	$(if $(VIDEO),--video $(VIDEO)) $(if $(SEED),--seed $(SEED)) $(if $(TASKS),--tasks $(TASKS))
 
-.PHONY: setup eval test lint report leaderboard regress serve demo clean-venv
+.PHONY: setup eval test report leaderboard regress serve demo clean-venv
 
 setup: $(VENV)/.installed
 
@@ -44,11 +44,8 @@ eval: setup
 
 test: setup
 	$(BIN)/ruff check evalkit tests bench
-	$(BIN)/python -m pytest -q -x --durations=15 $(PYTEST_ARGS)
-
-lint: setup
-	$(BIN)/ruff check evalkit tests bench
 	$(BIN)/ruff format --check evalkit tests bench
+	$(BIN)/python -m pytest -q -x --durations=15 $(PYTEST_ARGS)
 
 report: setup
 	$(BIN)/evalkit report $(RUN)
