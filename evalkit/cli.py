@@ -52,7 +52,8 @@ def eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 def eval_main(args: argparse.Namespace) -> int:
     from evalkit.policies.base import PolicyUnavailableError
-    from evalkit.runner import EvalConfig, evaluate, summary_table
+    from evalkit.report.summary import console_summary
+    from evalkit.runner import EvalConfig, evaluate
 
     config = EvalConfig(
         suite=args.suite,
@@ -85,7 +86,7 @@ def eval_main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    print(summary_table(run_dir))
+    print(console_summary(run_dir))
     print(f"\nrun directory: {run_dir}")
     return 0
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -138,10 +137,6 @@ class EpisodeStore:
             f"SELECT {', '.join(COLUMNS)} FROM episodes ORDER BY suite, task_id, init_state, seed"
         )
         return [dict(zip(COLUMNS, row, strict=True)) for row in cur.fetchall()]
-
-    def add_many(self, results: Iterable[EpisodeResult]) -> None:
-        for result in results:
-            self.add(result)
 
     def close(self) -> None:
         self._db.close()

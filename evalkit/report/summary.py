@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -241,3 +242,17 @@ def summarize(run: Run) -> RunSummary:
         episodes=flat_episodes(run),
         provenance=provenance(run),
     )
+
+
+def console_summary(run_dir: str | Path) -> str:
+    """The per-task and per-suite tables `evalkit eval` prints when a run ends (errors left out of rates)."""
+    from evalkit.report.formatting import markdown_table, with_ci_column
+    from evalkit.report.load import load_run
+
+    run = load_run(run_dir)
+    tasks, suites = task_table(run), suite_table(run)
+    tasks["task"] = tasks["task"].str.slice(0, 60)
+    parts = [markdown_table(with_ci_column(tasks)), "", markdown_table(with_ci_column(suites))]
+    if len(suites) > 1:
+        parts.append(f"\naverage over suites (mean of suite rates): {suites['success_pct'].mean():.1f}%")
+    return "\n".join(parts)

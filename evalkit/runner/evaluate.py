@@ -78,38 +78,6 @@ def build_policy(config: EvalConfig, suites: list[SuiteSpec]) -> Policy:
     return make_policy(options)
 
 
-def summary_table(run_dir: Path) -> str:
-    """Per-task success, then per suite; errors are left out of rates."""
-    import pandas as pd
-
-    store = EpisodeStore(run_dir, readonly=True)
-    try:
-        rows = pd.DataFrame(store.rows())
-    finally:
-        store.close()
-    if rows.empty:
-        return "no episodes stored"
-    rows["valid"] = rows["termination"] != "error"
-    rows["error_n"] = ~rows["valid"]
-    rows["success_n"] = rows["success"].astype(bool) & rows["valid"]
-    per_task = rows.groupby(["suite", "task_id", "task"], sort=True).agg(
-        episodes=("valid", "sum"), successes=("success_n", "sum"), errors=("error_n", "sum")
-    )
-    per_task["success_%"] = (
-        100 * per_task["successes"] / per_task["episodes"].where(per_task["episodes"] > 0)
-    ).round(1)
-    per_suite = per_task.groupby(level="suite")[["episodes", "successes", "errors"]].sum()
-    per_suite["success_%"] = (
-        100 * per_suite["successes"] / per_suite["episodes"].where(per_suite["episodes"] > 0)
-    ).round(1)
-    per_task = per_task.reset_index()
-    per_task["task"] = per_task["task"].str.slice(0, 60)
-    lines = [per_task.to_string(index=False), "", per_suite.to_string()]
-    if len(per_suite) > 1:
-        lines.append(f"\naverage over suites: {per_suite['success_%'].mean():.1f}%")
-    return "\n".join(lines)
-
-
 def evaluate(config: EvalConfig, progress: bool = True, command: list[str] | None = None) -> Path:
     """Run (or resume) an evaluation; returns the run directory. Raises EvalkitError on bad input."""
     if config.video not in VIDEO_MODES:

@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from evalkit.runner import EvalConfig, evaluate, summary_table
+from evalkit.report.summary import console_summary
+from evalkit.runner import EvalConfig, evaluate
 from tests.helpers import read_manifest, read_rows
 
 SUITE = "libero_spatial"
@@ -49,7 +50,7 @@ def test_zero_policy_two_tasks_two_episodes(tmp_path):
     assert proto["max_steps"] == 6 and proto["replan_steps"] == 5 and proto["wait_steps"] == 10
     assert m["sessions"][-1]["status"] == "completed" and m["sessions"][-1]["episodes_run"] == 4
     assert len(m["protocol_fingerprint"]) == 16
-    assert "success_%" in summary_table(run)
+    assert "95% CI (Wilson)" in console_summary(run)
 
 
 def _eval_cmd(out, *extra):

@@ -153,10 +153,14 @@ def build_scene(data: DroidData, scene: SceneDef) -> SceneModel:
 def _compile_scene(data: DroidData, scene: SceneDef) -> SceneModel:
     os.environ.setdefault("MUJOCO_GL", "egl")
     import mujoco
-    from robosuite.models.arenas import TableArena
-    from robosuite.models.grippers import Robotiq85Gripper
-    from robosuite.models.robots import Panda
-    from robosuite.models.tasks import ManipulationTask
+
+    from evalkit.suites.robosuite_logs import quiet_robosuite_import
+
+    with quiet_robosuite_import():
+        from robosuite.models.arenas import TableArena
+        from robosuite.models.grippers import Robotiq85Gripper
+        from robosuite.models.robots import Panda
+        from robosuite.models.tasks import ManipulationTask
 
     robot = Panda()
     robot.add_gripper(Robotiq85Gripper())

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import logging
-import sys
 
 import numpy as np
 
@@ -31,6 +29,7 @@ from evalkit.images import apply_image_transforms, rot180
 from evalkit.policies.base import Observation
 from evalkit.suites.base import SuiteSpec
 from evalkit.suites.libero.transforms import libero_state
+from evalkit.suites.robosuite_logs import quiet_robosuite_import
 
 MAIN_CAMERA = "agentview"
 HORIZON_MARGIN = 50
@@ -40,14 +39,8 @@ _SNAPSHOT_OBSERVABLE = "robot0_eef_pos"
 
 def import_control_env():
     """LIBERO's ControlEnv, imported without robosuite's three import-time "no private macro file" warnings."""
-    logger = logging.getLogger("robosuite_logs")
-    level = logger.level
-    if "robosuite" not in sys.modules:
-        logger.setLevel(logging.ERROR)
-    try:
+    with quiet_robosuite_import():
         from libero.libero.envs.env_wrapper import ControlEnv
-    finally:
-        logger.setLevel(level)
     return ControlEnv
 
 
