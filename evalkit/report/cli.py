@@ -56,12 +56,16 @@ def leaderboard_main(args: argparse.Namespace) -> int:
 
 REGRESS_EPILOG = """\
 Episodes pair on (suite, task_id, init_state, seed); error episodes are excluded. With at least --min-episodes
-pairs a row uses the exact McNemar test; with fewer pairs but at least --min-episodes episodes per run, Fisher's
-exact test on all episodes (unpaired). Differences carry Newcombe's hybrid score 95% interval (paired or
-independent). Per-suite rows test at alpha / number of suites (Bonferroni); the overall row at alpha.
-Exit codes: 0 no regression; 1 regression (one-sided p < alpha for a drop, or a drop > --max-drop pp, in any
-tested row); 2 usage error or refusal (protocol fingerprints differ and no --force); 3 inconclusive (no
-regression found, but the overall row had too few episodes)."""
+pairs a row uses the exact McNemar test and Newcombe's paired interval; with fewer pairs but at least
+--min-episodes episodes per run, Fisher's exact test and Newcombe's independent interval on all episodes.
+Per-suite rows test at alpha / number of suites (Bonferroni); the overall row at alpha. Intervals are at
+1 - 2*alpha, so each bound is one-sided at alpha.
+Exit codes (use `evalkit regress` in CI, not `make regress`: make turns every failure into 2):
+  0  pass: every row rules out a drop larger than --max-drop pp and none shows a significant drop
+  1  regression: a significant drop (one-sided p < alpha) in some row
+  2  bad input or refusal: unreadable run, bad argument, different protocol fingerprints without --force
+  3  inconclusive: no significant drop, but the data cannot rule out a drop larger than --max-drop pp
+The last line of the output states the verdict with both success rates."""
 
 
 def regress_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,21 +77,31 @@ def regress_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--candidate", type=Path, required=True, help="run directory of the checkpoint under test"
     )
-    parser.add_argument("--alpha", type=float, default=0.05, help="one-sided significance level for a drop")
     parser.add_argument(
-        "--max-drop", type=float, help="also fail when success drops by more than this many pp"
+        "--alpha", type=float, default=0.05, help="one-sided significance level (default 0.05)"
     )
-    parser.add_argument("--min-episodes", type=int, default=10, help="fewer pairs/episodes → inconclusive")
+    parser.add_argument(
+        "--max-drop",
+        type=float,
+        help="non-inferiority margin: the largest acceptable drop, in pp (default 5)",
+    )
+    parser.add_argument(
+        "--min-episodes",
+        type=int,
+        default=10,
+        help="fewer pairs/episodes: the row is not tested (default 10)",
+    )
     parser.add_argument(
         "--force", action="store_true", help="compare runs with different protocol fingerprints"
     )
 
 
 def regress_main(args: argparse.Namespace) -> int:
-    from evalkit.report.regress import compare_runs, render
+    from evalkit.report.regress import DEFAULT_MAX_DROP, compare_runs, render
     from evalkit.rundir.run import load_run
 
     baseline, candidate = load_run(args.baseline), load_run(args.candidate)
-    result = compare_runs(baseline, candidate, args.alpha, args.max_drop, args.min_episodes, args.force)
+    max_drop = DEFAULT_MAX_DROP if args.max_drop is None else args.max_drop
+    result = compare_runs(baseline, candidate, args.alpha, max_drop, args.min_episodes, args.force)
     print(render(result, baseline, candidate))
     return result.exit_code

@@ -1,9 +1,17 @@
 """The report commands through the real `evalkit` entry point: output, exit codes (EvalkitError -> 2)."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
 from evalkit.cli import main
 from tests.report.runs import grid, write_run
 
 KEYS = grid("libero_spatial", 5, 4)
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_report_prints_markdown(tmp_path, capsys):
@@ -16,11 +24,12 @@ def test_report_prints_markdown(tmp_path, capsys):
 
 
 def test_regress_exit_codes(tmp_path, capsys):
-    base = write_run(tmp_path / "a", {k: True for k in KEYS})
-    worse = write_run(tmp_path / "b", {k: i % 2 == 0 for i, k in enumerate(KEYS)}, policy_fp="b")
+    keys = grid("libero_spatial", 10, 10)  # 100 pairs: enough to rule out a 5 pp drop when nothing changed
+    base = write_run(tmp_path / "a", {k: True for k in keys})
+    worse = write_run(tmp_path / "b", {k: i % 2 == 0 for i, k in enumerate(keys)}, policy_fp="b")
     other = write_run(
         tmp_path / "c",
-        {k: True for k in KEYS},
+        {k: True for k in keys},
         protocol_changes={"libero_spatial": {"seed": 8}},
     )
     assert main(["regress", "--baseline", str(base), "--candidate", str(base)]) == 0
@@ -29,7 +38,79 @@ def test_regress_exit_codes(tmp_path, capsys):
     assert "seed: 7 vs 8" in capsys.readouterr().err
     assert main(["regress", "--baseline", str(base), "--candidate", str(other), "--force"]) == 0
     assert main(["regress", "--baseline", str(base), "--candidate", str(tmp_path / "missing")]) == 2
-    assert main(["regress", "--baseline", str(base), "--candidate", str(worse), "--min-episodes", "50"]) == 3
+    assert main(["regress", "--baseline", str(base), "--candidate", str(worse), "--min-episodes", "200"]) == 3
+    assert main(["regress", "--baseline", str(base), "--candidate", str(base), "--max-drop", "1"]) == 3
+    assert main(["regress", "--baseline", str(base), "--candidate", str(base), "--max-drop", "-1"]) == 2
+
+
+def test_regress_help_states_the_default_margin_and_exit_codes(capsys):
+    from evalkit.report.regress import DEFAULT_MAX_DROP
+
+    with pytest.raises(SystemExit):
+        main(["regress", "--help"])
+    out = capsys.readouterr().out
+    assert f"(default {DEFAULT_MAX_DROP:g})" in out
+    assert "3  inconclusive" in out and "not `make regress`" in out
+
+
+def _valid_store(tmp_path: Path) -> bytes:
+    return (write_run(tmp_path / "template", {k: True for k in KEYS}) / "episodes.sqlite").read_bytes()
+
+
+CORRUPTIONS = {
+    "store-garbage": ("episodes.sqlite", lambda valid: b"\x00garbage" * 500),
+    "store-truncated": ("episodes.sqlite", lambda valid: valid[: len(valid) // 3 + 100]),
+    "store-bad-page": ("episodes.sqlite", lambda valid: valid[:4096] + b"\xff" * (len(valid) - 4096)),
+    "store-empty": ("episodes.sqlite", lambda valid: b""),
+    "manifest-list": ("manifest.json", lambda valid: b"[]"),
+    "manifest-missing-keys": ("manifest.json", lambda valid: b'{"run_id": "x"}'),
+    "manifest-truncated": ("manifest.json", lambda valid: b'{"run_id": "x", "suites": {'),
+    "manifest-binary": ("manifest.json", lambda valid: b"\xff\xfe\x00bad"),
+    "manifest-wrong-types": (
+        "manifest.json",
+        lambda valid: (
+            b'{"run_id": 1, "created_at": 2, "command": 3, "config": 4, "suites": [], "policy": 5, '
+            b'"protocol_fingerprint": 6, "versions": 7, "git_commit": 8, "host": 9, "platform": 10}'
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_unreadable_input_is_exit_2_with_one_line_for_every_command(tmp_path, capsys, corruption):
+    """Issue 10: a corrupt store gave a traceback and exit 1, which regress uses for "significant drop"."""
+    name, corrupt = CORRUPTIONS[corruption]
+    good = write_run(tmp_path / "good", {k: True for k in KEYS})
+    bad = write_run(tmp_path / "results" / "bad", {k: True for k in KEYS}, policy_fp="bad")
+    (bad / name).write_bytes(corrupt(_valid_store(tmp_path)))
+    capsys.readouterr()
+    commands = [
+        ["report", str(bad)],
+        ["regress", "--baseline", str(good), "--candidate", str(bad)],
+        ["regress", "--baseline", str(bad), "--candidate", str(good)],
+        ["leaderboard", str(tmp_path / "results")],
+    ]
+    for argv in commands:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("evalkit: error: ") and str(bad) in err[0], (argv, err)
+
+
+def test_corrupt_store_through_the_installed_entry_point(tmp_path):
+    good = write_run(tmp_path / "good", {k: True for k in KEYS})
+    bad = write_run(tmp_path / "bad", {k: True for k in KEYS}, policy_fp="bad")
+    (bad / "episodes.sqlite").write_bytes(b"SQLite format 3\x00" + b"\x01" * 8000)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "evalkit.cli", "regress", "--baseline", str(good), "--candidate", str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
 
 
 def test_leaderboard_command(tmp_path, capsys):

@@ -36,21 +36,45 @@ def test_clear_regression_fails(tmp_path, capsys):
     assert row.comparison.diff == pytest.approx(-18 / 60)
 
 
-def test_no_change_passes(tmp_path, capsys):
+def test_no_change_passes_when_the_data_rule_out_the_margin(tmp_path, capsys):
     base = write_run(tmp_path / "a", outcomes(KEYS, failing={3, 7, 20}))
     cand = write_run(tmp_path / "b", outcomes(KEYS, failing={3, 7, 20}), policy_fp="cand")
-    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand), "--max-drop", "1")
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand))
     assert code == EXIT_OK == 0
-    assert "PASS" in out and "+0.0" in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("PASS: no drop larger than 5 pp") and "95.0% (57/60) -> 95.0% (57/60)" in last
+    assert "+0.0" in out
+    # 60 pairs cannot rule out a 1 pp drop (90% lower bound -4.7 pp): neither pass nor fail
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand), "--max-drop", "1")
+    assert code == EXIT_INCONCLUSIVE
+    assert "lower bound -4.7 pp" in out and "PASS" not in out
 
 
-def test_small_noisy_drop_passes_unless_max_drop(tmp_path, capsys):
+def test_small_drop_is_inconclusive_on_few_episodes_and_passes_on_many(tmp_path, capsys):
     base = write_run(tmp_path / "a", outcomes(KEYS, failing={1}))
     cand = write_run(tmp_path / "b", outcomes(KEYS, failing={1, 2, 3}), policy_fp="cand")  # 2 lost, 0 gained
-    code, _ = regress(capsys, "--baseline", str(base), "--candidate", str(cand))
-    assert code == EXIT_OK  # p = 1/4: not significant
-    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand), "--max-drop", "2")
-    assert code == EXIT_REGRESSION and "--max-drop 2 pp" in out  # 3.3 pp drop
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand))
+    assert code == EXIT_INCONCLUSIVE  # p = 1/4 is no significant drop, but a 5 pp drop is not ruled out
+    assert "neither a significant drop (p=0.25) nor a drop larger than 5 pp ruled out" in out
+    many = grid("libero_spatial", 10, 30)  # 300 pairs, 4 lost: lower bound -2.9 pp
+    base = write_run(tmp_path / "c", outcomes(many, failing=set()))
+    cand = write_run(tmp_path / "d", outcomes(many, failing={0, 50, 100, 150}), policy_fp="cand")
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand))
+    assert code == EXIT_OK and "lower bound -2.9 pp" in out
+    code, _ = regress(capsys, "--baseline", str(base), "--candidate", str(cand), "--max-drop", "2")
+    assert code == EXIT_INCONCLUSIVE
+
+
+def test_large_significant_drop_fails_whatever_the_margin(tmp_path, capsys):
+    base = write_run(tmp_path / "a", outcomes(KEYS, failing=set()))
+    cand = write_run(tmp_path / "b", outcomes(KEYS, failing=set(range(0, 60, 4))), policy_fp="cand")
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand), "--max-drop", "50")
+    assert code == EXIT_REGRESSION
+    assert (
+        out.strip()
+        .splitlines()[-1]
+        .startswith("FAIL: significant drop: overall (libero_spatial) 100.0% (60/60)")
+    )
 
 
 def test_improvement_is_not_a_regression(tmp_path, capsys):
@@ -61,15 +85,31 @@ def test_improvement_is_not_a_regression(tmp_path, capsys):
     assert "improvement" in out
 
 
-def test_too_few_episodes_is_inconclusive(tmp_path, capsys):
+def test_total_drop_on_three_episodes_is_inconclusive_not_pass(tmp_path, capsys):
+    """Issue 10: with --min-episodes 3, 100% -> 0% printed "PASS: no regression" (exit 0)."""
+    keys = KEYS[:3]
+    base = write_run(tmp_path / "a", outcomes(keys, failing=set()))
+    cand = write_run(tmp_path / "b", outcomes(keys, failing={0, 1, 2}), policy_fp="cand")
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand), "--min-episodes", "3")
+    assert code == EXIT_INCONCLUSIVE == 3
+    assert "PASS" not in out
+    last = out.strip().splitlines()[-1]
+    assert (
+        last.startswith("INCONCLUSIVE") and "100.0% (3/3) -> 0.0% (0/3)" in last
+    )  # p = 1/8: not significant
+
+
+def test_too_few_episodes_is_inconclusive_and_still_shows_both_rates(tmp_path, capsys):
     keys = KEYS[:4]
     base = write_run(tmp_path / "a", outcomes(keys, failing=set()))
     cand = write_run(tmp_path / "b", outcomes(keys, failing={0, 1, 2, 3}), policy_fp="cand")
     code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand))
     assert code == EXIT_INCONCLUSIVE == 3
-    assert "inconclusive" in out.lower() and "too few episodes: 4 pairs" in out
+    assert "too few episodes to test: 4 pairs" in out
+    row = next(line for line in out.splitlines() if line.startswith("| overall"))
+    assert "100.0% (4/4)" in row and "0.0% (0/4)" in row and "-100.0 (no test)" in row
     code, _ = regress(capsys, "--baseline", str(base), "--candidate", str(cand), "--min-episodes", "4")
-    assert code == EXIT_OK  # 4 lost of 4: one-sided p = 1/16 > 0.05
+    assert code == EXIT_INCONCLUSIVE  # 4 lost of 4: one-sided p = 1/16 > 0.05, and -100 pp not ruled out
 
 
 def test_different_protocols_are_refused_unless_forced(tmp_path, capsys):
@@ -128,7 +168,8 @@ def test_regression_in_one_suite_of_several_is_caught(tmp_path, capsys):
     by_scope = {r.scope: r for r in result.rows}
     assert set(by_scope) == {"libero_object", "libero_spatial", "overall"}
     assert by_scope["libero_object"].decision == "regression" and by_scope["libero_object"].alpha == 0.025
-    assert by_scope["libero_spatial"].decision == "no regression"
+    # 60 unchanged pairs at alpha 0.025 (97.5% bound -6.0 pp) cannot rule out a 5 pp drop on their own
+    assert by_scope["libero_spatial"].decision == "inconclusive"
     assert result.exit_code == EXIT_REGRESSION
 
 
@@ -136,6 +177,9 @@ def test_bad_arguments_are_errors(tmp_path):
     base = write_run(tmp_path / "a", outcomes(KEYS, failing=set()))
     with pytest.raises(EvalkitError, match="alpha"):
         compare_runs(load_run(base), load_run(base), alpha=1.5)
+    for bad in (-1.0, 100.0, float("nan")):
+        with pytest.raises(EvalkitError, match="--max-drop"):
+            compare_runs(load_run(base), load_run(base), max_drop=bad)
     with pytest.raises(EvalkitError, match="not a run directory"):
         load_run(tmp_path)
     with pytest.raises(EvalkitError, match="does not exist"):
