@@ -23,6 +23,7 @@ import numpy as np
 
 from evalkit.core.episode import EpisodeResult, EpisodeSpec
 from evalkit.core.protocol import SuiteSpec
+from evalkit.paths import safe_component
 from evalkit.suites.base import SimEnv
 from evalkit.video import EpisodeVideo, video_name
 
@@ -97,7 +98,7 @@ class EpisodeLoop:
                 name = video_name(spec.suite, spec.task_id, spec.init_state, spec.seed, task, success)
                 video_path = video.finish(name, success)
         if self.save_actions:
-            path = self.run_dir / "actions" / f"{spec.episode_id.replace('/', '_')}.npz"
+            path = self.run_dir / "actions" / f"{safe_component(spec.episode_id.replace('/', '_'))}.npz"
             path.parent.mkdir(parents=True, exist_ok=True)
             np.savez(path, actions=np.asarray(executed, dtype=np.float32).reshape(len(executed), -1))
         return EpisodeResult(
@@ -111,6 +112,7 @@ class EpisodeLoop:
             latency_ms=latency_ms,
             progress=env.progress(),
             video=video_path,
+            error=video.failure if video else None,  # "video not saved: ..." (the outcome stands)
         )
 
 

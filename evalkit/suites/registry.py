@@ -62,12 +62,9 @@ def tasks_dirs() -> list[Path]:
 
 
 def _read_yaml(path: Path) -> Any:
-    import yaml
+    from evalkit.suites.yamlfile import load_yaml
 
-    try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise EvalkitError(f"cannot read suite file {path}: {str(exc).splitlines()[0]}") from exc
+    return load_yaml(path)
 
 
 def yaml_entries() -> dict[str, SuiteEntry]:
@@ -90,14 +87,32 @@ def yaml_entries() -> dict[str, SuiteEntry]:
 
 
 def _kind_module(kind: str):
-    if not kind or not kind.replace("_", "").isalnum():
+    """The module of a suite kind: a package under evalkit.suites that builds suites (`load_suite`, `make_env`)."""
+    if not kind or not kind.replace("_", "").isalnum() or not kind.isascii():
         raise EvalkitError(f"invalid suite kind {kind!r}")
     try:
-        return importlib.import_module(f"evalkit.suites.{kind}")
+        module = importlib.import_module(f"evalkit.suites.{kind}")
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("evalkit.suites"):
             raise EvalkitError(f"unknown suite kind {kind!r} (no module evalkit.suites.{kind})") from exc
         raise
+    if not (callable(getattr(module, "load_suite", None)) and callable(getattr(module, "make_env", None))):
+        raise EvalkitError(f"{kind!r} is not a suite kind (evalkit.suites.{kind} builds no suites)")
+    return module
+
+
+def check_suite_name(name: str, source: str) -> None:
+    """Suite names end up in file names (videos, the default run directory): no path syntax, no control chars."""
+    bad = (
+        not name
+        or name in (".", "..")
+        or any(c in name for c in "/\\")
+        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+    )
+    if bad:
+        raise EvalkitError(
+            f"invalid suite name {name!r} ({source}): no path separators, control characters, '.' or '..'"
+        )
 
 
 def discovered_entries(yaml: dict[str, SuiteEntry]) -> dict[str, SuiteEntry]:
@@ -105,7 +120,10 @@ def discovered_entries(yaml: dict[str, SuiteEntry]) -> dict[str, SuiteEntry]:
     kinds = sorted({e.kind for e in yaml.values() if not e.is_group and e.kind})
     found: dict[str, SuiteEntry] = {}
     for kind in kinds:
-        module = _kind_module(kind)
+        try:
+            module = _kind_module(kind)
+        except EvalkitError:
+            continue  # its suites show the reason when they are loaded
         discover = getattr(module, "discover", None)
         if discover is None:
             continue
@@ -186,6 +204,7 @@ def _unknown_suite(name: str, known: list[str]) -> EvalkitError:
 
 def _expand(name: str, entries: dict[str, SuiteEntry], seen: tuple[str, ...] = ()) -> list[SuiteEntry]:
     entry = entries[name]
+    check_suite_name(name, entry.source)
     if not entry.is_group:
         return [entry]
     if name in seen:
@@ -216,6 +235,7 @@ def build_suite(name: str, data: dict[str, Any], protocol: str | None = None) ->
 
 
 def _load(entry: SuiteEntry, entries: dict[str, SuiteEntry], protocol: str | None) -> SuiteSpec:
+    check_suite_name(entry.name, entry.source)
     return build_suite(entry.name, _flatten(entry, entries), protocol)
 
 

@@ -50,13 +50,15 @@ def ensure_libero_config() -> Path:
     """
     import yaml
 
+    from evalkit.suites.yamlfile import load_yaml
+
     directory = cache_root() / "libero"
     wanted = installed_paths()
     path = directory / "config.yaml"
     try:
-        current = yaml.safe_load(path.read_text()) if path.is_file() else None
-    except (OSError, yaml.YAMLError):
-        current = None
+        current = load_yaml(path, "LIBERO config") if path.is_file() else None
+    except EvalkitError:
+        current = None  # rewritten below
     if current != wanted:
         try:
             directory.mkdir(parents=True, exist_ok=True)
