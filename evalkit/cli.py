@@ -102,16 +102,20 @@ def suites_main(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # No abbreviated flags: `--api SECRET` would be taken as --api-key yet escape the manifest's redaction of the
+    # command line, and an abbreviation that a new flag makes ambiguous would change what old commands mean.
     parser = argparse.ArgumentParser(
-        prog="evalkit", description="Simulation benchmark harness for pi0.5 policies"
+        prog="evalkit", description="Simulation benchmark harness for pi0.5 policies", allow_abbrev=False
     )
     sub = parser.add_subparsers(dest="command", required=True)
     own = {"eval": "evaluate a policy on a suite", "suites": "list suites and their task counts"}
     for name, help_text in own.items():
-        globals()[f"{name}_arguments"](sub.add_parser(name, help=help_text))
+        globals()[f"{name}_arguments"](sub.add_parser(name, help=help_text, allow_abbrev=False))
     for name, (module_name, help_text) in EXTERNAL_COMMANDS.items():
         module = importlib.import_module(module_name)
-        getattr(module, f"{name.replace('-', '_')}_arguments")(sub.add_parser(name, help=help_text))
+        getattr(module, f"{name.replace('-', '_')}_arguments")(
+            sub.add_parser(name, help=help_text, allow_abbrev=False)
+        )
     return parser
 
 

@@ -24,8 +24,25 @@ def policy_names() -> list[str]:
     return sorted(BUILDERS)
 
 
+def check_remote_address(url: str) -> None:
+    """A policy address is recorded (manifest, episode rows, reports, the default run directory name), so it may
+    carry no secret: no `user:password@` and no query string. The message does not repeat the address."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise EvalkitError(f"malformed policy address: {exc}") from None
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        raise EvalkitError(
+            "a policy address must not carry credentials or a query (user:password@, ?token=...): it is "
+            "recorded in the run directory; pass the key with --api-key or EVALKIT_API_KEY"
+        )
+
+
 def make_policy(options: PolicyOptions) -> Policy:
     if options.name.startswith(("ws://", "wss://")):
+        check_remote_address(options.name)
         target = REMOTE_BUILDER
     elif options.name in BUILDERS:
         target = BUILDERS[options.name]

@@ -71,3 +71,28 @@ def test_wrong_api_key_is_one_line_and_not_echoed(tmp_path):
     assert SECRET not in proc.stderr + proc.stdout
     if run.exists():
         assert_no_secret_under(run)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [f"ws://user:{SECRET}@127.0.0.1:9", f"ws://{SECRET}@127.0.0.1:9", f"ws://127.0.0.1:9/?token={SECRET}"],
+    ids=["userinfo", "user-only", "query"],
+)
+def test_credentials_in_the_policy_address_are_refused_before_anything_is_written(tmp_path, address):
+    """Found while testing issue 10: `ws://user:KEY@host` was stored verbatim in manifest.json (command, config,
+    policy name), in every episode row's policy identity, and in the default run directory's name."""
+    run = tmp_path / "run"
+    proc = evalkit("eval", "--suite", "libero_spatial", "--policy", address, "--out", str(run), "--quiet")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-3000:]
+    assert "must not carry credentials" in proc.stderr and SECRET not in proc.stderr + proc.stdout
+    assert not run.exists()
+
+
+def test_abbreviated_key_flag_is_not_accepted(tmp_path):
+    """Found while testing issue 10: argparse took `--api KEY` as --api-key, but the manifest only redacts the
+    full flag, so the key was stored verbatim in manifest.json's command."""
+    run = tmp_path / "run"
+    for flag in (["--api", SECRET], [f"--api-k={SECRET}"]):
+        proc = evalkit("eval", "--suite", "libero_spatial", "--policy", "zero", *flag, "--out", str(run))
+        assert proc.returncode == 2 and "unrecognized arguments" in proc.stderr
+        assert not run.exists()
