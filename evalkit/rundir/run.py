@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,20 +62,47 @@ def is_run_dir(path: Path) -> bool:
     return (path / DB_NAME).is_file() and (path / MANIFEST_NAME).is_file()
 
 
+# SQLite stores any value in any column, so an edited or damaged store can hold text where the schema says INTEGER.
+INTEGER_COLUMNS = ("task_id", "init_state", "seed", "success", "steps", "policy_calls")
+REAL_COLUMNS = ("wall_s", "latency_mean_ms", "latency_p50_ms", "latency_p99_ms", "latency_max_ms")
+NULLABLE_COLUMNS = ("error", "video", "latency_mean_ms", "latency_p50_ms", "latency_p99_ms", "latency_max_ms")
+
+
+def check_row_types(row: dict[str, Any], where: Path) -> None:
+    """Refuse a row whose values do not have the schema's types (one line naming the column)."""
+    for column, value in row.items():
+        if value is None and column in NULLABLE_COLUMNS:
+            continue
+        if column in INTEGER_COLUMNS:
+            ok = isinstance(value, int)
+        elif column in REAL_COLUMNS:
+            ok = isinstance(value, int | float) and math.isfinite(value)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise EvalkitError(
+                f"{where}: corrupt episode store: column {column} holds {repr(value)[:40]} "
+                f"(episode {row.get('suite')!r:.60}/{row.get('task_id')!r}/{row.get('init_state')!r})"
+            )
+
+
 def read_episodes(run_dir: Path) -> pd.DataFrame:
     store = EpisodeStore(Path(run_dir))
     try:
         rows = store.rows()
     finally:
         store.close()
+    for row in rows:
+        check_row_types(row, store.path)
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     frame["success"] = frame["success"].astype(bool)
 
     def parse_progress(text: Any) -> dict[str, Any]:
         try:
             value = json.loads(text or "{}")
-        except json.JSONDecodeError as exc:
-            raise EvalkitError(f"{run_dir}: malformed progress JSON in the episode store: {exc}") from exc
+        except (json.JSONDecodeError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise EvalkitError(f"{run_dir}: malformed progress JSON in the episode store: {reason}") from None
         return value if isinstance(value, dict) else {}
 
     frame["progress"] = frame["progress"].map(parse_progress)

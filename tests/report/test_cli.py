@@ -119,3 +119,39 @@ def test_leaderboard_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "## Table 1" in out and "Published reference numbers" in out
     assert (tmp_path / "lb" / "leaderboard.html").exists()
+
+
+TAMPERED_ROWS = {
+    "text-in-integer-column": ("UPDATE episodes SET task_id = 'x' WHERE task_id = 0", "column task_id"),
+    "text-in-steps": ("UPDATE episodes SET steps = 'many'", "column steps"),
+    "nan-wall-time": ("UPDATE episodes SET wall_s = 'nan'", "column wall_s"),
+    "blob-latency": ("UPDATE episodes SET latency_p50_ms = x'00ff'", "column latency_p50_ms"),
+    "deep-progress-json": (
+        f"UPDATE episodes SET progress = '{'[' * 100_000}{']' * 100_000}'",
+        "malformed progress JSON",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED_ROWS))
+def test_rows_of_the_wrong_type_are_exit_2_with_one_line(tmp_path, capsys, case):
+    """Found while testing issue 10: SQLite keeps text in an INTEGER column, and report/leaderboard then died with
+    a ValueError/TypeError/RecursionError traceback (exit 1)."""
+    import sqlite3
+
+    sql, message = TAMPERED_ROWS[case]
+    good = write_run(tmp_path / "good", {k: True for k in KEYS})
+    bad = write_run(tmp_path / "results" / "bad", {k: True for k in KEYS}, policy_fp="bad")
+    db = sqlite3.connect(bad / "episodes.sqlite")
+    db.execute(sql)
+    db.commit()
+    db.close()
+    capsys.readouterr()
+    for argv in (
+        ["report", str(bad)],
+        ["regress", "--baseline", str(good), "--candidate", str(bad)],
+        ["leaderboard", str(tmp_path / "results")],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)
