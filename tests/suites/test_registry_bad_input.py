@@ -21,6 +21,7 @@ ALIAS_BOMB = "name: bomb\nkind: droid\n" + "\n".join(
     [
         "a: &a [x, x, x, x, x, x, x, x, x]",
         *[f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)],
+        "description: *i",  # `evalkit suites` prints the description: str() walks all 9**9 leaves
     ]
 )
 
