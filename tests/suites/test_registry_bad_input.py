@@ -116,3 +116,16 @@ def test_group_with_path_syntax_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("EVALKIT_TASKS", str(tmp_path))
     with pytest.raises(EvalkitError, match="invalid suite name"):
         registry.resolve("../g")
+
+
+@pytest.mark.parametrize(
+    "asset", ["libero:../../../../etc/x", "libero:/etc/x", "libero:", "libero:a/../../b", "libero:a\\..\\b"]
+)
+def test_droid_asset_paths_stay_under_libero_assets(tmp_path, monkeypatch, asset):
+    """Found while testing issue 10: `asset: libero:../../x` made the DROID scene read any XML file on the disk."""
+    scene = {"objects": [{"name": "thing", "asset": asset}]}
+    suite = {"name": "evil_droid", "extends": "droid", "scenes": {"blocks": scene}}
+    (tmp_path / "evil.yaml").write_text(json.dumps(suite))
+    monkeypatch.setenv("EVALKIT_TASKS", str(tmp_path))
+    with pytest.raises(EvalkitError, match="must be a relative path under LIBERO's assets"):
+        registry.resolve("evil_droid")

@@ -7,6 +7,7 @@ names a scene, an instruction and one success predicate; the progress rubric is 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from evalkit.core.errors import EvalkitError
@@ -165,6 +166,9 @@ def parse_object(data: dict, scene: str) -> ObjectDef:
         n = 3 if asset == "box" else 2
         size = floats(data.get("size"), n, f"{what} size")
     elif asset.startswith("libero:"):
+        relative = PurePosixPath(asset.removeprefix("libero:"))
+        if not relative.parts or relative.is_absolute() or ".." in relative.parts or "\\" in asset:
+            raise EvalkitError(f"{what}: asset {asset!r} must be a relative path under LIBERO's assets")
         size = ()
     else:
         raise EvalkitError(f"{what}: asset must be `box`, `cylinder` or `libero:<path>`, got {asset!r}")
