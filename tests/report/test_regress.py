@@ -184,3 +184,36 @@ def test_bad_arguments_are_errors(tmp_path):
         load_run(tmp_path)
     with pytest.raises(EvalkitError, match="does not exist"):
         load_run(tmp_path / "missing")
+
+
+def test_candidate_whose_episodes_all_errored_is_inconclusive_not_pass(tmp_path, capsys):
+    """An error is not a policy outcome: a candidate run that crashed on every episode proves nothing either way."""
+    base = write_run(tmp_path / "a", outcomes(KEYS, failing=set()))
+    cand = write_run(tmp_path / "b", dict.fromkeys(KEYS, "error"), policy_fp="cand")
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand))
+    assert code == EXIT_INCONCLUSIVE
+    assert "candidate: 60 error episode(s) excluded" in out
+    assert out.strip().splitlines()[-1].endswith("100.0% (60/60) -> — (0/0) (exit 3)")
+
+
+def test_pass_needs_every_suite_row_not_only_the_overall_one(tmp_path, capsys):
+    """120 unchanged pairs rule out a 5 pp overall drop, but 60 per suite at alpha / 2 do not: no PASS claim for
+    the suites, so the verdict is inconclusive and the line names the open rows and the overall rates."""
+    keys = grid("libero_spatial", 10, 6) + grid("libero_object", 10, 6)
+    base = write_run(tmp_path / "a", outcomes(keys, failing=set()))
+    cand = write_run(tmp_path / "b", outcomes(keys, failing=set()), policy_fp="cand")
+    result = compare_runs(load_run(base), load_run(cand))
+    assert {r.scope: r.decision for r in result.rows} == {
+        "libero_object": "inconclusive",
+        "libero_spatial": "inconclusive",
+        "overall": "no regression",
+    }
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand))
+    assert code == EXIT_INCONCLUSIVE
+    assert out.strip().splitlines()[-1] == (
+        "INCONCLUSIVE: no significant drop, but a drop larger than 5 pp is not ruled out for libero_object "
+        "100.0% (60/60) -> 100.0% (60/60); libero_spatial 100.0% (60/60) -> 100.0% (60/60); overall "
+        "100.0% (120/120) -> 100.0% (120/120) (exit 3)"
+    )
+    code, _ = regress(capsys, "--baseline", str(base), "--candidate", str(cand), "--max-drop", "7")
+    assert code == EXIT_OK
