@@ -155,3 +155,20 @@ def test_rows_of_the_wrong_type_are_exit_2_with_one_line(tmp_path, capsys, case)
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (argv, err)
+
+
+def test_unwritable_outputs_and_symlink_loops_are_one_line(tmp_path, capsys):
+    run = write_run(tmp_path / "results" / "run", {k: True for k in KEYS})
+    (tmp_path / "results" / "loop").symlink_to(tmp_path / "results")  # a cycle under the leaderboard's root
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    capsys.readouterr()
+    for argv, message in (
+        (["report", str(run), "--out", str(blocker)], "cannot create report directory"),
+        (["leaderboard", str(tmp_path / "results"), "--out", str(blocker / "lb")], "cannot create"),
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)
+    assert main(["leaderboard", str(tmp_path / "results")]) == 0
+    assert capsys.readouterr().out.count("| pi05 @ ckpt/a") == 1  # listed once despite the loop
