@@ -214,7 +214,7 @@ def test_server_batches_one_request_per_connection():
         ServerThread(PolicyServer(echo, port=0, max_batch=8, max_wait_ms=1500)) as srv,
         remote(srv.url, max_connections=8) as policy,
     ):
-        policy.infer(requests)  # opens the 8 connections
+        policy.infer([libero_request(i + 8) for i in range(8)])  # opens the 8 connections
         echo.batch_sizes.clear()
         start = time.monotonic()
         got = policy.infer(requests)
