@@ -28,6 +28,7 @@ calls, `count`: calls so far), from which clients size their timeouts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import http
@@ -176,11 +177,12 @@ class _PolicyWorker:
             try:
                 result = fn(*args)
             except BaseException as exc:  # handed to the awaiting coroutine
-                loop.call_soon_threadsafe(_settle, future, None, exc)
+                result, error = None, exc
             else:
-                loop.call_soon_threadsafe(_settle, future, result, None)
-            finally:
-                self.busy = False
+                error = None
+            self.busy = False
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the call was abandoned at shutdown
+                loop.call_soon_threadsafe(_settle, future, result, error)
 
     def submit(self, fn: Callable, *args) -> asyncio.Future:
         loop = asyncio.get_running_loop()
@@ -640,17 +642,18 @@ class PolicyServer:
         try:
             outcomes: list[np.ndarray | _Failure] = list(self._infer(requests))
         except Exception:
-            if len(requests) == 1:
-                outcomes = [_Failure(traceback.format_exc())]
-            else:
-                log.warning("a batch of %d failed; running its requests one by one", len(requests))
-                outcomes = []
-                for request in requests:
-                    try:
-                        outcomes.extend(self._infer([request]))
-                    except Exception:
-                        outcomes.append(_Failure(traceback.format_exc()))
+            outcomes = [_Failure(traceback.format_exc())]
+        if len(requests) > 1 and isinstance(outcomes[0], _Failure):
+            # Outside the except block, so that no request's traceback chains the batch's (another's) error.
+            log.warning("a batch of %d failed; running its requests one by one", len(requests))
+            outcomes = [self._infer_alone(request) for request in requests]
         return outcomes, (time.perf_counter() - start) * 1000.0
+
+    def _infer_alone(self, request: PolicyRequest) -> np.ndarray | _Failure:
+        try:
+            return self._infer([request])[0]
+        except Exception:
+            return _Failure(traceback.format_exc())
 
     def _infer(self, requests: list[PolicyRequest]) -> list[np.ndarray]:
         chunks = self.policy.infer(requests)
