@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.errors import EvalkitError
-from evalkit.policies.base import PolicyMeta, PolicyRequest, PolicyUnavailableError
-from evalkit.policies.registry import PolicyOptions
-from evalkit.serving import CAMERAS, DEFAULT_MAX_SIZE, EPISODE_KEY, SEED_KEY
+from evalkit.core.embodiment import EMBODIMENTS
+from evalkit.core.errors import EvalkitError
+from evalkit.core.policy import PolicyMeta, PolicyOptions, PolicyRequest, PolicyUnavailableError
+from evalkit.serving import DEFAULT_MAX_SIZE, EPISODE_KEY, SEED_KEY
 
 log = logging.getLogger("evalkit.remote")
 
@@ -72,7 +72,7 @@ class RemotePolicy:
     ):
         if not url.startswith(("ws://", "wss://")):
             raise EvalkitError(f"remote policy address must start with ws:// or wss://, got {url!r}")
-        if embodiment not in CAMERAS:
+        if embodiment not in EMBODIMENTS:
             raise EvalkitError(f"unknown embodiment {embodiment!r} for a remote policy")
         if (timeout_s is not None and timeout_s <= 0) or min_timeout_s <= 0:
             raise EvalkitError(f"--policy-timeout must be positive, got {timeout_s}")
@@ -109,6 +109,9 @@ class RemotePolicy:
             cameras=_metadata_cameras(self.metadata, embodiment),
             image_size=_metadata_size(self.metadata),
             action_dim=action_dim,
+            embodiment=_metadata_str(self.metadata, "embodiment"),  # None (any) from openpi's servers
+            action_mode=_metadata_str(self.metadata, "action_mode"),
+            provenance=_metadata_provenance(self.metadata),
         )
         log.info(
             "policy server %s serves %s (fingerprint %s, %s); request timeout %.0f s",
@@ -155,8 +158,7 @@ class RemotePolicy:
         dims = metadata.get("action_dim")
         if isinstance(dims, int) and not isinstance(dims, bool) and dims < self.action_dim:
             raise EvalkitError(
-                f"policy server {self.url} returns {dims} action dims but the suite executes {self.action_dim}: "
-                f"start it with `evalkit serve --action-dim {self.action_dim}`"
+                f"policy server {self.url} returns {dims}-dim actions but the suite executes {self.action_dim}"
             )
 
     def _size_timeout(self, metadata: dict) -> None:
@@ -382,12 +384,20 @@ def _show(identity: tuple) -> str:
     )
 
 
+def _metadata_provenance(metadata: dict) -> dict[str, str]:
+    value = metadata.get("provenance")
+    if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        return dict(value)
+    return {}
+
+
 def _metadata_cameras(metadata: dict, embodiment: str) -> tuple[str, ...]:
     """The image keys the served policy reads (`evalkit serve` says; none = it needs no rendering), else all."""
     value = metadata.get("cameras")
-    if isinstance(value, list) and all(isinstance(c, str) and c in CAMERAS[embodiment] for c in value):
+    known = EMBODIMENTS[embodiment].cameras
+    if isinstance(value, list) and all(isinstance(c, str) and c in known for c in value):
         return tuple(value)
-    return CAMERAS[embodiment]
+    return EMBODIMENTS[embodiment].policy_cameras
 
 
 def _metadata_latency_s(metadata: dict) -> float | None:
@@ -420,7 +430,7 @@ def make_remote_policy(options: PolicyOptions) -> RemotePolicy:
     return RemotePolicy(
         options.name,
         embodiment=options.embodiment,
-        action_dim=options.action_dim,
+        action_dim=options.action_dim or EMBODIMENTS[options.embodiment].action_dim,
         api_key=options.api_key if options.api_key is not None else os.environ.get(API_KEY_ENV) or None,
         timeout_s=options.timeout_s,
     )

@@ -20,7 +20,8 @@ connection, no frame over `max_size`, and at most `max_buffered` bytes of receiv
 connections together (a connection that would exceed it is dropped).
 
 Metadata (the first frame of every connection, a msgpack map): the served policy's identity (`policy`,
-`fingerprint`, `embodiment`, `action_dim`, `cameras`, `image_size`), `max_batch`, and `latency_ms`: the measured
+`fingerprint`, `provenance`, `embodiment`, `action_dim`, `action_mode`, `cameras`, `image_size`), `max_batch`, and
+`latency_ms`: the measured
 duration of `policy.infer` calls (`warmup`: the warm-up call, `p95` and `max` over the last `LATENCY_WINDOW`
 calls, `count`: calls so far), from which clients size their timeouts.
 """
@@ -49,15 +50,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
-from evalkit.errors import EvalkitError
-from evalkit.policies.base import Policy, PolicyRequest
+from evalkit.core.embodiment import EMBODIMENTS
+from evalkit.core.errors import EvalkitError
+from evalkit.core.policy import Policy, PolicyRequest
 from evalkit.serving import (
-    ACTION_DIMS,
-    CAMERAS,
     DEFAULT_MAX_SIZE,
     EPISODE_KEY,
     SEED_KEY,
-    STATE_KEYS,
     msgpack_numpy,
 )
 
@@ -70,13 +69,6 @@ DEFAULT_MAX_BUFFERED = 4 * DEFAULT_MAX_SIZE  # bytes of received messages held o
 RECENT_REPLIES = 1024  # finished answers kept to serve retries (each a small action chunk)
 LATENCY_WINDOW = 200  # policy calls over which p95 and max latency are reported
 SHUTDOWN_GRACE_S = 5.0  # on stop, how long a running batch may take to finish before it is abandoned
-# Warm-up observation: state sizes of openpi's example clients (examples/libero/main.py sends eef pos (3),
-# axis-angle (3) and gripper qpos (2); examples/droid/main.py joint_position (7) and gripper_position (1)).
-WARMUP_STATE_DIMS = {
-    "observation/state": 8,
-    "observation/joint_position": 7,
-    "observation/gripper_position": 1,
-}
 
 
 STOPPING = object()  # what a queued request gets when the server stops before computing it
@@ -230,12 +222,14 @@ class PolicyServer:
         shutdown_grace_s: float = SHUTDOWN_GRACE_S,
         metadata: Mapping[str, Any] | None = None,
     ):
-        if embodiment not in CAMERAS:
-            raise EvalkitError(
-                f"unknown embodiment {embodiment!r}; choose one of {', '.join(sorted(CAMERAS))}"
-            )
+        if embodiment not in EMBODIMENTS:
+            raise EvalkitError(f"unknown embodiment {embodiment!r}; choose one of {', '.join(EMBODIMENTS)}")
         if not 0 <= port <= 65535:
             raise EvalkitError(f"--port must be between 0 and 65535, got {port}")
+        if policy.meta.embodiment not in (None, embodiment):
+            raise EvalkitError(
+                f"policy {policy.meta.name} was built for {policy.meta.embodiment} observations, not {embodiment}"
+            )
         if max_batch < 1:
             raise EvalkitError(f"--max-batch must be at least 1, got {max_batch}")
         if max_wait_ms < 0:
@@ -253,7 +247,7 @@ class PolicyServer:
         self.host = host
         self.port = port
         self.embodiment = embodiment
-        self.action_dim = action_dim or policy.meta.action_dim or ACTION_DIMS[embodiment]
+        self.action_dim = action_dim or policy.meta.action_dim or EMBODIMENTS[embodiment].action_dim
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.api_key = api_key or None
@@ -269,11 +263,14 @@ class PolicyServer:
             "action_dim": self.action_dim,
             "cameras": list(meta.cameras),
             "max_batch": max_batch,
+            "provenance": dict(meta.provenance),
         }
         if meta.image_size is not None:
             self.static_metadata["image_size"] = list(meta.image_size)
+        if meta.action_mode is not None:
+            self.static_metadata["action_mode"] = meta.action_mode
         self.static_metadata.update(metadata or {})
-        self.required_keys = (*STATE_KEYS[embodiment], *meta.cameras)
+        self.required_keys = (*EMBODIMENTS[embodiment].state_keys, *meta.cameras)
         self._pending: deque[_Work] = deque()
         self._inflight: dict[tuple, _Work] = {}  # keyed works queued or computing
         self._recent: OrderedDict[tuple, _Reply] = OrderedDict()  # keyed works just answered
@@ -315,7 +312,7 @@ class PolicyServer:
             return None
         height, width = self.policy.meta.image_size or (224, 224)
         obs: dict[str, Any] = {
-            k: np.zeros(WARMUP_STATE_DIMS.get(k, 8), np.float32) for k in STATE_KEYS[self.embodiment]
+            k: np.zeros(dims, np.float32) for k, dims in EMBODIMENTS[self.embodiment].state
         }
         obs.update({k: np.zeros((height, width, 3), np.uint8) for k in self.policy.meta.cameras})
         obs["prompt"] = "warm-up"
@@ -525,17 +522,16 @@ class PolicyServer:
                 f"missing key(s) {', '.join(missing)}; {self.embodiment} requests carry "
                 f"{', '.join(self.required_keys)} and prompt"
             )
-        for key in STATE_KEYS[self.embodiment]:
-            try:
-                state = np.asarray(obs[key])
-            except (TypeError, ValueError):
-                raise BadRequest(f"{key} must be a numeric array") from None
-            if state.dtype.kind not in "biuf" or state.ndim > 1:
-                raise BadRequest(
-                    f"{key} must be a number or a 1-D numeric array, got {state.dtype} {state.shape}"
-                )
-            if not np.isfinite(state).all():
-                raise BadRequest(f"{key} holds non-finite values")
+        for key in EMBODIMENTS[self.embodiment].state_keys:
+            state = obs[key]
+            if not isinstance(state, np.ndarray | np.generic | int | float | list) or (
+                np.asarray(state).dtype.kind not in "biuf"
+            ):
+                raise BadRequest(f"{key} must be a numeric array")
+        try:
+            EMBODIMENTS[self.embodiment].state_vector(obs, "observation")
+        except (EvalkitError, ValueError) as exc:
+            raise BadRequest(str(exc)) from None
         for key in self.policy.meta.cameras:
             image = obs[key]
             if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[-1] != 3:

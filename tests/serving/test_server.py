@@ -12,7 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from evalkit.policies.base import PolicyRequest
+from evalkit.core.policy import PolicyRequest
 from evalkit.policies.simple import RandomPolicy, ZeroPolicy
 from evalkit.serving import EPISODE_KEY, SEED_KEY
 from evalkit.serving.msgpack_numpy import packb, unpackb
@@ -173,7 +173,8 @@ def _assert_still_serving(url: str) -> None:
         (packb({k: v for k, v in libero_obs(0).items() if k != "prompt"}), "missing key prompt"),
         (packb({**libero_obs(0), "prompt": 3}), "prompt must be a string"),
         (packb({**libero_obs(0), SEED_KEY: -1}), SEED_KEY),
-        (packb({**libero_obs(0), "observation/state": np.full(8, np.nan)}), "non-finite"),
+        (packb({**libero_obs(0), "observation/state": np.full(8, np.nan)}), "not finite"),
+        (packb({**libero_obs(0), "observation/state": np.zeros(3)}), "has 3 values, expected 8"),
         (packb({**libero_obs(0), "observation/state": ["a"] * 8}), "numeric"),
         (packb({**libero_obs(0), "observation/image": np.zeros((4, 4, 3), bool)}), "uint8 or float image"),
         (msgpack.packb({1: 2}), "not a msgpack message"),
@@ -353,9 +354,9 @@ def test_buffered_bytes_cap():
     with ServerThread(PolicyServer(slow, port=0, max_size=limit, max_buffered=budget, max_wait_ms=0)) as srv:
         clients = [open_client(srv.url)[0] for _ in range(6)]
         payload = packb({**libero_obs(0), "extra": np.zeros(limit - 400_000, np.uint8)})  # ~0.9 MB each
-        for ws in clients:
+        for ws in clients:  # one after the other, so that which ones fit is deterministic
             ws.send(payload)
-        time.sleep(0.5)
+            time.sleep(0.3)
         slow.release.set()
         answered, dropped = 0, 0
         for ws in clients:
