@@ -108,14 +108,20 @@ def measure_adapter(url: str, n: int, seconds: float) -> tuple[float, float]:
     """RemotePolicy.infer of a batch of n (what the runner does): observations/s, p50 ms per call."""
     from evalkit.policies.remote import RemotePolicy
 
-    requests = [PolicyRequest(libero_obs(i), f"bench/{i}", i, 7) for i in range(n)]
+    obs = [libero_obs(i) for i in range(n)]
+
+    def requests(call: int) -> list[PolicyRequest]:
+        # Each call of an episode has a new seed, as in a run (a server may answer a repeated call from its cache).
+        return [PolicyRequest(obs[i], f"bench/{i}", call * n + i, 7) for i in range(n)]
+
     with RemotePolicy(url, embodiment="libero", action_dim=7, max_connections=max(8, n)) as policy:
-        policy.infer(requests)  # warm-up: opens the pool
+        policy.infer(requests(0))  # warm-up: opens the pool
         calls = []
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
+            batch = requests(len(calls) + 1)
             t0 = time.perf_counter()
-            policy.infer(requests)
+            policy.infer(batch)
             calls.append(time.perf_counter() - t0)
     return len(calls) * n / sum(calls), float(np.median(calls) * 1000)
 
@@ -277,7 +283,7 @@ def _row(b: int, base: list[tuple[float, float]], new: list[tuple[float, float]]
 
 def zero_policy_tables(args: argparse.Namespace, max_wait: float) -> None:
     serve_args = ["--policy", "zero", "--max-batch", str(max(args.clients)), "--max-wait-ms", str(max_wait)]
-    proc, url, log = start_server(*serve_args)
+    proc, url, log = start_server(*serve_args, src=args.server_src.resolve())
     try:
         print(f"\n## Zero policy, `evalkit serve {' '.join(serve_args)}` (subprocess, loopback)")
         size = len(packb({**libero_obs(0), SEED_KEY: 0}))

@@ -97,10 +97,15 @@ class _Work:
     """One request to compute, shared by every connection waiting for it (a client and its retries)."""
 
     request: PolicyRequest
-    key: tuple | None  # (episode id, seed, digest of the message) when the client sent both; else None
+    key: tuple | None  # (episode id, seed) when the client sent both; else None
     future: asyncio.Future = field(repr=False)
+    message: bytes = field(repr=False)  # as received: a retry must send the very same bytes
     waiters: int = 0
     started: bool = False
+
+
+def _digest(message: bytes) -> bytes:
+    return hashlib.sha1(message, usedforsecurity=False).digest()  # the fastest of hashlib's here (~1 GB/s)
 
 
 def frame_overhead(payload: int) -> int:
@@ -273,7 +278,9 @@ class PolicyServer:
         self.required_keys = (*EMBODIMENTS[embodiment].state_keys, *meta.cameras)
         self._pending: deque[_Work] = deque()
         self._inflight: dict[tuple, _Work] = {}  # keyed works queued or computing
-        self._recent: OrderedDict[tuple, _Reply] = OrderedDict()  # keyed works just answered
+        self._recent: OrderedDict[tuple, tuple[bytes, _Reply]] = (
+            OrderedDict()
+        )  # answered: key -> (digest, reply)
         self._wakeup: asyncio.Event | None = None
         self._handlers = 0  # connections past the handshake (each has at most one request in flight)
         self.open_connections = 0  # TCP connections, handshake included
@@ -469,23 +476,25 @@ class PolicyServer:
             request, key = self._parse(message)
         except BadRequest as exc:
             return exc
+        # A retry is the same call (episode, seed) with the same bytes; the bytes are compared in full (against a
+        # running call) or by digest (against a finished one), only when the call matches.
         if key is not None and key in self._recent:
-            self._recent.move_to_end(key)
-            log.info(
-                "answered a retry of %s (seed %d) from a finished call", request.episode_id, request.seed
-            )
-            return self._recent[key]
+            digest, reply = self._recent[key]
+            if digest == _digest(message):
+                self._recent.move_to_end(key)
+                log.info("answered a retry of %s (seed %d) from a finished call", *key)
+                return reply
         work = self._inflight.get(key) if key is not None else None
+        if work is not None and work.message != message:
+            work, key = None, None  # the same call with another observation: computed on its own
         if work is None:
-            work = _Work(request, key, asyncio.get_running_loop().create_future())
+            work = _Work(request, key, asyncio.get_running_loop().create_future(), message)
             if key is not None:
                 self._inflight[key] = work
             self._pending.append(work)
             self._wakeup.set()
         else:
-            log.info(
-                "a retry of %s (seed %d) joins its running computation", request.episode_id, request.seed
-            )
+            log.info("a retry of %s (seed %d) joins its running computation", *key)
         work.waiters += 1
         try:
             await asyncio.wait({work.future, closed}, return_when=asyncio.FIRST_COMPLETED)
@@ -494,8 +503,8 @@ class PolicyServer:
         if not work.future.done():  # the connection closed first
             if work.waiters == 0 and not work.started:
                 work.future.cancel()  # dropped from the queue, never computed
-                if key is not None:
-                    self._inflight.pop(key, None)
+                if key is not None and self._inflight.get(key) is work:
+                    del self._inflight[key]
             return None
         if work.future.cancelled():
             return STOPPING
@@ -562,7 +571,7 @@ class PolicyServer:
             raise BadRequest(f"{SEED_KEY} must be an integer in [0, 2**64)")
         elif episode is not None:
             # Our client's request: a retry sends the very same bytes (same episode, seed and observation).
-            key = (str(episode), int(seed), hashlib.blake2b(message, digest_size=16).digest())
+            key = (str(episode), int(seed))
         request = PolicyRequest(
             obs=obs,
             episode_id="" if episode is None else str(episode),
@@ -608,32 +617,40 @@ class PolicyServer:
                 continue
             for work in batch:
                 work.started = True
-            self._running = self._worker.submit(self._infer_isolated, [w.request for w in batch])
+            self._running = self._worker.submit(
+                self._infer_isolated,
+                [w.request for w in batch],
+                [w.message if w.key else None for w in batch],
+            )
             try:
-                outcomes, policy_ms = await self._running
+                outcomes, digests, policy_ms = await self._running
             except Exception:  # not the policy's (that is caught per request): keep serving, report it
-                outcomes, policy_ms = [_Failure(traceback.format_exc())] * len(batch), 0.0
+                outcomes, digests, policy_ms = [_Failure(traceback.format_exc())] * len(batch), [], 0.0
             self._running = None
             self.batches += 1
             self.requests += len(batch)
             self.computed_episodes.extend(w.request.episode_id for w in batch)
             self._latencies.append(policy_ms)
-            for work, outcome in zip(batch, outcomes, strict=True):
-                if work.key is not None:
-                    self._inflight.pop(work.key, None)
+            for work, outcome, digest in zip(batch, outcomes, digests or [None] * len(batch), strict=True):
+                if work.key is not None and self._inflight.get(work.key) is work:
+                    del self._inflight[work.key]
                 if isinstance(outcome, _Failure):
                     result: _Reply | _Failure = outcome
                 else:
                     result = _Reply(outcome, policy_ms, len(batch))
-                    if work.key is not None:
-                        self._recent[work.key] = result
+                    if digest is not None:
+                        self._recent[work.key] = (digest, result)
+                        self._recent.move_to_end(work.key)
                         while len(self._recent) > RECENT_REPLIES:
                             self._recent.popitem(last=False)
                 if not work.future.done():
                     work.future.set_result(result)
 
-    def _infer_isolated(self, requests: list[PolicyRequest]) -> tuple[list[np.ndarray | _Failure], float]:
-        """Worker thread: one batched call; if it raises, each request alone, so an error stays with its request."""
+    def _infer_isolated(
+        self, requests: list[PolicyRequest], messages: list[bytes | None]
+    ) -> tuple[list[np.ndarray | _Failure], list[bytes | None], float]:
+        """Worker thread: one batched call; if it raises, each request alone, so an error stays with its request.
+        Also the digests of the (keyed) messages, to recognise retries later: hashed here, off the event loop."""
         start = time.perf_counter()
         try:
             outcomes: list[np.ndarray | _Failure] = list(self._infer(requests))
@@ -643,7 +660,8 @@ class PolicyServer:
             # Outside the except block, so that no request's traceback chains the batch's (another's) error.
             log.warning("a batch of %d failed; running its requests one by one", len(requests))
             outcomes = [self._infer_alone(request) for request in requests]
-        return outcomes, (time.perf_counter() - start) * 1000.0
+        policy_ms = (time.perf_counter() - start) * 1000.0
+        return outcomes, [None if m is None else _digest(m) for m in messages], policy_ms
 
     def _infer_alone(self, request: PolicyRequest) -> np.ndarray | _Failure:
         try:

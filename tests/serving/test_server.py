@@ -403,3 +403,19 @@ def test_stop_with_a_batch_in_flight_is_bounded():
             ws.recv(timeout=5)
     finally:
         slow.release.set()
+
+
+def test_same_call_with_another_observation_is_not_a_retry():
+    """Only the very same bytes count as a retry: another observation under the same episode and seed is computed."""
+    with ServerThread(PolicyServer(EchoPolicy(), port=0)) as srv:
+        ws, _ = open_client(srv.url)
+        with ws:
+            first = ask(ws, _keyed(0, "ep"))["actions"]
+            other = ask(ws, {**_keyed(1, "ep"), SEED_KEY: 100})[
+                "actions"
+            ]  # same episode and seed as the first
+            again = ask(ws, _keyed(0, "ep"))["actions"]  # the very same call: answered from the finished one
+        assert srv.server.requests == 2
+    np.testing.assert_array_equal(first, EchoPolicy().infer([PolicyRequest(libero_obs(0), "ep", 100, 7)])[0])
+    np.testing.assert_array_equal(other, EchoPolicy().infer([PolicyRequest(libero_obs(1), "ep", 100, 7)])[0])
+    np.testing.assert_array_equal(again, first)
