@@ -21,9 +21,9 @@ connections together (a connection that would exceed it is dropped).
 
 Metadata (the first frame of every connection, a msgpack map): the served policy's identity (`policy`,
 `fingerprint`, `provenance`, `embodiment`, `action_dim`, `action_mode`, `cameras`, `image_size`), `max_batch`, and
-`latency_ms`: the measured
-duration of `policy.infer` calls (`warmup`: the warm-up call, `p95` and `max` over the last `LATENCY_WINDOW`
-calls, `count`: calls so far), from which clients size their timeouts.
+`latency_ms`: the measured duration of `policy.infer` calls in ms (`warmup`: the warm-up call; `p95` and `max`
+over the last `LATENCY_WINDOW` calls; `count`: calls so far), from which clients size their timeouts. openpi's
+clients ignore keys they do not use.
 """
 
 from __future__ import annotations
@@ -289,6 +289,7 @@ class PolicyServer:
         self._seed_counter = 0
         self._worker = _PolicyWorker()
         self._running: asyncio.Future | None = None  # the policy call in progress
+        self._stopping = False
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.warmup_ms: float | None = None
         self.batches = 0  # policy.infer calls so far (the warm-up excluded)
@@ -368,6 +369,7 @@ class PolicyServer:
             await asyncio.gather(batcher, return_exceptions=True)
 
     async def _drain(self) -> None:
+        self._stopping = True  # requests arriving from now on are refused like queued ones
         batcher_running = self._running
         for work in self._pending:
             if not work.future.done():
@@ -476,6 +478,8 @@ class PolicyServer:
             request, key = self._parse(message)
         except BadRequest as exc:
             return exc
+        if self._stopping:
+            return STOPPING
         # A retry is the same call (episode, seed) with the same bytes; the bytes are compared in full (against a
         # running call) or by digest (against a finished one), only when the call matches.
         if key is not None and key in self._recent:
