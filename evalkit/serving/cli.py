@@ -111,7 +111,11 @@ def serve_main(args: argparse.Namespace) -> int:
     import threading
 
     if args.warmup:
-        server.warmup()
+        try:
+            server.warmup()
+        except KeyboardInterrupt:  # Ctrl-C before listening: nothing to finish
+            print("evalkit serve: stopped during the warm-up call", file=sys.stderr, flush=True)
+            os._exit(128 + signal.SIGINT)
     ready = threading.Event()
 
     async def run() -> None:
