@@ -1,0 +1,72 @@
+"""gymnasium spaces that describe a suite's wire format: what its protocol sends a policy and what it executes.
+
+Observations are the keys openpi's clients send (`observation/...` images and state, `prompt`); actions are the
+embodiment's vectors with the bounds the simulator applies to them.
+"""
+
+from __future__ import annotations
+
+import string
+
+import numpy as np
+from gymnasium import spaces
+
+from evalkit.suites.base import SuiteSpec
+
+PROMPT_MAX_LENGTH = 512
+# Wire keys and dims of the robot state per embodiment (openpi examples/libero/main.py: an 8-D state;
+# openpi examples/droid/main.py: 7 joint positions and a 1-D gripper position in [0, 1]).
+STATE_KEYS: dict[str, tuple[tuple[str, int], ...]] = {
+    "libero": (("observation/state", 8),),
+    "droid": (("observation/joint_position", 7), ("observation/gripper_position", 1)),
+}
+_BOUNDED_STATE: dict[str, tuple[float, float]] = {"observation/gripper_position": (0.0, 1.0)}
+
+
+def prompt_space(suite: SuiteSpec) -> spaces.Text:
+    """Any printable ASCII prompt, plus every character the suite's own instructions use."""
+    charset = set(string.printable) | {c for task in suite.tasks for c in task.language}
+    longest = max((len(task.language) for task in suite.tasks), default=0)
+    return spaces.Text(max_length=max(PROMPT_MAX_LENGTH, longest), charset=frozenset(charset))
+
+
+def observation_space(suite: SuiteSpec) -> spaces.Dict:
+    """Images uint8 at the protocol's image size (in wire order), state float32 per embodiment, prompt as Text."""
+    proto = suite.protocol
+    height, width = proto.image_size
+    entries: dict[str, spaces.Space] = {
+        wire: spaces.Box(0, 255, (height, width, 3), np.uint8) for wire in proto.wire_cameras
+    }
+    state_keys = STATE_KEYS[suite.embodiment]
+    if sum(dim for _, dim in state_keys) != proto.state_dim:
+        raise ValueError(f"suite {suite.name}: state keys {state_keys} do not add up to {proto.state_dim}")
+    for key, dim in state_keys:
+        low, high = _BOUNDED_STATE.get(key, (-np.inf, np.inf))
+        entries[key] = spaces.Box(low, high, (dim,), np.float32)
+    entries["prompt"] = prompt_space(suite)
+    return spaces.Dict(entries)
+
+
+def action_space(suite: SuiteSpec, joint_limits: tuple[np.ndarray, np.ndarray] | None = None) -> spaces.Box:
+    """The embodiment's action vector with the bounds the simulator enforces.
+
+    - libero: 6 OSC_POSE deltas + gripper, each in [-1, 1] (robosuite's OSC controller clips its input to
+      input_min/input_max = -1/1, robosuite controllers/config/osc_pose.json; the gripper command is -1 open .. 1 close).
+    - droid, joint_velocity: 7 joint velocities in [-1, 1] (DROID RobotIKSolver), gripper position in [0, 1].
+    - droid, joint_position: 7 joint targets within the arm's joint limits (`joint_limits`), gripper in [0, 1].
+    """
+    proto = suite.protocol
+    if suite.embodiment == "libero":
+        return spaces.Box(-1.0, 1.0, (proto.action_dim,), np.float32)
+    if suite.embodiment == "droid":
+        mode = dict(proto.extra).get("action_mode", "joint_velocity")
+        if mode == "joint_position":
+            if joint_limits is None:
+                raise ValueError("joint_position actions need the arm's joint limits")
+            low = np.append(np.asarray(joint_limits[0], np.float32), 0.0)
+            high = np.append(np.asarray(joint_limits[1], np.float32), 1.0)
+        else:
+            low = np.array([-1.0] * 7 + [0.0], np.float32)
+            high = np.ones(8, np.float32)
+        return spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+    raise ValueError(f"suite {suite.name}: no action space for embodiment {suite.embodiment!r}")
