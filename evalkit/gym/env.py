@@ -101,7 +101,9 @@ class EvalkitEnv(gymnasium.Env, EzPickle):
         value = int(value)
         n = self.suite.task(self.task_id).num_init_states
         if not 0 <= value < n:
-            raise EvalkitError(f"{self.suite.name} task {self.task_id} has {n} initial states; asked for {value}")
+            raise EvalkitError(
+                f"{self.suite.name} task {self.task_id} has {n} initial states; asked for {value}"
+            )
         self._init_state = value
 
     # -- gymnasium.Env ------------------------------------------------------------------------------------

@@ -7,9 +7,12 @@ embodiment's vectors with the bounds the simulator applies to them.
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector.utils import read_from_shared_memory
 
 from evalkit.suites.base import SuiteSpec
 
@@ -23,11 +26,59 @@ STATE_KEYS: dict[str, tuple[tuple[str, int], ...]] = {
 _BOUNDED_STATE: dict[str, tuple[float, float]] = {"observation/gripper_position": (0.0, 1.0)}
 
 
-def prompt_space(suite: SuiteSpec) -> spaces.Text:
-    """Any printable ASCII prompt, plus every character the suite's own instructions use."""
+class PromptSpace(spaces.Text):
+    """The prompt: a `Text` space whose batch in an `AsyncVectorEnv`'s shared memory is decoded when read.
+
+    gymnasium 1.4's AsyncVectorEnv reads its shared-memory observation buffer once, when it is built, and relies
+    on numpy views to see later writes; its `Text` reader decodes the strings right away, so every batch would
+    carry the empty prompts of that first read (Gymnasium issue #1164 describes the same read-once design).
+    """
+
+
+class SharedPrompts(Sequence):
+    """The prompts of a vector env's sub-envs, decoded from shared memory on each access (a tuple on deepcopy,
+    which is what AsyncVectorEnv hands out by default)."""
+
+    def __init__(self, space: PromptSpace, codes: np.ndarray):
+        self.space = space
+        self.codes = codes  # (n, max_length) int32 view of the shared buffer
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return tuple(self)[index]
+        return spaces.utils.unflatten(self.space, self.codes[index])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and not isinstance(other, str) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> tuple[str, ...]:
+        return tuple(self)
+
+
+@read_from_shared_memory.register(PromptSpace)
+def _read_prompts_from_shared_memory(space: PromptSpace, shared_memory, n: int = 1) -> SharedPrompts:
+    codes = np.frombuffer(shared_memory.get_obj(), dtype=np.int32).reshape((n, space.max_length))
+    return SharedPrompts(space, codes)
+
+
+def prompt_space(suite: SuiteSpec) -> PromptSpace:
+    """Any printable ASCII prompt, plus every character the suite's own instructions use.
+
+    The charset is a sorted string, not a set: vector envs encode prompts in shared memory by character index,
+    and a set's order differs between processes (string hash randomization).
+    """
     charset = set(string.printable) | {c for task in suite.tasks for c in task.language}
     longest = max((len(task.language) for task in suite.tasks), default=0)
-    return spaces.Text(max_length=max(PROMPT_MAX_LENGTH, longest), charset=frozenset(charset))
+    return PromptSpace(max_length=max(PROMPT_MAX_LENGTH, longest), charset="".join(sorted(charset)))
 
 
 def observation_space(suite: SuiteSpec) -> spaces.Dict:

@@ -20,4 +20,6 @@ def test_check_env_passes(env_id):
         env.close()
     messages = [str(w.message) for w in caught if "WARN:" in str(w.message)]  # gymnasium.logger's
     # the only complaint allowed: unbounded robot state (positions have no honest finite bound)
-    assert all("minimum value is -infinity" in m or "maximum value is infinity" in m for m in messages), messages
+    assert all("minimum value is -infinity" in m or "maximum value is infinity" in m for m in messages), (
+        messages
+    )

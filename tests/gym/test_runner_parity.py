@@ -144,7 +144,9 @@ def test_gym_rollout_equals_evalkit_eval(tmp_path, monkeypatch, suite, kind, tas
         for i, (mine, theirs) in enumerate(zip(lazy_obs, runner_obs, strict=True)):
             assert_same_obs(mine, theirs, f"{episode_id} call {i} (policy_steps)")
         assert [fresh for _, fresh in lazy_flags] == [policy for policy, _ in lazy_flags]
-        assert [policy for policy, _ in lazy_flags] == [s % proto.replan_steps == 0 for s in range(len(flags))]
+        assert [policy for policy, _ in lazy_flags] == [
+            s % proto.replan_steps == 0 for s in range(len(flags))
+        ]
 
 
 def test_oracle_success_replayed_through_gym(tmp_path):
