@@ -9,17 +9,6 @@ followed by close code 1011. Arrays use openpi's msgpack-numpy extension (`evalk
 
 from __future__ import annotations
 
-# Observation keys as openpi's LIBERO and DROID clients send them.
-CAMERAS: dict[str, tuple[str, ...]] = {
-    "libero": ("observation/image", "observation/wrist_image"),
-    "droid": ("observation/exterior_image_1_left", "observation/wrist_image_left"),
-}
-STATE_KEYS: dict[str, tuple[str, ...]] = {
-    "libero": ("observation/state",),
-    "droid": ("observation/joint_position", "observation/gripper_position"),
-}
-ACTION_DIMS: dict[str, int] = {"libero": 7, "droid": 8}
-
 # Extra request fields our client sends (openpi clients send neither; the server strips both before inference).
 SEED_KEY = "__evalkit_seed__"  # the PolicyRequest seed, so a remote run samples like an in-process one
 EPISODE_KEY = "__evalkit_episode__"  # the episode id, for logs and stateful policies

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from websockets.asyncio.server import serve
 
-from evalkit.errors import EvalkitError
-from evalkit.policies.base import PolicyUnavailableError
-from evalkit.policies.registry import PolicyOptions, make_policy
+from evalkit.core.errors import EvalkitError
+from evalkit.core.policy import PolicyOptions, PolicyUnavailableError
+from evalkit.policies.registry import make_policy
 from evalkit.policies.remote import RemotePolicy, RemotePolicyError
 from evalkit.policies.simple import RandomPolicy
 from evalkit.serving import SEED_KEY

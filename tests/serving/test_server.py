@@ -11,7 +11,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from evalkit.policies.base import PolicyRequest
+from evalkit.core.policy import PolicyRequest
 from evalkit.policies.simple import RandomPolicy, ZeroPolicy
 from evalkit.serving import SEED_KEY
 from evalkit.serving.msgpack_numpy import packb, unpackb

@@ -14,10 +14,11 @@ from typing import Any
 
 import yaml
 
-from evalkit.errors import EvalkitError
-from evalkit.suites.base import EvalProtocol, SimEnv, SuiteSpec, TaskSpec, fingerprint
+from evalkit.core.embodiment import EMBODIMENTS
+from evalkit.core.errors import EvalkitError
+from evalkit.core.protocol import EvalProtocol, SuiteSpec, TaskSpec, fingerprint
+from evalkit.suites.base import SimEnv
 from evalkit.suites.droid.config import (
-    ACTION_MODES,
     CameraDef,
     DroidData,
     RobotDef,
@@ -29,7 +30,7 @@ from evalkit.suites.droid.config import (
 
 TASKS_DIR = Path(__file__).resolve().parents[3] / "tasks" / "droid"
 NUM_LAYOUTS = 1000  # layouts are generated from (task, index, seed); any index below this is valid
-DROID_KNOBS = {"action_mode": "joint_velocity", "max_joint_delta": 0.2, "gripper_threshold": 0.5}
+DROID_KNOBS = {"max_joint_delta": 0.2, "gripper_threshold": 0.5}
 TRANSFORMS = ("resize_with_pad",)
 
 SUITE_KEYS = {"name", "kind", "description", "protocol", "protocols", "sim", "scenes", "tasks", "task_names"}
@@ -100,8 +101,6 @@ def parse_droid_data(name: str, data: dict, protocol: EvalProtocol) -> DroidData
         if cam not in {c.name for c in cameras}:
             raise EvalkitError(f"suite {name!r}: protocol camera {wire!r} names unknown camera {cam!r}")
     extra = {**DROID_KNOBS, **dict(protocol.extra)}
-    if extra["action_mode"] not in ACTION_MODES:
-        raise EvalkitError(f"suite {name!r}: action_mode must be one of {', '.join(ACTION_MODES)}")
     try:
         return DroidData(
             scenes=scenes,
@@ -122,7 +121,7 @@ def parse_droid_data(name: str, data: dict, protocol: EvalProtocol) -> DroidData
             substeps=int(sim.get("substeps", 34)),
             settle_s=float(sim.get("settle_s", 0.5)),
             msaa_samples=int(sim.get("msaa_samples", 0)),
-            action_mode=str(extra["action_mode"]),
+            action_mode=protocol.action_mode,
             gripper_threshold=float(extra["gripper_threshold"]),
             control_hz=protocol.control_hz,
             render_size=protocol.render_size,
@@ -135,11 +134,10 @@ def parse_droid_data(name: str, data: dict, protocol: EvalProtocol) -> DroidData
 
 
 def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
-    from evalkit.suites.registry import protocol_from_dict
+    from evalkit.core.protocol import check_embodiment, protocol_from_dict
 
     protocol = protocol_from_dict(_protocol_mapping(name, data), where=f"suite {name!r} protocol")
-    if (protocol.action_dim, protocol.state_dim) != (8, 8):
-        raise EvalkitError(f"suite {name!r}: DROID protocols have action_dim 8 and state_dim 8")
+    check_embodiment(protocol, EMBODIMENTS["droid"], f"suite {name!r}")
     unknown = [t for t in protocol.image_transforms if t not in TRANSFORMS]
     if unknown:
         raise EvalkitError(
@@ -168,7 +166,8 @@ def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
         embodiment="droid",
         protocol=protocol,
         tasks=tasks,
-        options={"droid": droid, "privileged_obs": True},  # the oracle may read `privileged/*` keys
+        privileged_obs=True,  # the oracle reads `privileged/*` keys
+        options={"droid": droid},
     )
 
 

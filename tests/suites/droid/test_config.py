@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.suites.droid import TASKS_DIR, load_suite
 from evalkit.suites.registry import resolve
 
@@ -24,7 +24,7 @@ def test_droid_suite_protocol_and_tasks(droid_suite):
         "observation/wrist_image_left",
     )
     assert p.replan_steps == 8 and p.action_dim == 8 and p.state_dim == 8 and p.episodes_per_task == 20
-    assert dict(p.extra)["action_mode"] == "joint_velocity"
+    assert p.action_mode == "joint_velocity"
     assert len(droid_suite.tasks) >= 12
     scenes = {droid_suite.options["droid"].tasks[t.task_id].scene for t in droid_suite.tasks}
     assert len(scenes) >= 4
@@ -37,7 +37,7 @@ def test_demo_suite_and_jointpos_preset():
     assert 3 <= len(demo.tasks) <= 4 and demo.protocol.episodes_per_task == 2
     assert [t.task_id for t in demo.tasks] == list(range(len(demo.tasks)))
     jointpos = resolve("droid", protocol="droid_jointpos")[0]
-    assert dict(jointpos.protocol.extra)["action_mode"] == "joint_position"
+    assert jointpos.protocol.action_mode == "joint_position"
     assert jointpos.options["droid"].action_mode == "joint_position"
 
 

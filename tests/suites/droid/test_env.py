@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.suites.droid import TASKS_DIR, load_suite, make_env
 from tests.suites.droid.conftest import episode
 
