@@ -1,7 +1,7 @@
 """`EvalkitEnv`: one task of an evalkit suite as a `gymnasium.Env`, run exactly as `evalkit eval` runs it.
 
 An episode is (suite, task, init state, seed), as in `evalkit eval`: `reset(seed=None)` starts init state
-`init_state` under the seed the protocol gives that episode (`evaluate.episodes_for`), `reset(seed=s)` under seed s.
+`init_state` under the seed the protocol gives that episode (`EvalProtocol.episode_seed`, as `episodes_for`), `reset(seed=s)` under seed s.
 The protocol's settle steps run inside `reset`; `terminated` is the task's success check, `truncated` the end of
 the protocol's step budget. Observations are the wire format a policy gets from the runner (see `spaces.py`).
 
@@ -12,7 +12,6 @@ Cameras are rendered on demand. `images="every_step"` renders them for every obs
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from typing import Any
 
@@ -20,10 +19,12 @@ import gymnasium
 import numpy as np
 from gymnasium.utils import EzPickle
 
-from evalkit.episode import EpisodeSpec
-from evalkit.errors import EvalkitError
+from evalkit.core.embodiment import embodiment
+from evalkit.core.episode import EpisodeSpec
+from evalkit.core.errors import EvalkitError
+from evalkit.core.protocol import SuiteSpec
 from evalkit.gym import spaces as evalkit_spaces
-from evalkit.suites.base import SimEnv, SuiteSpec
+from evalkit.suites.base import SimEnv
 
 IMAGE_MODES = ("every_step", "policy_steps")
 
@@ -36,15 +37,6 @@ def resolve_suite(suite: str, task: int, protocol: str | None, max_steps: int | 
     if len(specs) != 1:
         raise EvalkitError(f"{suite!r} is a group of {len(specs)} suites; make one of its suites")
     return specs[0]
-
-
-def episode_seed(suite: SuiteSpec, task: int, init_state: int) -> int:
-    """The seed `evalkit eval` runs episode `init_state` of `task` under (the runner's own rule)."""
-    from evalkit.runner.evaluate import episodes_for
-
-    proto = dataclasses.replace(suite.protocol, episodes_per_task=init_state + 1)
-    one_task = dataclasses.replace(suite, protocol=proto, tasks=(suite.task(task),))
-    return episodes_for([one_task])[-1].seed
 
 
 class EvalkitEnv(gymnasium.Env, EzPickle):
@@ -120,7 +112,7 @@ class EvalkitEnv(gymnasium.Env, EzPickle):
         if "init_state" in options:
             self.init_state = options["init_state"]
         if seed is None:
-            seed = episode_seed(self.suite, self.task_id, self.init_state)
+            seed = self.protocol.episode_seed(self.init_state)
         self.episode = EpisodeSpec(self.suite.name, self.task_id, self.init_state, int(seed))
         # as the runner's episode loop (evalkit/runner/worker.py): reset, then the settle steps, not counted
         self.sim.reset(self.episode)
@@ -171,7 +163,7 @@ class EvalkitEnv(gymnasium.Env, EzPickle):
         if fresh:
             self._images = {wire: obs[wire] for wire in self.protocol.wire_cameras}
         out = {wire: self._images[wire].copy() for wire in self.protocol.wire_cameras}
-        for key, _ in evalkit_spaces.STATE_KEYS[self.suite.embodiment]:
+        for key in embodiment(self.suite.embodiment).state_keys:
             out[key] = np.asarray(obs[key], dtype=np.float32).copy()
         out["prompt"] = obs["prompt"]
         return out

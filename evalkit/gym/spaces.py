@@ -14,15 +14,12 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector.utils import read_from_shared_memory
 
-from evalkit.suites.base import SuiteSpec
+from evalkit.core.embodiment import PROMPT_KEY, embodiment
+from evalkit.core.protocol import SuiteSpec
 
 PROMPT_MAX_LENGTH = 512
-# Wire keys and dims of the robot state per embodiment (openpi examples/libero/main.py: an 8-D state;
-# openpi examples/droid/main.py: 7 joint positions and a 1-D gripper position in [0, 1]).
-STATE_KEYS: dict[str, tuple[tuple[str, int], ...]] = {
-    "libero": (("observation/state", 8),),
-    "droid": (("observation/joint_position", 7), ("observation/gripper_position", 1)),
-}
+# State entries with a known range (openpi examples/droid/main.py: the gripper position is 0 open .. 1 closed);
+# positions and angles have no honest finite bound.
 _BOUNDED_STATE: dict[str, tuple[float, float]] = {"observation/gripper_position": (0.0, 1.0)}
 
 
@@ -88,36 +85,31 @@ def observation_space(suite: SuiteSpec) -> spaces.Dict:
     entries: dict[str, spaces.Space] = {
         wire: spaces.Box(0, 255, (height, width, 3), np.uint8) for wire in proto.wire_cameras
     }
-    state_keys = STATE_KEYS[suite.embodiment]
-    if sum(dim for _, dim in state_keys) != proto.state_dim:
-        raise ValueError(f"suite {suite.name}: state keys {state_keys} do not add up to {proto.state_dim}")
-    for key, dim in state_keys:
+    for key, dim in embodiment(suite.embodiment).state:
         low, high = _BOUNDED_STATE.get(key, (-np.inf, np.inf))
         entries[key] = spaces.Box(low, high, (dim,), np.float32)
-    entries["prompt"] = prompt_space(suite)
+    entries[PROMPT_KEY] = prompt_space(suite)
     return spaces.Dict(entries)
 
 
 def action_space(suite: SuiteSpec, joint_limits: tuple[np.ndarray, np.ndarray] | None = None) -> spaces.Box:
     """The embodiment's action vector with the bounds the simulator enforces.
 
-    - libero: 6 OSC_POSE deltas + gripper, each in [-1, 1] (robosuite's OSC controller clips its input to
-      input_min/input_max = -1/1, robosuite controllers/config/osc_pose.json; the gripper command is -1 open .. 1 close).
-    - droid, joint_velocity: 7 joint velocities in [-1, 1] (DROID RobotIKSolver), gripper position in [0, 1].
-    - droid, joint_position: 7 joint targets within the arm's joint limits (`joint_limits`), gripper in [0, 1].
+    - eef_delta (LIBERO): 6 OSC_POSE deltas + gripper, each in [-1, 1] (robosuite's OSC controller clips its input
+      to input_min/input_max = -1/1, robosuite controllers/config/osc_pose.json; the gripper is -1 open .. 1 close).
+    - joint_velocity (DROID): 7 joint velocities in [-1, 1] (DROID RobotIKSolver), gripper position in [0, 1].
+    - joint_position (DROID): 7 joint targets within the arm's joint limits (`joint_limits`), gripper in [0, 1].
     """
     proto = suite.protocol
-    if suite.embodiment == "libero":
+    if proto.action_mode == "eef_delta":
         return spaces.Box(-1.0, 1.0, (proto.action_dim,), np.float32)
-    if suite.embodiment == "droid":
-        mode = dict(proto.extra).get("action_mode", "joint_velocity")
-        if mode == "joint_position":
-            if joint_limits is None:
-                raise ValueError("joint_position actions need the arm's joint limits")
-            low = np.append(np.asarray(joint_limits[0], np.float32), 0.0)
-            high = np.append(np.asarray(joint_limits[1], np.float32), 1.0)
-        else:
-            low = np.array([-1.0] * 7 + [0.0], np.float32)
-            high = np.ones(8, np.float32)
-        return spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
-    raise ValueError(f"suite {suite.name}: no action space for embodiment {suite.embodiment!r}")
+    if proto.action_mode == "joint_velocity":
+        low = np.array([-1.0] * (proto.action_dim - 1) + [0.0], np.float32)
+        return spaces.Box(low, np.ones(proto.action_dim, np.float32), dtype=np.float32)
+    if proto.action_mode == "joint_position":
+        if joint_limits is None:
+            raise ValueError(f"suite {suite.name}: joint_position actions need the arm's joint limits")
+        low = np.append(np.asarray(joint_limits[0], np.float32), 0.0).astype(np.float32)
+        high = np.append(np.asarray(joint_limits[1], np.float32), 1.0).astype(np.float32)
+        return spaces.Box(low, high, dtype=np.float32)
+    raise ValueError(f"suite {suite.name}: no action space for action mode {proto.action_mode!r}")

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import evalkit.gym
-from evalkit.errors import EvalkitError
-from evalkit.gym.env import episode_seed, resolve_suite
+from evalkit.core.errors import EvalkitError
+from evalkit.core.protocol import episodes_for
 from evalkit.runner import EvalConfig
-from evalkit.runner.evaluate import episodes_for, resolve_suites
+from evalkit.runner.evaluate import resolve_suites
 
 
 def test_one_id_per_suite_and_none_per_group():
@@ -68,14 +68,21 @@ def test_droid_action_bounds_per_action_mode():
 
 
 def test_default_seed_is_the_runner_episode_seed():
-    for protocol in ("openpi", "lerobot"):
-        config = EvalConfig(
-            suite="libero_spatial", policy="zero", tasks=(1,), episodes_per_task=4, protocol=protocol
-        )
-        expected = {(e.task_id, e.init_state): e.seed for e in episodes_for(resolve_suites(config))}
-        suite = resolve_suite("libero_spatial", 1, protocol, None)
-        assert {(1, k): episode_seed(suite, 1, k) for k in range(4)} == expected
-    assert episode_seed(suite, 1, 3) == 1003  # lerobot reseeds episode k with seed + k
+    """lerobot's protocol reseeds episode k with seed + k: reset() starts the episode `evalkit eval` runs."""
+    config = EvalConfig(
+        suite="libero_spatial", policy="zero", tasks=(1,), episodes_per_task=3, protocol="lerobot"
+    )
+    expected = [e.episode_id for e in episodes_for(resolve_suites(config))]
+    assert expected[-1] == "libero_spatial/1/2/1002"
+    env = gymnasium.make("evalkit/libero_spatial-v0", task=1, init_state=2, protocol="lerobot", max_steps=2)
+    try:
+        obs, info = env.reset()
+        assert info["episode_id"] == expected[-1]
+        assert env.observation_space.contains(obs) and info["instruction"] == obs["prompt"]
+        _, info = env.reset(seed=5, options={"init_state": 0})
+        assert info["episode_id"] == "libero_spatial/1/0/5"
+    finally:
+        env.close()
 
 
 def test_bad_arguments_are_one_line_errors():

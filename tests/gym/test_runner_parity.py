@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import evalkit.gym  # noqa: F401  (registers the ids)
-from evalkit.policies.base import PolicyMeta
+from evalkit.core.policy import PolicyMeta
 from evalkit.policies.registry import BUILDERS
 from evalkit.runner import EvalConfig, evaluate
 from tests.helpers import read_rows
