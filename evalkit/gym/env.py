@@ -1,7 +1,8 @@
 """`EvalkitEnv`: one task of an evalkit suite as a `gymnasium.Env`, run exactly as `evalkit eval` runs it.
 
 An episode is (suite, task, init state, seed), as in `evalkit eval`: `reset(seed=None)` starts init state
-`init_state` under the seed the protocol gives that episode (`EvalProtocol.episode_seed`, as `episodes_for`), `reset(seed=s)` under seed s.
+`init_state` under the seed the protocol gives that episode (`EvalProtocol.episode_seed`, as `episodes_for` does),
+`reset(seed=s)` under seed s; so a plain `reset()` (and a vector env's autoreset) replays the same episode.
 The protocol's settle steps run inside `reset`; `terminated` is the task's success check, `truncated` the end of
 the protocol's step budget. Observations are the wire format a policy gets from the runner (see `spaces.py`).
 
