@@ -11,6 +11,9 @@ export PYOPENGL_PLATFORM ?= $(MUJOCO_GL)
 SUITE ?= libero
 POLICY ?= zero
 CKPT ?=
+CONFIG ?=
+NORM_STATS ?=
+TOKENIZER ?=
 EPISODES ?=
 WORKERS ?=
 BATCH ?=
@@ -18,15 +21,19 @@ OUT ?=
 VIDEO ?=
 SEED ?=
 TASKS ?=
+PROTOCOL ?=
+EMBODIMENT ?=
 RUN ?=
 BASE ?=
 NEW ?=
 RESULTS ?= results
 
-EVAL_ARGS := --suite $(SUITE) --policy $(POLICY) \
-	$(if $(CKPT),--checkpoint $(CKPT)) $(if $(EPISODES),--episodes-per-task $(EPISODES)) \
+POLICY_ARGS := --policy $(POLICY) $(if $(CKPT),--checkpoint $(CKPT)) $(if $(CONFIG),--config $(CONFIG)) \
+	$(if $(NORM_STATS),--norm-stats $(NORM_STATS)) $(if $(TOKENIZER),--tokenizer $(TOKENIZER))
+EVAL_ARGS := --suite $(SUITE) $(POLICY_ARGS) $(if $(EPISODES),--episodes-per-task $(EPISODES)) \
 	$(if $(WORKERS),--workers $(WORKERS)) $(if $(BATCH),--batch-size $(BATCH)) $(if $(OUT),--out $(OUT)) \
-	$(if $(VIDEO),--video $(VIDEO)) $(if $(SEED),--seed $(SEED)) $(if $(TASKS),--tasks $(TASKS))
+	$(if $(VIDEO),--video $(VIDEO)) $(if $(SEED),--seed $(SEED)) $(if $(TASKS),--tasks $(TASKS)) \
+	$(if $(PROTOCOL),--protocol $(PROTOCOL))
 
 .PHONY: setup eval test report leaderboard regress serve demo clean-venv
 
@@ -57,7 +64,7 @@ regress: setup
 	$(BIN)/evalkit regress --baseline $(BASE) --candidate $(NEW)
 
 serve: setup
-	$(BIN)/evalkit serve --policy $(POLICY) $(if $(CKPT),--checkpoint $(CKPT))
+	$(BIN)/evalkit serve $(POLICY_ARGS) $(if $(EMBODIMENT),--embodiment $(EMBODIMENT))
 
 # The first taste: a scripted oracle on a few DROID-style scenes; no weights needed. Writes store, videos, report.
 demo: setup

@@ -25,8 +25,8 @@ import numpy as np
 
 from evalkit.core.embodiment import EMBODIMENTS
 from evalkit.core.policy import PolicyMeta, PolicyRequest
-from evalkit.serving import SEED_KEY
-from evalkit.serving.msgpack_numpy import packb, unpackb
+from evalkit.wire import SEED_KEY
+from evalkit.wire.msgpack_numpy import packb, unpackb
 
 REPO = Path(__file__).resolve().parents[1]
 

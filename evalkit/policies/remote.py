@@ -22,7 +22,7 @@ import numpy as np
 from evalkit.core.embodiment import EMBODIMENTS
 from evalkit.core.errors import EvalkitError
 from evalkit.core.policy import PolicyMeta, PolicyOptions, PolicyRequest, PolicyUnavailableError
-from evalkit.serving import DEFAULT_MAX_SIZE, EPISODE_KEY, SEED_KEY
+from evalkit.wire import DEFAULT_MAX_SIZE, EPISODE_KEY, SEED_KEY
 
 log = logging.getLogger("evalkit.remote")
 
@@ -127,7 +127,7 @@ class RemotePolicy:
         from websockets.asyncio.client import connect
         from websockets.exceptions import InvalidStatus, InvalidURI
 
-        from evalkit.serving import msgpack_numpy
+        from evalkit.wire import msgpack_numpy
 
         try:
             conn = await connect(
@@ -211,7 +211,7 @@ class RemotePolicy:
         return results
 
     async def _infer_one(self, request: PolicyRequest) -> np.ndarray:
-        from evalkit.serving import msgpack_numpy
+        from evalkit.wire import msgpack_numpy
 
         obs = dict(request.obs)
         obs[SEED_KEY] = int(request.seed)

@@ -18,7 +18,7 @@ def serve_arguments(parser: argparse.ArgumentParser) -> None:
     from evalkit.cli_args import add_dataclass_arguments
     from evalkit.core.embodiment import EMBODIMENTS
     from evalkit.core.policy import PolicyOptions
-    from evalkit.serving import DEFAULT_MAX_SIZE
+    from evalkit.wire import DEFAULT_MAX_SIZE
 
     add_dataclass_arguments(parser, PolicyOptions, skip=("api_key", "timeout_s"), title="policy")
     parser.add_argument(

@@ -34,7 +34,7 @@ from websockets.frames import CloseCode
 from evalkit.core.embodiment import EMBODIMENTS
 from evalkit.core.errors import EvalkitError
 from evalkit.core.policy import Policy, PolicyRequest
-from evalkit.serving import (
+from evalkit.wire import (
     DEFAULT_MAX_SIZE,
     EPISODE_KEY,
     SEED_KEY,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import importlib.resources
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,8 @@ from typing import Any
 from evalkit.core.errors import EvalkitError
 from evalkit.core.protocol import MAX_SEED, SuiteSpec
 
-REPO_TASKS = Path(__file__).resolve().parents[2] / "tasks"
+# The suite files shipped with evalkit (package data: `evalkit/tasks` is the repository's `tasks/`).
+PACKAGED_TASKS = Path(str(importlib.resources.files("evalkit").joinpath("tasks")))
 PROTOCOL_DIR = "protocols"
 _MAX_EXTENDS_DEPTH = 8
 
@@ -52,10 +54,10 @@ class SuiteEntry:
 
 
 def tasks_dirs() -> list[Path]:
-    """Where suite files live: `$EVALKIT_TASKS` (os.pathsep-separated) first, then the repository's `tasks/`."""
+    """Where suite files live: `$EVALKIT_TASKS` (os.pathsep-separated) first, then the ones evalkit ships."""
     dirs = [Path(p).expanduser() for p in os.environ.get("EVALKIT_TASKS", "").split(os.pathsep) if p]
-    if REPO_TASKS.is_dir():
-        dirs.append(REPO_TASKS)
+    if PACKAGED_TASKS.is_dir():
+        dirs.append(PACKAGED_TASKS)
     return dirs
 
 
@@ -200,15 +202,21 @@ def _expand(name: str, entries: dict[str, SuiteEntry], seen: tuple[str, ...] = (
     return out
 
 
-def _load(entry: SuiteEntry, entries: dict[str, SuiteEntry], protocol: str | None) -> SuiteSpec:
-    data = _resolve_protocol(entry.name, _flatten(entry, entries), protocol)
+def build_suite(name: str, data: dict[str, Any], protocol: str | None = None) -> SuiteSpec:
+    """A suite from its data (a suite file's mapping, `extends` already merged): the protocol preset is resolved
+    (`protocol` overrides the file's), then the suite kind builds it."""
+    data = _resolve_protocol(name, data, protocol)
     kind = str(data.get("kind", ""))
-    spec = _kind_module(kind).load_suite(entry.name, data)
+    spec = _kind_module(kind).load_suite(name, data)
     if not isinstance(spec, SuiteSpec):
         raise EvalkitError(
             f"evalkit.suites.{kind}.load_suite returned {type(spec).__name__}, not a SuiteSpec"
         )
     return spec
+
+
+def _load(entry: SuiteEntry, entries: dict[str, SuiteEntry], protocol: str | None) -> SuiteSpec:
+    return build_suite(entry.name, _flatten(entry, entries), protocol)
 
 
 def apply_overrides(

@@ -302,8 +302,7 @@ def test_end_to_end_libero_episode(libero_ckpt, tmp_path):
     run = evaluate(
         EvalConfig(
             suite="libero_spatial",
-            policy="pi05",
-            checkpoint=str(libero_ckpt),
+            policy=PolicyOptions(name="pi05", checkpoint=str(libero_ckpt)),
             tasks=(0,),
             episodes_per_task=1,
             max_steps=10,

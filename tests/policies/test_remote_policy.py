@@ -13,9 +13,9 @@ from evalkit.core.policy import PolicyOptions, PolicyUnavailableError
 from evalkit.policies.registry import make_policy
 from evalkit.policies.remote import RemotePolicy, RemotePolicyError
 from evalkit.policies.simple import RandomPolicy
-from evalkit.serving import SEED_KEY
-from evalkit.serving.msgpack_numpy import packb, unpackb
 from evalkit.serving.server import PolicyServer, ServerThread
+from evalkit.wire import SEED_KEY
+from evalkit.wire.msgpack_numpy import packb, unpackb
 from tests.serving.wire_helpers import EchoPolicy, FailingPolicy, ServerProcess, SlowPolicy, libero_request
 
 FAST = {"retries": 2, "backoff_s": 0.05, "timeout_s": 5.0}
