@@ -43,7 +43,12 @@ def import_liberoplus_control_env(assets):
     from evalkit.suites.liberoplus.config import ensure_liberoplus_config
 
     ensure_liberoplus_config(assets)
-    with quiet_robosuite_import(), contextlib.redirect_stdout(io.StringIO()):
+    # stdout: the config notice; stderr: gym's "unmaintained" notice (gym is imported by envs/venv.py)
+    with (
+        quiet_robosuite_import(),
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
         from liberoplus.liberoplus.envs.env_wrapper import ControlEnv
     point_env_at_assets(assets)
     return ControlEnv
