@@ -16,9 +16,7 @@ from evalkit.report.load import Run
 from evalkit.report.stats import wilson
 
 KIND = "liberoplus"
-PUBLISHED_SOURCE = (
-    "LIBERO-plus issue #57 (community runs of pi05_libero over the 10,030 variants; 84.2 overall, 84.7 with replan 5)"
-)
+PUBLISHED_SOURCE = "LIBERO-plus issue #57 (community runs of pi05_libero over the 10,030 variants; 84.2 overall, 84.7 with replan 5)"
 PUBLISHED_PI05 = {
     "camera": 67.3,
     "robot": 78.8,

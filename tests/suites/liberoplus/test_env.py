@@ -87,9 +87,9 @@ print("RESULT " + json.dumps(out))
 
 def _first(dimension: str, noise_type: str | None = None) -> int:
     for v in suite_variants(SUITE):
-        if v.runnable and v.info.dimension == dimension:
-            if noise_type is None or v.info.param.get("noise_type") == noise_type:
-                return v.task_id
+        wanted_noise = noise_type is None or v.info.param.get("noise_type") == noise_type
+        if v.runnable and v.info.dimension == dimension and wanted_noise:
+            return v.task_id
     raise AssertionError(f"no runnable {dimension} variant")
 
 
