@@ -146,3 +146,29 @@ def test_names_order_and_upstream_prompts_equal_upstreams_benchmark(tmp_path) ->
     # LIBERO-plus got its own config folder, not LIBERO's
     assert (tmp_path / "liberoplus" / "config" / "config.yaml").is_file()
     assert not (tmp_path / "libero").exists()
+
+
+def test_without_imagemagick_motion_blur_is_unavailable(monkeypatch) -> None:
+    from evalkit.suites.liberoplus import noise
+
+    reason = "motion blur needs ImageMagick's libMagickWand and the Wand package (test)"
+    monkeypatch.setattr(noise, "motion_blur_unavailable", lambda: reason)
+    spec = registry.resolve("liberoplus_goal")[0]
+    variants = spec.options["variants"]
+    assert not any(v["dimension"] == "noise" and v["noise"] <= 10 for v in variants.values())
+    assert any(v["dimension"] == "noise" and v["noise"] > 10 for v in variants.values())
+    assert reason in spec.options["unavailable"]["noise"] and reason in spec.options["summary"]
+
+
+def test_fog_needs_upstreams_render_size() -> None:
+    from evalkit.suites.liberoplus import load_suite
+
+    data = registry._resolve_protocol(
+        "liberoplus_goal", registry.yaml_entries()["liberoplus_goal"].data, None
+    )
+    data["protocol"] = {**data["protocol"], "render_size": [224, 224]}
+    spec = load_suite("liberoplus_goal", data)
+    fog = [r for r in spec.options["unavailable"]["noise"] if "fog needs a 256x256 render" in r]
+    assert fog and spec.options["unavailable"]["noise"][fog[0]] == sum(
+        1 for v in suite_variants("libero_goal") if v.info.dimension == "noise" and 31 <= v.info.index <= 40
+    )
