@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from evalkit.episode import EpisodeSpec  # noqa: E402
+from evalkit.core.episode import EpisodeSpec  # noqa: E402
 
 
 def steps_per_second(env, episode: EpisodeSpec, steps: int, camera_every: int | None) -> float:
@@ -41,8 +41,8 @@ def steps_per_second(env, episode: EpisodeSpec, steps: int, camera_every: int | 
 
 
 def oracle_episodes(env, suite, episodes: int) -> dict:
-    from evalkit.policies.base import PolicyRequest
-    from evalkit.suites.droid.oracle import OraclePolicy
+    from evalkit.core.policy import PolicyRequest
+    from evalkit.policies.oracle import OraclePolicy
 
     policy = OraclePolicy()
     proto = suite.protocol

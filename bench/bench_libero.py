@@ -45,7 +45,7 @@ def mode_bare(args: argparse.Namespace) -> dict:
     """Episodes of the harness's loop for the zero policy, without the harness."""
     import numpy as np
 
-    from evalkit.episode import EpisodeSpec
+    from evalkit.core.episode import EpisodeSpec
     from evalkit.rendering import configure_gl
     from evalkit.suites.libero import make_env
 
@@ -86,7 +86,7 @@ def mode_render(args: argparse.Namespace) -> dict:
     """Control steps per second with cameras rendered every `--every` steps (0: never) or by OffScreenRenderEnv."""
     import numpy as np
 
-    from evalkit.episode import EpisodeSpec
+    from evalkit.core.episode import EpisodeSpec
     from evalkit.rendering import configure_gl
 
     configure_gl()

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.policies.base import PolicyMeta, PolicyRequest
-from evalkit.serving import CAMERAS, SEED_KEY
-from evalkit.serving.msgpack_numpy import packb, unpackb
+from evalkit.core.embodiment import EMBODIMENTS
+from evalkit.core.policy import PolicyMeta, PolicyRequest
+from evalkit.wire import SEED_KEY
+from evalkit.wire.msgpack_numpy import packb, unpackb
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -138,7 +139,9 @@ class SmallPi05Policy:
         self.model.load_state_dict(random_tiny_weights(self.config, seed), strict=True)
         self.model.eval()
         self.torch = torch
-        self.meta = PolicyMeta("pi05-small-random", "none", CAMERAS["libero"], (224, 224), 7)
+        self.meta = PolicyMeta(
+            "pi05-small-random", "none", EMBODIMENTS["libero"].policy_cameras, (224, 224), 7
+        )
 
     def describe(self) -> str:
         n = sum(p.numel() for p in self.model.parameters())

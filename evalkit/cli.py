@@ -7,7 +7,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 
 # Subcommands implemented elsewhere: name -> module exposing <name>_arguments(parser) and <name>_main(args).
 EXTERNAL_COMMANDS = {
@@ -24,43 +24,42 @@ EXTERNAL_COMMANDS = {
 
 
 def eval_arguments(parser: argparse.ArgumentParser) -> None:
+    from evalkit.cli_args import add_dataclass_arguments
+    from evalkit.core.policy import PolicyOptions
     from evalkit.runner.config import VIDEO_MODES
 
     parser.add_argument("--suite", required=True, help="suite or group name (see `evalkit suites`)")
-    parser.add_argument("--policy", required=True, help="zero, random, pi05, oracle, or ws://host:port")
-    parser.add_argument("--checkpoint", help="pi0.5 checkpoint directory or hub id")
-    parser.add_argument(
-        "--tokenizer", help="PaliGemma SentencePiece model (default: checkpoint dir, openpi cache)"
+    add_dataclass_arguments(parser, PolicyOptions, title="policy")
+    run = parser.add_argument_group("run")
+    run.add_argument("--episodes-per-task", type=int, help="default: the protocol's (50 for openpi LIBERO)")
+    run.add_argument("--tasks", type=int, nargs="+", help="task ids (default: all)")
+    run.add_argument("--workers", type=int, help="env worker processes (default: available cores)")
+    run.add_argument(
+        "--batch-size", type=int, default=16, help="max observations per policy call (default: 16)"
     )
-    parser.add_argument("--episodes-per-task", type=int, help="default: the protocol's (50 for LIBERO)")
-    parser.add_argument("--tasks", type=int, nargs="+", help="task ids (default: all)")
-    parser.add_argument("--workers", type=int, help="env worker processes (default: available cores)")
-    parser.add_argument("--batch-size", type=int, default=16, help="max observations per policy call")
-    parser.add_argument("--out", type=Path, help="run directory (default: results/<suite>__<policy>)")
-    parser.add_argument("--video", choices=VIDEO_MODES, default="none")
-    parser.add_argument("--seed", type=int, help="default: the protocol's (7 for openpi LIBERO)")
-    parser.add_argument("--max-steps", type=int, help="override the per-suite step budget")
-    parser.add_argument("--protocol", help="protocol preset, e.g. openpi (default) or lerobot")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--api-key", help="API key for a remote policy server")
-    parser.add_argument(
+    run.add_argument("--out", type=Path, help="run directory (default: results/<suite>__<policy>)")
+    run.add_argument(
+        "--video", choices=VIDEO_MODES, default="none", help="which episodes to film (default: none)"
+    )
+    run.add_argument("--seed", type=int, help="default: the protocol's (7 for openpi LIBERO)")
+    run.add_argument("--max-steps", type=int, help="override the per-suite step budget")
+    run.add_argument("--protocol", help="protocol preset: openpi (default), lerobot, droid, droid_jointpos")
+    run.add_argument(
         "--save-actions", action="store_true", help="also store executed actions (actions/*.npz)"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def eval_main(args: argparse.Namespace) -> int:
-    from evalkit.policies.base import PolicyUnavailableError
+    from evalkit.cli_args import dataclass_from_arguments
+    from evalkit.core.policy import PolicyOptions, PolicyUnavailableError
     from evalkit.report.summary import console_summary
     from evalkit.runner import EvalConfig, evaluate
 
     config = EvalConfig(
         suite=args.suite,
-        policy=args.policy,
+        policy=dataclass_from_arguments(PolicyOptions, args),
         out=args.out,
-        checkpoint=args.checkpoint,
-        tokenizer=args.tokenizer,
         episodes_per_task=args.episodes_per_task,
         tasks=tuple(args.tasks) if args.tasks else None,
         workers=args.workers,
@@ -69,9 +68,6 @@ def eval_main(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_steps=args.max_steps,
         protocol=args.protocol,
-        device=args.device,
-        dtype=args.dtype,
-        api_key=args.api_key,
         save_actions=args.save_actions,
     )
     try:

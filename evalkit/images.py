@@ -1,7 +1,7 @@
 """Image transforms of openpi's clients, shared by suites (which send images) and policies (which check them).
 
 Reproduces openpi's LIBERO client rotation (`img[::-1, ::-1]`) and openpi-client's `image_tools.resize_with_pad` /
-`convert_to_uint8` (REFERENCE §5.3, §6.1) exactly.
+`convert_to_uint8` (openpi `examples/libero/main.py`, `packages/openpi-client/src/openpi_client/image_tools.py`) exactly.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 
 BACKENDS: tuple[str, ...] = ("egl", "osmesa")  # in order of preference when MUJOCO_GL is not set
 DEFAULT_BACKEND = "egl"

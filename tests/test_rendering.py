@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from evalkit import rendering
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 
 
 @pytest.fixture(autouse=True)

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from evalkit.errors import EvalkitError
+from evalkit.core.embodiment import EMBODIMENTS
+from evalkit.core.errors import EvalkitError
+from evalkit.core.policy import Observation, PolicyMeta, PolicyOptions, PolicyRequest
 from evalkit.images import resize_with_pad
-from evalkit.policies.base import Observation, PolicyMeta, PolicyRequest
-from evalkit.policies.registry import PolicyOptions
 
 if TYPE_CHECKING:
     import torch
@@ -36,49 +36,6 @@ log = logging.getLogger(__name__)
 
 IMAGE_SIZE = (224, 224)
 BASE, LEFT_WRIST, RIGHT_WRIST = "base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb"
-
-
-@dataclass(frozen=True)
-class EmbodimentIO:
-    """Which wire keys feed which image slot and the state, and how many action dims come out."""
-
-    name: str
-    base_key: str
-    wrist_key: str
-    state_keys: tuple[tuple[str, int], ...]  # (wire key, dims), concatenated in this order
-    action_dim: int
-
-    @property
-    def cameras(self) -> tuple[str, ...]:
-        return (self.base_key, self.wrist_key)
-
-    def state(self, obs: Observation, episode_id: str) -> np.ndarray:
-        parts = []
-        for key, dims in self.state_keys:
-            if key not in obs:
-                raise EvalkitError(f"{episode_id}: observation has no {key!r} (pi05 {self.name} needs it)")
-            value = np.asarray(obs[key], dtype=np.float32).reshape(-1)
-            if value.shape != (dims,):
-                raise EvalkitError(f"{episode_id}: {key!r} has {value.size} values, expected {dims}")
-            parts.append(value)
-        state = np.concatenate(parts)
-        if not np.all(np.isfinite(state)):
-            raise EvalkitError(f"{episode_id}: the robot state is not finite: {state.tolist()}")
-        return state
-
-
-EMBODIMENTS = {
-    "libero": EmbodimentIO(
-        "libero", "observation/image", "observation/wrist_image", (("observation/state", 8),), action_dim=7
-    ),
-    "droid": EmbodimentIO(
-        "droid",
-        "observation/exterior_image_1_left",
-        "observation/wrist_image_left",
-        (("observation/joint_position", 7), ("observation/gripper_position", 1)),
-        action_dim=8,
-    ),
-}
 
 
 def parse_image(value: Any, key: str, episode_id: str) -> np.ndarray:
@@ -174,9 +131,13 @@ class Pi05Policy:
         self.meta = PolicyMeta(
             name="pi05",
             fingerprint=checkpoint.fingerprint(),
-            cameras=self.io.cameras,
+            cameras=self.io.policy_cameras,
             image_size=IMAGE_SIZE,
             action_dim=self.io.action_dim,
+            embodiment=self.io.name,
+            action_mode="joint_position"
+            if checkpoint.behaviour.absolute_joint_actions
+            else self.io.action_modes[0],
         )
 
     def _prepare(self, request: PolicyRequest) -> ModelInputs:
@@ -186,12 +147,12 @@ class Pi05Policy:
                 f"{eid}: the suite executes {request.action_dim}-dim actions but pi05 on {self.io.name} "
                 f"returns {self.io.action_dim}"
             )
-        for key in self.io.cameras:
+        for key in self.io.policy_cameras:
             if key not in obs:
                 raise EvalkitError(f"{eid}: observation has no {key!r} (pi05 {self.io.name} needs it)")
-        base = parse_image(obs[self.io.base_key], self.io.base_key, eid)
-        wrist = parse_image(obs[self.io.wrist_key], self.io.wrist_key, eid)
-        state = self.io.state(obs, eid)
+        base = parse_image(obs[self.io.base_camera], self.io.base_camera, eid)
+        wrist = parse_image(obs[self.io.wrist_camera], self.io.wrist_camera, eid)
+        state = self.io.state_vector(obs, eid)
         normalized = self.checkpoint.norm.state.normalize(state)
         prompt = self.tokenizer.tokenize(parse_prompt(obs, eid), normalized)
         return ModelInputs(base, wrist, state, prompt.tokens, prompt.mask)

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.errors import EvalkitError
-from evalkit.policies.base import PolicyMeta, PolicyRequest, PolicyUnavailableError
-from evalkit.policies.registry import PolicyOptions
-from evalkit.serving import CAMERAS, DEFAULT_MAX_SIZE, EPISODE_KEY, SEED_KEY
+from evalkit.core.embodiment import EMBODIMENTS
+from evalkit.core.errors import EvalkitError
+from evalkit.core.policy import PolicyMeta, PolicyOptions, PolicyRequest, PolicyUnavailableError
+from evalkit.wire import DEFAULT_MAX_SIZE, EPISODE_KEY, SEED_KEY
 
 log = logging.getLogger("evalkit.remote")
 
@@ -56,7 +56,7 @@ class RemotePolicy:
     ):
         if not url.startswith(("ws://", "wss://")):
             raise EvalkitError(f"remote policy address must start with ws:// or wss://, got {url!r}")
-        if embodiment not in CAMERAS:
+        if embodiment not in EMBODIMENTS:
             raise EvalkitError(f"unknown embodiment {embodiment!r} for a remote policy")
         if timeout_s <= 0 or retries < 0 or max_connections < 1:
             raise EvalkitError("remote policy needs timeout_s > 0, retries >= 0 and max_connections >= 1")
@@ -83,7 +83,7 @@ class RemotePolicy:
         self.meta = PolicyMeta(
             name=url,
             fingerprint=_metadata_str(self.metadata, "fingerprint") or f"remote:{url}",
-            cameras=CAMERAS[embodiment],
+            cameras=EMBODIMENTS[embodiment].policy_cameras,
             image_size=_metadata_size(self.metadata),
             action_dim=action_dim,
         )
@@ -127,7 +127,7 @@ class RemotePolicy:
         from websockets.asyncio.client import connect
         from websockets.exceptions import InvalidStatus, InvalidURI
 
-        from evalkit.serving import msgpack_numpy
+        from evalkit.wire import msgpack_numpy
 
         try:
             conn = await connect(
@@ -211,7 +211,7 @@ class RemotePolicy:
         return results
 
     async def _infer_one(self, request: PolicyRequest) -> np.ndarray:
-        from evalkit.serving import msgpack_numpy
+        from evalkit.wire import msgpack_numpy
 
         obs = dict(request.obs)
         obs[SEED_KEY] = int(request.seed)
@@ -314,5 +314,5 @@ def make_remote_policy(options: PolicyOptions) -> RemotePolicy:
         embodiment=options.embodiment,
         action_dim=options.action_dim,
         api_key=options.api_key,
-        timeout_s=options.timeout_s,
+        timeout_s=options.timeout_s or 60.0,
     )

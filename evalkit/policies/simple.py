@@ -9,8 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from evalkit.policies.base import PolicyMeta, PolicyRequest
-from evalkit.policies.registry import PolicyOptions
+from evalkit.core.policy import PolicyMeta, PolicyOptions, PolicyRequest
 
 
 class ZeroPolicy:

@@ -20,7 +20,7 @@ def report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def report_main(args: argparse.Namespace) -> int:
-    from evalkit.errors import EvalkitError
+    from evalkit.core.errors import EvalkitError
     from evalkit.report.report import parse_formats, write_report
 
     if args.embed_mb < 0:
@@ -84,8 +84,8 @@ def regress_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def regress_main(args: argparse.Namespace) -> int:
-    from evalkit.report.load import load_run
     from evalkit.report.regress import compare_runs, render
+    from evalkit.rundir.run import load_run
 
     baseline, candidate = load_run(args.baseline), load_run(args.candidate)
     result = compare_runs(baseline, candidate, args.alpha, args.max_drop, args.min_episodes, args.force)

@@ -15,23 +15,25 @@ from typing import Any
 
 import pandas as pd
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.report.formatting import fmt_ci, fmt_pct, html_table, markdown_table
-from evalkit.report.load import EPISODE_KEY, Run, find_run_dirs, load_run
 from evalkit.report.published import LIBERO_SUITES, PUBLISHED_LIBERO
 from evalkit.report.stats import wilson
+from evalkit.rundir.run import EPISODE_KEY, Run, find_run_dirs, load_run
 
 SUITE_ORDER = (*LIBERO_SUITES, "libero_90")
 
 
 def comparable_protocol(run: Run, suite: str) -> dict[str, Any]:
     """The protocol as it enters the fingerprint, flattened for diffs (episodes_per_task left out)."""
-    info = (run.manifest.get("suites") or {}).get(suite) or {}
-    flat: dict[str, Any] = {"kind": info.get("kind")}
-    for key, value in (info.get("protocol") or {}).items():
+    record = run.manifest.suites.get(suite)
+    if record is None:
+        return {}
+    flat: dict[str, Any] = {"kind": record.kind}
+    for key, value in record.protocol.items():
         if key != "episodes_per_task":
             flat[key] = value
-    for key, value in (info.get("simulator") or {}).items():
+    for key, value in record.simulator.items():
         flat[f"simulator.{key}"] = value
     return flat
 
@@ -64,7 +66,7 @@ class Board:
 def group_boards(runs: list[Run]) -> list[Board]:
     """Assign each (run, suite) to the first table that has no other fingerprint for that suite."""
     boards: list[Board] = []
-    ordered = sorted(runs, key=lambda r: (str(r.manifest.get("created_at") or ""), str(r.path)))
+    ordered = sorted(runs, key=lambda r: (r.manifest.created_at, str(r.path)))
     for run in ordered:
         for suite, fp in sorted(run.suite_fingerprints().items()):
             if run.episodes[run.episodes["suite"] == suite].empty:
@@ -83,9 +85,7 @@ def board_frame(board: Board, table: int) -> pd.DataFrame:
     run_ids: dict[tuple[str, str], list[str]] = {}
     for run, suite in board.units:
         key = (run.policy_label(), suite)
-        eps = run.episodes[run.episodes["suite"] == suite].assign(
-            _created=str(run.manifest.get("created_at") or "")
-        )
+        eps = run.episodes[run.episodes["suite"] == suite].assign(_created=run.manifest.created_at)
         pooled.setdefault(key, []).append(eps)
         run_ids.setdefault(key, []).append(run.run_id)
     rows = []
@@ -220,7 +220,7 @@ def build_leaderboard(roots: list[Path]) -> Leaderboard:
 
 
 PUBLISHED_NOTE = (
-    "Published numbers, copied from their sources (REFERENCE §10.1); not measured here, under their own protocols. "
+    "Published numbers, copied from their sources (each row names it); not measured here, under their own protocols. "
     "No measured statistic above is computed from them."
 )
 

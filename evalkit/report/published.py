@@ -1,4 +1,4 @@
-"""Published LIBERO success rates (REFERENCE §10.1), as data. Shown beside measured rows, never pooled with them."""
+"""Published LIBERO success rates (openpi `examples/libero/README.md`, lerobot `docs/source/libero.mdx`, ...; each row names its source), as data. Shown beside measured rows, never pooled with them."""
 
 from __future__ import annotations
 

@@ -23,11 +23,11 @@ from typing import Literal
 
 import pandas as pd
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.report.formatting import markdown_table
 from evalkit.report.leaderboard import comparable_protocol, protocol_diff
-from evalkit.report.load import EPISODE_KEY, Run
 from evalkit.report.stats import Comparison, PairedCounts, compare_paired, compare_unpaired
+from evalkit.rundir.run import EPISODE_KEY, Run
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 Decision = Literal["regression", "no regression", "improvement", "inconclusive"]

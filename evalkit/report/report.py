@@ -6,12 +6,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.report import robustness
 from evalkit.report.formatting import fmt_ci, fmt_pct, html_table, markdown_table, plain, with_ci_column
-from evalkit.report.load import Run, load_run
 from evalkit.report.summary import RunSummary, summarize
 from evalkit.report.videos import DEFAULT_EMBED_BUDGET
+from evalkit.rundir.run import Run, load_run
 
 FORMATS = ("md", "csv", "parquet", "html")
 
@@ -62,6 +62,11 @@ def provenance_lines(summary: RunSummary) -> list[str]:
         f"- command: `{plain(command)}`",
         f"- policy: {plain(p['policy'])}, fingerprint `{plain(p['policy_fingerprint'])}`, "
         f"checkpoint `{plain(p['checkpoint'])}`",
+        *(
+            [f"- loaded: {', '.join(f'{k} `{v}`' for k, v in p['policy_provenance'].items())}"]
+            if p["policy_provenance"]
+            else []
+        ),
         f"- protocol fingerprint: `{plain(p['protocol_fingerprint'])}` ({suites})",
         f"- git commit: `{plain(p['git_commit'])}`",
         f"- versions: {versions}",
@@ -121,7 +126,7 @@ def render_html(summary: RunSummary, run: Run, out_dir: Path, embed_budget: int)
         embedded_mb=sum(v.size for v in videos if v.data_uri) / 2**20,
         budget_mb=embed_budget / 2**20,
         provenance=[line.removeprefix("- ").replace("`", "") for line in provenance_lines(summary)],
-        manifest_json=json.dumps(run.manifest, indent=2, sort_keys=True, default=str),
+        manifest_json=json.dumps(run.manifest.to_json(), indent=2, sort_keys=True, default=str),
         robustness_html=robustness.html(robust) if (robust := robustness.robustness_section(run)) else None,
     )
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from evalkit.report.load import Run
 from evalkit.report.stats import wilson
+from evalkit.rundir.run import Run
 
 KIND = "liberoplus"
 PUBLISHED_SOURCE = "LIBERO-plus issue #57 (community runs of pi05_libero over the 10,030 variants; 84.2 overall, 84.7 with replan 5)"
@@ -43,12 +43,11 @@ def _variant_episodes(run: Run) -> pd.DataFrame:
     """Usable episodes of LIBERO-plus suites with their variant's dimension and level."""
     from evalkit.suites.liberoplus.variants import VariantNameError, parse_variant
 
-    suites = run.manifest.get("suites") or {}
     names = {
         (suite, int(task["task_id"])): task["name"]
-        for suite, entry in suites.items()
-        if (entry or {}).get("kind") == KIND
-        for task in entry.get("tasks") or []
+        for suite, record in run.manifest.suites.items()
+        if record.kind == KIND
+        for task in record.tasks
     }
     usable = run.usable
     rows = []

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from scipy import stats
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 
 CONFIDENCE = 0.95
 

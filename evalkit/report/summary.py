@@ -7,14 +7,14 @@ The average across suites follows openpi's convention: the plain mean of the sui
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from evalkit.report.load import Run
 from evalkit.report.stats import wilson
+from evalkit.rundir.run import Run
 
 TERMINATIONS = ("success", "max_steps", "error")
 
@@ -201,24 +201,23 @@ def flat_episodes(run: Run) -> pd.DataFrame:
 
 def provenance(run: Run) -> dict[str, Any]:
     m = run.manifest
-    config = m.get("config") or {}
-    policy = m.get("policy") or {}
-    suites = m.get("suites") or {}
     return {
         "run_id": run.run_id,
         "run_dir": str(run.path),
-        "created_at": m.get("created_at"),
-        "command": m.get("command"),
-        "policy": policy.get("name") or config.get("policy"),
-        "policy_fingerprint": policy.get("fingerprint"),
-        "checkpoint": config.get("checkpoint"),
-        "protocol_fingerprint": m.get("protocol_fingerprint"),
-        "suite_protocols": {name: (info or {}).get("protocol_fingerprint") for name, info in suites.items()},
-        "config": config,
-        "versions": m.get("versions") or {},
-        "git_commit": m.get("git_commit"),
-        "host": m.get("host"),
-        "sessions": m.get("sessions") or [],
+        "created_at": m.created_at,
+        "command": m.command,
+        "policy": m.policy.name,
+        "policy_fingerprint": m.policy.fingerprint,
+        "policy_provenance": m.policy.provenance,
+        "checkpoint": m.config.get("checkpoint"),
+        "protocol_fingerprint": m.protocol_fingerprint,
+        "suite_protocols": m.suite_fingerprints(),
+        "config": m.config,
+        "versions": m.versions,
+        "git_commit": m.git_commit,
+        "host": m.host,
+        "execution": m.execution,
+        "sessions": [asdict(s) for s in m.sessions],
     }
 
 
@@ -247,7 +246,7 @@ def summarize(run: Run) -> RunSummary:
 def console_summary(run_dir: str | Path) -> str:
     """The per-task and per-suite tables `evalkit eval` prints when a run ends (errors left out of rates)."""
     from evalkit.report.formatting import markdown_table, with_ci_column
-    from evalkit.report.load import load_run
+    from evalkit.rundir.run import load_run
 
     run = load_run(run_dir)
     tasks, suites = task_table(run), suite_table(run)

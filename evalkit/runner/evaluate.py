@@ -1,20 +1,24 @@
-"""`evaluate(config)`: one command's worth of evaluation, resumable, from suite resolution to the summary table."""
+"""`evaluate(config)`: one command's worth of evaluation, resumable, from suite resolution to the stored episodes."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import sys
 from pathlib import Path
 
-from evalkit.episode import EpisodeSpec
-from evalkit.errors import EvalkitError
-from evalkit.policies.base import Policy
-from evalkit.policies.registry import PolicyOptions, make_policy
+from evalkit.core.compatibility import check_compatible
+from evalkit.core.embodiment import embodiment
+from evalkit.core.errors import EvalkitError
+from evalkit.core.policy import Policy
+from evalkit.core.protocol import SuiteSpec, episodes_for
+from evalkit.policies.registry import make_policy
+from evalkit.rundir.lock import RunLock
+from evalkit.rundir.manifest import now, open_manifest, write_manifest
+from evalkit.rundir.store import EpisodeStore, RunIdentity
 from evalkit.runner.config import VIDEO_MODES, EvalConfig, default_workers
-from evalkit.runner.manifest import now, open_manifest, write_manifest
-from evalkit.runner.runner import Runner, check_compatible
-from evalkit.store import EpisodeStore
-from evalkit.suites.base import SuiteSpec
+from evalkit.runner.runner import Runner
 
 
 def resolve_suites(config: EvalConfig) -> list[SuiteSpec]:
@@ -34,26 +38,15 @@ def resolve_suites(config: EvalConfig) -> list[SuiteSpec]:
     return suites
 
 
-def episodes_for(suites: list[SuiteSpec]) -> list[EpisodeSpec]:
-    """Episode k of a task starts from init state k (openpi's mapping), under the protocol's seed, or under seed + k
-    for protocols that reseed every episode (`episode_seeds: plus_index`, lerobot's)."""
-    episodes = []
-    for suite in suites:
-        n = suite.protocol.episodes_per_task
-        step = 1 if dict(suite.protocol.extra).get("episode_seeds") == "plus_index" else 0
-        for task in suite.tasks:
-            if n > task.num_init_states:
-                raise EvalkitError(
-                    f"{suite.name} task {task.task_id} has {task.num_init_states} initial states; "
-                    f"asked for {n} episodes per task"
-                )
-            episodes += [
-                EpisodeSpec(suite.name, task.task_id, k, suite.protocol.seed + step * k) for k in range(n)
-            ]
-    return episodes
+def build_policy(config: EvalConfig, suites: list[SuiteSpec]) -> Policy:
+    """The policy for these suites: its embodiment and action dims are the suites'."""
+    body = embodiment(suites[0].embodiment)
+    return make_policy(dataclasses.replace(config.policy, embodiment=body.name, action_dim=body.action_dim))
 
 
-def prepare_run_dir(run_dir: Path) -> Path:
+def prepare_run_dir(run_dir: Path) -> bool:
+    """Create the run directory if needed and check it is writable; True if it was created now."""
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -61,21 +54,7 @@ def prepare_run_dir(run_dir: Path) -> Path:
         probe.unlink()
     except OSError as exc:
         raise EvalkitError(f"output directory {run_dir} is not writable: {exc.strerror or exc}") from exc
-    return run_dir
-
-
-def build_policy(config: EvalConfig, suites: list[SuiteSpec]) -> Policy:
-    options = PolicyOptions(
-        name=config.policy,
-        embodiment=suites[0].embodiment,
-        action_dim=suites[0].protocol.action_dim,
-        checkpoint=config.checkpoint,
-        tokenizer=config.tokenizer,
-        device=config.device,
-        dtype=config.dtype,
-        api_key=config.api_key,
-    )
-    return make_policy(options)
+    return created
 
 
 def evaluate(config: EvalConfig, progress: bool = True, command: list[str] | None = None) -> Path:
@@ -86,38 +65,50 @@ def evaluate(config: EvalConfig, progress: bool = True, command: list[str] | Non
         raise EvalkitError("--workers and --batch-size must be at least 1")
     suites = resolve_suites(config)
     all_episodes = episodes_for(suites)
-    run_dir = prepare_run_dir(config.run_dir())
     policy = build_policy(config, suites)
     try:
-        check_compatible(policy, suites)
+        check_compatible(policy.meta, suites)
         if policy.meta.cameras or config.video != "none":
             from evalkit.rendering import check_gl
 
             check_gl()
         command = command if command is not None else [os.path.basename(sys.argv[0]), *sys.argv[1:]]
-        resolved = EvalConfig(**{**config.__dict__, "workers": config.workers or default_workers()})
-        manifest = open_manifest(run_dir, resolved.to_dict(), suites, policy.meta, command)
-        store = EpisodeStore(run_dir, manifest["run_id"])
-        session = manifest["sessions"][-1]
-        write_manifest(run_dir, manifest)
-        finished = store.finished()
-        todo = [spec for spec in all_episodes if spec not in finished]
-        if progress and finished:
-            print(
-                f"evalkit: resuming {run_dir}: {len(all_episodes) - len(todo)} of {len(all_episodes)} episodes done"
-            )
-        status = "interrupted"
-        runner = Runner(resolved, suites, policy, store, run_dir, progress=progress)
+        resolved = config.replace(workers=config.workers or default_workers())
+        run_dir = config.run_dir()
+        created = prepare_run_dir(run_dir)
+        runner: Runner | None = None
         try:
-            runner.run(todo, all_episodes)
-            status = "completed"
-        except EvalkitError as exc:
-            status = f"failed: {exc}"
+            with RunLock(run_dir):
+                manifest = open_manifest(run_dir, resolved.to_dict(), suites, policy.meta, command)
+                identity = RunIdentity(manifest.run_id, policy.meta.identity, manifest.suite_fingerprints())
+                store = EpisodeStore(run_dir, identity)
+                session = manifest.sessions[-1]
+                try:
+                    write_manifest(run_dir, manifest)
+                    finished = store.finished()
+                    todo = [spec for spec in all_episodes if spec not in finished]
+                    if progress and finished:
+                        print(
+                            f"evalkit: resuming {run_dir}: {len(all_episodes) - len(todo)} of "
+                            f"{len(all_episodes)} episodes done"
+                        )
+                    runner = Runner(resolved, suites, policy, store, run_dir, progress=progress)
+                    session.status = "interrupted"
+                    try:
+                        runner.run(todo, all_episodes)
+                        session.status = "completed"
+                    except EvalkitError as exc:
+                        session.status = f"failed: {exc}"
+                        raise
+                    finally:
+                        session.ended_at, session.episodes_run = now(), runner.tally.done
+                        write_manifest(run_dir, manifest)
+                finally:
+                    store.close()
+        except BaseException:
+            if created and (runner is None or runner.tally.done == 0):  # a failed start leaves nothing behind
+                shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        finally:
-            session.update(ended_at=now(), status=status, episodes_run=runner.tally.done)
-            store.close()
-            write_manifest(run_dir, manifest)
     finally:
         policy.close()
     return run_dir

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.episode import EpisodeResult, EpisodeSpec
-from evalkit.errors import EvalkitError
-from evalkit.policies.base import Policy, PolicyRequest, PolicyUnavailableError
+from evalkit.core.episode import EpisodeResult, EpisodeSpec
+from evalkit.core.errors import EvalkitError
+from evalkit.core.policy import Policy, PolicyRequest, PolicyUnavailableError
+from evalkit.core.protocol import SuiteSpec
+from evalkit.rundir.store import EpisodeStore
 from evalkit.runner.config import EvalConfig
 from evalkit.runner.worker import worker_main
-from evalkit.store import EpisodeStore
-from evalkit.suites.base import SuiteSpec
 
 POLL_S = 1.0
 
@@ -42,33 +42,6 @@ class Tally:
     successes: int = 0
     errors: int = 0
     results: list[EpisodeResult] = field(default_factory=list)
-
-
-def check_compatible(policy: Policy, suites: list[SuiteSpec]) -> None:
-    """Reject a policy/suite mismatch (cameras, image size, action dim, privileged state) before any episode."""
-    meta = policy.meta
-    for suite in suites:
-        proto = suite.protocol
-        missing = [c for c in meta.cameras if c not in proto.wire_cameras]
-        if missing:
-            raise EvalkitError(
-                f"policy {meta.name} needs camera(s) {', '.join(missing)} but suite {suite.name} provides "
-                f"{', '.join(proto.wire_cameras) or 'none'}"
-            )
-        if meta.cameras and meta.image_size is not None and tuple(meta.image_size) != tuple(proto.image_size):
-            raise EvalkitError(
-                f"policy {meta.name} expects {meta.image_size[0]}x{meta.image_size[1]} images but suite {suite.name} "
-                f"sends {proto.image_size[0]}x{proto.image_size[1]}"
-            )
-        if meta.action_dim is not None and meta.action_dim != proto.action_dim:
-            raise EvalkitError(
-                f"policy {meta.name} returns {meta.action_dim}-dim actions but suite {suite.name} executes "
-                f"{proto.action_dim}-dim actions"
-            )
-        if meta.privileged and not suite.options.get("privileged_obs"):
-            raise EvalkitError(
-                f"policy {meta.name} needs privileged simulator state, which suite {suite.name} lacks"
-            )
 
 
 def validate_chunk(chunk: object, action_dim: int, episode_id: str) -> np.ndarray:

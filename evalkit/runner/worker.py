@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.episode import EpisodeResult, EpisodeSpec
-from evalkit.suites.base import SimEnv, SuiteSpec
+from evalkit.core.episode import EpisodeResult, EpisodeSpec
+from evalkit.core.protocol import SuiteSpec
+from evalkit.suites.base import SimEnv
 from evalkit.video import EpisodeVideo, video_name
 
 

@@ -15,10 +15,12 @@ import sys
 
 
 def serve_arguments(parser: argparse.ArgumentParser) -> None:
-    from evalkit.serving import DEFAULT_MAX_SIZE
+    from evalkit.cli_args import add_dataclass_arguments
+    from evalkit.core.embodiment import EMBODIMENTS
+    from evalkit.core.policy import PolicyOptions
+    from evalkit.wire import DEFAULT_MAX_SIZE
 
-    parser.add_argument("--policy", required=True, help="policy to serve: zero, random, pi05, oracle, ...")
-    parser.add_argument("--checkpoint", help="pi0.5 checkpoint directory or hub id")
+    add_dataclass_arguments(parser, PolicyOptions, skip=("api_key", "timeout_s"), title="policy")
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 = all)"
     )
@@ -34,11 +36,11 @@ def serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--api-key", default=os.environ.get("EVALKIT_API_KEY"), help="require `Authorization: Api-Key <key>`"
     )
     parser.add_argument(
-        "--embodiment", choices=["libero", "droid"], default="libero", help="observation keys"
+        "--embodiment",
+        choices=list(EMBODIMENTS),
+        default="libero",
+        help="the observations it takes and actions it returns (default: libero)",
     )
-    parser.add_argument("--action-dim", type=int, help="action dims (default: 7 libero, 8 droid)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument(
         "--max-size",
         type=int,
@@ -48,20 +50,17 @@ def serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def serve_main(args: argparse.Namespace) -> int:
-    from evalkit.policies.registry import PolicyOptions, make_policy
-    from evalkit.serving import ACTION_DIMS
+    from evalkit.cli_args import dataclass_from_arguments
+    from evalkit.core.embodiment import EMBODIMENTS
+    from evalkit.core.policy import PolicyOptions
+    from evalkit.policies.registry import make_policy
     from evalkit.serving.server import PolicyServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    action_dim = args.action_dim or ACTION_DIMS[args.embodiment]
+    action_dim = EMBODIMENTS[args.embodiment].action_dim
     policy = make_policy(
-        PolicyOptions(
-            name=args.policy,
-            embodiment=args.embodiment,
-            action_dim=action_dim,
-            checkpoint=args.checkpoint,
-            device=args.device,
-            dtype=args.dtype,
+        dataclass_from_arguments(
+            PolicyOptions, args, embodiment=args.embodiment, action_dim=action_dim, api_key=None
         )
     )
     server = PolicyServer(
@@ -97,7 +96,7 @@ def serve_main(args: argparse.Namespace) -> int:
     try:
         asyncio.run(run())
     except OSError as exc:
-        from evalkit.errors import EvalkitError
+        from evalkit.core.errors import EvalkitError
 
         raise EvalkitError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
     finally:
@@ -108,7 +107,7 @@ def serve_main(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m evalkit.serving.cli ...`: the same as `evalkit serve ...`."""
-    from evalkit.errors import EvalkitError
+    from evalkit.core.errors import EvalkitError
 
     parser = argparse.ArgumentParser(prog="evalkit serve", description=__doc__.splitlines()[0])
     serve_arguments(parser)

@@ -31,15 +31,13 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
-from evalkit.errors import EvalkitError
-from evalkit.policies.base import Policy, PolicyRequest
-from evalkit.serving import (
-    ACTION_DIMS,
-    CAMERAS,
+from evalkit.core.embodiment import EMBODIMENTS
+from evalkit.core.errors import EvalkitError
+from evalkit.core.policy import Policy, PolicyRequest
+from evalkit.wire import (
     DEFAULT_MAX_SIZE,
     EPISODE_KEY,
     SEED_KEY,
-    STATE_KEYS,
     msgpack_numpy,
 )
 
@@ -82,10 +80,8 @@ class PolicyServer:
         max_size: int = DEFAULT_MAX_SIZE,
         metadata: Mapping[str, Any] | None = None,
     ):
-        if embodiment not in CAMERAS:
-            raise EvalkitError(
-                f"unknown embodiment {embodiment!r}; choose one of {', '.join(sorted(CAMERAS))}"
-            )
+        if embodiment not in EMBODIMENTS:
+            raise EvalkitError(f"unknown embodiment {embodiment!r}; choose one of {', '.join(EMBODIMENTS)}")
         if max_batch < 1:
             raise EvalkitError(f"--max-batch must be at least 1, got {max_batch}")
         if max_wait_ms < 0:
@@ -96,7 +92,7 @@ class PolicyServer:
         self.host = host
         self.port = port
         self.embodiment = embodiment
-        self.action_dim = action_dim or policy.meta.action_dim or ACTION_DIMS[embodiment]
+        self.action_dim = action_dim or policy.meta.action_dim or EMBODIMENTS[embodiment].action_dim
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.api_key = api_key or None
@@ -113,7 +109,7 @@ class PolicyServer:
         if meta.image_size is not None:
             self.metadata["image_size"] = list(meta.image_size)
         self.metadata.update(metadata or {})
-        self.required_keys = (*STATE_KEYS[embodiment], *meta.cameras)
+        self.required_keys = (*EMBODIMENTS[embodiment].state_keys, *meta.cameras)
         self._pending: deque[_Pending] = deque()
         self._wakeup: asyncio.Event | None = None
         self._connections = 0  # open websocket connections (each has at most one request in flight)

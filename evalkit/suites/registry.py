@@ -15,17 +15,18 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import importlib.resources
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import EvalkitError
-from evalkit.suites.base import EvalProtocol, SuiteSpec
+from evalkit.core.errors import EvalkitError
+from evalkit.core.protocol import MAX_SEED, SuiteSpec
 
-REPO_TASKS = Path(__file__).resolve().parents[2] / "tasks"
+# The suite files shipped with evalkit (package data: `evalkit/tasks` is the repository's `tasks/`).
+PACKAGED_TASKS = Path(str(importlib.resources.files("evalkit").joinpath("tasks")))
 PROTOCOL_DIR = "protocols"
-_PROTOCOL_FIELDS = tuple(f.name for f in dataclasses.fields(EvalProtocol) if f.name != "extra")
 _MAX_EXTENDS_DEPTH = 8
 
 
@@ -53,10 +54,10 @@ class SuiteEntry:
 
 
 def tasks_dirs() -> list[Path]:
-    """Where suite files live: `$EVALKIT_TASKS` (os.pathsep-separated) first, then the repository's `tasks/`."""
+    """Where suite files live: `$EVALKIT_TASKS` (os.pathsep-separated) first, then the ones evalkit ships."""
     dirs = [Path(p).expanduser() for p in os.environ.get("EVALKIT_TASKS", "").split(os.pathsep) if p]
-    if REPO_TASKS.is_dir():
-        dirs.append(REPO_TASKS)
+    if PACKAGED_TASKS.is_dir():
+        dirs.append(PACKAGED_TASKS)
     return dirs
 
 
@@ -177,72 +178,6 @@ def _resolve_protocol(name: str, data: dict[str, Any], preset_override: str | No
     return {**data, "protocol": {"name": preset, **base, **changes}}
 
 
-def _freeze(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple((str(k), _freeze(v)) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
-def protocol_from_dict(data: Any, where: str = "protocol") -> EvalProtocol:
-    """An EvalProtocol from a protocol mapping: known fields map 1:1, any other key goes to `extra`.
-
-    `cameras` is a mapping {wire key: simulator camera} (in wire order) or a list of [wire key, camera] pairs.
-    """
-    if not isinstance(data, dict):
-        raise EvalkitError(f"{where}: protocol must be a mapping or a preset name")
-    missing = [f for f in _PROTOCOL_FIELDS if f not in data]
-    if missing:
-        raise EvalkitError(f"{where}: protocol lacks {', '.join(missing)}")
-    cams = data["cameras"] or {}
-    pairs = list(cams.items()) if isinstance(cams, dict) else [tuple(p) for p in cams]
-    if any(len(p) != 2 for p in pairs):
-        raise EvalkitError(f"{where}: cameras must map wire keys to simulator cameras")
-
-    def size(key: str) -> tuple[int, int]:
-        value = data[key]
-        if not isinstance(value, list | tuple) or len(value) != 2:
-            raise EvalkitError(f"{where}: {key} must be [height, width]")
-        return int(value[0]), int(value[1])
-
-    try:
-        protocol = EvalProtocol(
-            name=str(data["name"]),
-            cameras=tuple((str(w), str(c)) for w, c in pairs),
-            render_size=size("render_size"),
-            image_size=size("image_size"),
-            image_transforms=tuple(str(t) for t in data["image_transforms"] or ()),
-            control_hz=float(data["control_hz"]),
-            wait_steps=int(data["wait_steps"]),
-            dummy_action=tuple(float(a) for a in data["dummy_action"] or ()),
-            max_steps=int(data["max_steps"]),
-            episodes_per_task=int(data["episodes_per_task"]),
-            init_states=str(data["init_states"]),
-            seed=int(data["seed"]),
-            replan_steps=int(data["replan_steps"]),
-            action_dim=int(data["action_dim"]),
-            state_dim=int(data["state_dim"]),
-            extra=tuple(sorted((str(k), _freeze(v)) for k, v in data.items() if k not in _PROTOCOL_FIELDS)),
-        )
-    except (TypeError, ValueError) as exc:
-        raise EvalkitError(f"{where}: bad protocol value ({exc})") from exc
-    check_protocol(protocol, where)
-    return protocol
-
-
-def check_protocol(protocol: EvalProtocol, where: str) -> None:
-    for key in ("max_steps", "episodes_per_task", "replan_steps", "action_dim", "control_hz"):
-        if getattr(protocol, key) <= 0:
-            raise EvalkitError(f"{where}: {key} must be positive, got {getattr(protocol, key)}")
-    if protocol.wait_steps < 0 or protocol.seed < 0:
-        raise EvalkitError(f"{where}: wait_steps and seed must be >= 0")
-    if protocol.wait_steps and len(protocol.dummy_action) != protocol.action_dim:
-        raise EvalkitError(f"{where}: dummy_action needs {protocol.action_dim} values")
-    if min(protocol.render_size + protocol.image_size) <= 0:
-        raise EvalkitError(f"{where}: image sizes must be positive")
-
-
 def _unknown_suite(name: str, known: list[str]) -> EvalkitError:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -267,15 +202,21 @@ def _expand(name: str, entries: dict[str, SuiteEntry], seen: tuple[str, ...] = (
     return out
 
 
-def _load(entry: SuiteEntry, entries: dict[str, SuiteEntry], protocol: str | None) -> SuiteSpec:
-    data = _resolve_protocol(entry.name, _flatten(entry, entries), protocol)
+def build_suite(name: str, data: dict[str, Any], protocol: str | None = None) -> SuiteSpec:
+    """A suite from its data (a suite file's mapping, `extends` already merged): the protocol preset is resolved
+    (`protocol` overrides the file's), then the suite kind builds it."""
+    data = _resolve_protocol(name, data, protocol)
     kind = str(data.get("kind", ""))
-    spec = _kind_module(kind).load_suite(entry.name, data)
+    spec = _kind_module(kind).load_suite(name, data)
     if not isinstance(spec, SuiteSpec):
         raise EvalkitError(
             f"evalkit.suites.{kind}.load_suite returned {type(spec).__name__}, not a SuiteSpec"
         )
     return spec
+
+
+def _load(entry: SuiteEntry, entries: dict[str, SuiteEntry], protocol: str | None) -> SuiteSpec:
+    return build_suite(entry.name, _flatten(entry, entries), protocol)
 
 
 def apply_overrides(
@@ -292,9 +233,14 @@ def apply_overrides(
         if v is not None
     }
     for key, value in changes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1):
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or value < (0 if key == "seed" else 1)
+            or value > MAX_SEED
+        ):
             raise EvalkitError(
-                f"--{key.replace('_', '-')} must be {'>= 0' if key == 'seed' else 'positive'}, got {value!r}"
+                f"--{key.replace('_', '-')} must be {'in [0, 2**63)' if key == 'seed' else 'positive'}, got {value!r}"
             )
     protocol = dataclasses.replace(spec.protocol, **changes) if changes else spec.protocol
     selected = spec.tasks

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
+from evalkit.core.policy import PolicyOptions, PolicyRequest
 from evalkit.images import resize_with_pad
 from evalkit.models.pi05.checkpoint import load_checkpoint
 from evalkit.models.pi05.cli import make_tiny_checkpoint
-from evalkit.policies.base import PolicyRequest
 from evalkit.policies.pi05 import Pi05Policy
-from evalkit.policies.registry import PolicyOptions, make_policy
+from evalkit.policies.registry import make_policy
 
 LIBERO_PROMPT = "pick up the black bowl between the plate and the ramekin and place it on the plate"
 
@@ -302,8 +302,7 @@ def test_end_to_end_libero_episode(libero_ckpt, tmp_path):
     run = evaluate(
         EvalConfig(
             suite="libero_spatial",
-            policy="pi05",
-            checkpoint=str(libero_ckpt),
+            policy=PolicyOptions(name="pi05", checkpoint=str(libero_ckpt)),
             tasks=(0,),
             episodes_per_task=1,
             max_steps=10,

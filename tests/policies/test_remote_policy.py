@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from websockets.asyncio.server import serve
 
-from evalkit.errors import EvalkitError
-from evalkit.policies.base import PolicyUnavailableError
-from evalkit.policies.registry import PolicyOptions, make_policy
+from evalkit.core.errors import EvalkitError
+from evalkit.core.policy import PolicyOptions, PolicyUnavailableError
+from evalkit.policies.registry import make_policy
 from evalkit.policies.remote import RemotePolicy, RemotePolicyError
 from evalkit.policies.simple import RandomPolicy
-from evalkit.serving import SEED_KEY
-from evalkit.serving.msgpack_numpy import packb, unpackb
 from evalkit.serving.server import PolicyServer, ServerThread
+from evalkit.wire import SEED_KEY
+from evalkit.wire.msgpack_numpy import packb, unpackb
 from tests.serving.wire_helpers import EchoPolicy, FailingPolicy, ServerProcess, SlowPolicy, libero_request
 
 FAST = {"retries": 2, "backoff_s": 0.05, "timeout_s": 5.0}

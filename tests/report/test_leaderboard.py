@@ -1,10 +1,10 @@
 import pandas as pd
 import pytest
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.report.leaderboard import build_leaderboard, write_leaderboard
 from evalkit.report.published import PUBLISHED_LIBERO
-from tests.report.runs import PROTOCOL, grid, suite_entry, write_run
+from tests.report.runs import grid, write_run
 
 SPATIAL, OBJECT = grid("libero_spatial", 10, 5), grid("libero_object", 10, 5)
 
@@ -21,13 +21,12 @@ def results(tmp_path):
     write_run(root / "b", outcomes(SPATIAL, 2), policy_fp="bbbb", checkpoint="ckpt/b")
     # the same checkpoint b measured on object in a second run: pooled into the same row
     write_run(root / "b_object", outcomes(OBJECT, 5), policy_fp="bbbb", checkpoint="ckpt/b")
-    lerobot = dict(PROTOCOL, max_steps=280, replan_steps=10)
     write_run(
         root / "nested" / "c",
         outcomes(SPATIAL, 4),
         policy_fp="cccc",
         checkpoint="ckpt/c",
-        suites={"libero_spatial": suite_entry("fp-lerobot", lerobot)},
+        protocol_changes={"libero_spatial": {"max_steps": 280, "replan_steps": 10}},
     )
     return root
 

@@ -2,11 +2,11 @@ import argparse
 
 import pytest
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.report.cli import regress_arguments, regress_main
-from evalkit.report.load import load_run
 from evalkit.report.regress import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, compare_runs
-from tests.report.runs import PROTOCOL, grid, suite_entry, write_run
+from evalkit.rundir.run import load_run
+from tests.report.runs import grid, write_run
 
 KEYS = grid("libero_spatial", 10, 6)  # 60 episodes
 
@@ -74,12 +74,11 @@ def test_too_few_episodes_is_inconclusive(tmp_path, capsys):
 
 def test_different_protocols_are_refused_unless_forced(tmp_path, capsys):
     base = write_run(tmp_path / "a", outcomes(KEYS, failing=set()))
-    protocol = dict(PROTOCOL, max_steps=280)
     cand = write_run(
         tmp_path / "b",
         outcomes(KEYS, failing=set()),
         policy_fp="cand",
-        suites={"libero_spatial": suite_entry("fp-lerobot", protocol)},
+        protocol_changes={"libero_spatial": {"max_steps": 280}},
     )
     with pytest.raises(EvalkitError, match=r"different protocols.*max_steps: 220 vs 280"):
         regress(capsys, "--baseline", str(base), "--candidate", str(cand))

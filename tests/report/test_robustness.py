@@ -8,9 +8,9 @@ import math
 import pandas as pd
 import pytest
 
-from evalkit.report.load import load_run
 from evalkit.report.report import write_report
 from evalkit.report.robustness import PUBLISHED_PI05, robustness_section
+from evalkit.rundir.run import load_run
 from evalkit.runner.config import EvalConfig
 from evalkit.runner.evaluate import evaluate
 from evalkit.suites.liberoplus.catalog import suite_variants

@@ -127,16 +127,20 @@ def test_killed_worker_loses_nothing(tmp_path):
     assert all(r["termination"] == "max_steps" for r in rows)
 
 
-def test_random_policy_same_results_for_one_and_two_workers(tmp_path):
+def test_same_results_whatever_the_worker_count_and_batch(tmp_path, monkeypatch):
+    """An observation-dependent policy: an observation answered for the wrong episode would change the actions."""
+    from evalkit.policies import registry
+
+    monkeypatch.setitem(registry.BUILDERS, "feedback", "tests.runner.policies:make_state_feedback_policy")
     runs = {}
     for workers in (1, 2):
         runs[workers] = evaluate(
             EvalConfig(
                 suite=SUITE,
-                policy="random",
+                policy="feedback",
                 out=tmp_path / f"w{workers}",
-                tasks=(0,),
-                episodes_per_task=3,
+                tasks=(0, 1),
+                episodes_per_task=2,
                 max_steps=12,
                 workers=workers,
                 batch_size=workers,
@@ -146,13 +150,13 @@ def test_random_policy_same_results_for_one_and_two_workers(tmp_path):
         )
     keys = ("task_id", "init_state", "seed", "success", "steps", "termination", "policy_calls")
     one, two = ([{k: r[k] for k in keys} for r in read_rows(runs[w])] for w in (1, 2))
-    assert one == two and len(one) == 3
+    assert one == two and len(one) == 4
     files = sorted(p.name for p in (runs[1] / "actions").iterdir())
-    assert len(files) == 3
+    assert len(files) == 4
     for name in files:
         a, b = (np.load(runs[w] / "actions" / name)["actions"] for w in (1, 2))
         assert a.shape == (12, 7) and np.array_equal(a, b)
-    # different episodes get different noise
+    # different episodes get different actions
     first, second = (np.load(runs[1] / "actions" / name)["actions"] for name in files[:2])
     assert not np.array_equal(first, second)
 

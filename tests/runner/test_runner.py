@@ -3,12 +3,14 @@
 import numpy as np
 import pytest
 
-from evalkit.errors import EvalkitError
-from evalkit.policies.base import PolicyMeta, PolicyUnavailableError
+from evalkit.core.compatibility import check_compatible
+from evalkit.core.errors import EvalkitError
+from evalkit.core.policy import PolicyMeta, PolicyUnavailableError
+from evalkit.core.protocol import episodes_for
+from evalkit.rundir.store import EpisodeStore, RunIdentity
 from evalkit.runner import EvalConfig
-from evalkit.runner.evaluate import episodes_for, resolve_suites
-from evalkit.runner.runner import Runner, check_compatible, validate_chunk
-from evalkit.store import EpisodeStore
+from evalkit.runner.evaluate import resolve_suites
+from evalkit.runner.runner import Runner, validate_chunk
 
 
 class ScriptedPolicy:
@@ -37,7 +39,8 @@ def _setup(tmp_path, **kw):
         **kw,
     )
     suites = resolve_suites(config)
-    return config, suites, episodes_for(suites), EpisodeStore(tmp_path, "test")
+    identity = RunIdentity("test", "scripted@none", {s.name: "fp" for s in suites})
+    return config, suites, episodes_for(suites), EpisodeStore(tmp_path, identity)
 
 
 def test_nan_actions_stop_the_run_and_record_nothing(tmp_path):
@@ -75,10 +78,13 @@ def test_mismatched_policy_rejected_before_first_episode(tmp_path):
         (PolicyMeta("p", "x", cameras=("observation/image",), image_size=(256, 256)), "256x256"),
         (PolicyMeta("p", "x", action_dim=8), "8-dim"),
         (PolicyMeta("p", "x", privileged=True), "privileged"),
+        (PolicyMeta("p", "x", embodiment="droid"), "evalkit serve --embodiment libero"),
+        (PolicyMeta("p", "x", action_mode="joint_velocity"), "executes eef_delta actions"),
     ]
     for meta, needle in cases:
         with pytest.raises(EvalkitError, match=needle):
-            check_compatible(ScriptedPolicy(None, meta), suites)
+            check_compatible(meta, suites)
+    check_compatible(PolicyMeta("p", "x", embodiment="libero", action_mode="eef_delta", action_dim=7), suites)
 
 
 def test_validate_chunk():
@@ -102,3 +108,19 @@ def test_episode_identity_follows_the_protocol():
     )
     assert [(e.init_state, e.seed) for e in lerobot] == [(0, 1000), (1, 1001), (2, 1002)]
     assert len({e.request_seed(0) for e in openpi}) == 3
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_the_runner_batches_pending_observations_up_to_batch_size(tmp_path, batch_size):
+    from tests.runner.policies import StateFeedbackPolicy
+
+    config, suites, episodes, store = _setup(tmp_path, batch_size=batch_size)
+    config = config.replace(workers=3, tasks=(0, 1))
+    suites = resolve_suites(config)
+    episodes = episodes_for(suites)  # 4 episodes on 3 workers
+    # While the first call runs, the two other workers' first observations arrive and wait together.
+    policy = StateFeedbackPolicy(7, first_delay_s=20.0)
+    Runner(config, suites, policy, store, tmp_path, progress=False).run(episodes, episodes)
+    rows = store.rows()
+    assert sum(policy.batches) == sum(r["policy_calls"] for r in rows) == 8  # 6 steps, replan 5: 2 calls each
+    assert max(policy.batches) == batch_size

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evalkit.policies.base import PolicyRequest
+from evalkit.core.policy import PolicyRequest
 from evalkit.policies.simple import RandomPolicy
-from evalkit.serving.msgpack_numpy import packb
 from evalkit.serving.server import PolicyServer, ServerThread
+from evalkit.wire.msgpack_numpy import packb
 from tests.serving.wire_helpers import REPO, EchoPolicy, ServerProcess
 
 CLIENT_VENV = REPO / ".venv-openpi-client"

@@ -2,8 +2,9 @@
 
 import numpy as np
 
+from evalkit.core.policy import PolicyOptions
 from evalkit.models.pi05.cli import make_tiny_checkpoint
-from evalkit.policies.registry import PolicyOptions, make_policy
+from evalkit.policies.registry import make_policy
 from evalkit.serving.server import PolicyServer, ServerThread
 from tests.serving.wire_helpers import libero_request
 

@@ -11,11 +11,11 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from evalkit.policies.base import PolicyRequest
+from evalkit.core.policy import PolicyRequest
 from evalkit.policies.simple import RandomPolicy, ZeroPolicy
-from evalkit.serving import SEED_KEY
-from evalkit.serving.msgpack_numpy import packb, unpackb
 from evalkit.serving.server import PolicyServer, ServerThread
+from evalkit.wire import SEED_KEY
+from evalkit.wire.msgpack_numpy import packb, unpackb
 from tests.serving.wire_helpers import EchoPolicy, FailingPolicy, libero_obs, libero_request
 
 # openpi's client calls websockets' connect() without `with`, as these tests do; websockets 17 warns about it.

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.policies.base import PolicyMeta, PolicyRequest
-from evalkit.serving import CAMERAS
+from evalkit.core.embodiment import EMBODIMENTS
+from evalkit.core.policy import PolicyMeta, PolicyRequest
 
 REPO = Path(__file__).resolve().parents[2]
 # `evalkit serve` as installed (the console script next to this interpreter), else the module itself.
@@ -47,7 +47,11 @@ class EchoPolicy:
 
     def __init__(self, horizon: int = 10):
         self.meta = PolicyMeta(
-            "echo", "echo-v1", cameras=CAMERAS["libero"], image_size=(224, 224), action_dim=7
+            "echo",
+            "echo-v1",
+            cameras=EMBODIMENTS["libero"].policy_cameras,
+            image_size=(224, 224),
+            action_dim=7,
         )
         self.horizon = horizon
         self.batch_sizes: list[int] = []

@@ -1,12 +1,10 @@
 """The suite registry: YAML suites and groups, protocol presets, overrides, discovered LIBERO suites, errors."""
 
-import dataclasses
-
 import pytest
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
+from evalkit.core.protocol import fingerprint
 from evalkit.suites import registry
-from evalkit.suites.base import fingerprint
 
 
 def fp(spec):
@@ -35,7 +33,7 @@ def test_openpi_protocol_is_the_default_and_exact():
     assert p.image_transforms == ("rot180", "resize_with_pad")
     assert (p.control_hz, p.wait_steps, p.replan_steps, p.episodes_per_task, p.seed) == (20.0, 10, 5, 50, 7)
     assert p.dummy_action == (0, 0, 0, 0, 0, 0, -1.0)
-    assert (p.action_dim, p.state_dim, p.init_states) == (7, 8, "index")
+    assert (p.action_dim, p.state_dim, p.action_mode, p.episode_seeds) == (7, 8, "eef_delta", "same")
     (l90,) = registry.resolve("libero_90")
     assert l90.protocol.max_steps == 400 and len(l90.tasks) == 90
     assert (
@@ -56,7 +54,7 @@ def test_lerobot_preset_and_fingerprints():
         10,
         1000,
     )
-    assert dict(p.extra)["episode_seeds"] == "plus_index"
+    assert p.episode_seeds == "plus_index"
     assert fp(openpi) != fp(lerobot)
     (goal,) = registry.resolve("libero_goal", protocol="lerobot")
     assert goal.protocol.max_steps == 300  # lerobot differs from openpi only on spatial
@@ -82,7 +80,8 @@ def test_overrides_apply_to_every_member_of_a_group():
         ({"tasks": [3, 10, 12]}, r"has no task\(s\) 10, 12; its task ids are 0-9"),
         ({"episodes_per_task": 0}, "--episodes-per-task must be positive"),
         ({"max_steps": -5}, "--max-steps must be positive"),
-        ({"seed": -1}, "--seed must be >= 0"),
+        ({"seed": -1}, r"--seed must be in \[0, 2\*\*63\)"),
+        ({"seed": 2**63}, r"--seed must be in \[0, 2\*\*63\), got 9223372036854775808"),
         ({"protocol": "openvla"}, r"unknown protocol 'openvla' .*libero protocols: lerobot, openpi"),
     ],
 )
@@ -169,7 +168,7 @@ def test_evalkit_tasks_directory_adds_suites_and_presets(tmp_path, monkeypatch):
         "name: spatial_short\nextends: libero_spatial\ndescription: two tasks, short\nprotocols:\n  openpi: {max_steps: 50}\n"
     )
     (tmp_path / "libero" / "protocols" / "tiny.yaml").write_text(
-        (registry.REPO_TASKS / "libero" / "protocols" / "openpi.yaml").read_text()
+        (registry.PACKAGED_TASKS / "libero" / "protocols" / "openpi.yaml").read_text()
         + "episodes_per_task: 2\nmax_steps: 30\n"
     )
     (tmp_path / "pair.yaml").write_text("name: pair\ngroup: [spatial_short, libero_goal]\n")
@@ -181,16 +180,3 @@ def test_evalkit_tasks_directory_adds_suites_and_presets(tmp_path, monkeypatch):
     (tmp_path / "dup.yaml").write_text("name: spatial_short\nkind: libero\n")
     with pytest.raises(EvalkitError, match="defined twice"):
         registry.resolve("libero_goal")
-
-
-def test_protocol_from_dict_validates_fields():
-    base = dataclasses.asdict(registry.resolve("libero_spatial")[0].protocol)
-    base["cameras"] = [list(c) for c in base["cameras"]]
-    base.pop("extra")
-    assert registry.protocol_from_dict(base).cameras[0] == ("observation/image", "agentview")
-    with pytest.raises(EvalkitError, match="lacks max_steps"):
-        registry.protocol_from_dict({k: v for k, v in base.items() if k != "max_steps"})
-    with pytest.raises(EvalkitError, match="replan_steps must be positive"):
-        registry.protocol_from_dict({**base, "replan_steps": 0})
-    with pytest.raises(EvalkitError, match=r"render_size must be \[height, width\]"):
-        registry.protocol_from_dict({**base, "render_size": 256})

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.models.pi05.config import IMAGE_KEYS, GemmaConfig, Pi05Config, SiglipConfig
 from evalkit.models.pi05.normalize import (
     NormSpec,

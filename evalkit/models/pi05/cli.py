@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 
 if TYPE_CHECKING:
     import torch

@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 
 PALIGEMMA_VOCAB_SIZE = 257_152
 IMAGE_KEYS = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 COMPLETE_MARKER = ".evalkit-complete.json"

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.models.pi05.config import Pi05Config
 
 P = "paligemma_with_expert.paligemma.model."

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.models.pi05.config import Pi05Config
 from evalkit.models.pi05.gemma import GemmaModel, KVCache, make_attn_mask, shared_attention_forward
 from evalkit.models.pi05.siglip import MultiModalProjector, SiglipVisionModel

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 
 OPENPI_EPS = 1e-6
 LEROBOT_EPS = 1e-8

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 
 log = logging.getLogger(__name__)
 

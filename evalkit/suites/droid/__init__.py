@@ -9,15 +9,13 @@ may pick a subset of its tasks with `task_names` (`droid_demo.yaml`).
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from evalkit.errors import EvalkitError
-from evalkit.suites.base import EvalProtocol, SimEnv, SuiteSpec, TaskSpec, fingerprint
+from evalkit.core.embodiment import EMBODIMENTS
+from evalkit.core.errors import EvalkitError
+from evalkit.core.protocol import EvalProtocol, SuiteSpec, TaskSpec, fingerprint
+from evalkit.suites.base import SimEnv
 from evalkit.suites.droid.config import (
-    ACTION_MODES,
     CameraDef,
     DroidData,
     RobotDef,
@@ -27,9 +25,8 @@ from evalkit.suites.droid.config import (
     parse_task,
 )
 
-TASKS_DIR = Path(__file__).resolve().parents[3] / "tasks" / "droid"
 NUM_LAYOUTS = 1000  # layouts are generated from (task, index, seed); any index below this is valid
-DROID_KNOBS = {"action_mode": "joint_velocity", "max_joint_delta": 0.2, "gripper_threshold": 0.5}
+DROID_KNOBS = {"max_joint_delta": 0.2, "gripper_threshold": 0.5}
 TRANSFORMS = ("resize_with_pad",)
 
 SUITE_KEYS = {"name", "kind", "description", "protocol", "protocols", "sim", "scenes", "tasks", "task_names"}
@@ -45,19 +42,6 @@ SIM_KEYS = {
     "cameras",
 }
 ROBOT_KEYS = {"home", "home_noise", "base_pos", "kp", "kd"}
-
-
-def _protocol_mapping(name: str, data: dict) -> dict:
-    """The suite's protocol as a full mapping. The registry passes it resolved; a preset name (a file in
-    tasks/droid/protocols/) plus the suite's `protocols: {preset: {...}}` changes is resolved here."""
-    proto = data.get("protocol", "droid")
-    if isinstance(proto, dict):
-        return proto
-    path = TASKS_DIR / "protocols" / f"{proto}.yaml"
-    if not path.is_file():
-        raise EvalkitError(f"suite {name!r}: unknown DROID protocol preset {proto!r} ({path} not found)")
-    base = yaml.safe_load(path.read_text()) or {}
-    return {"name": str(proto), **base, **((data.get("protocols") or {}).get(proto) or {})}
 
 
 def _parse_cameras(name: str, sim: dict) -> tuple[CameraDef, ...]:
@@ -100,8 +84,6 @@ def parse_droid_data(name: str, data: dict, protocol: EvalProtocol) -> DroidData
         if cam not in {c.name for c in cameras}:
             raise EvalkitError(f"suite {name!r}: protocol camera {wire!r} names unknown camera {cam!r}")
     extra = {**DROID_KNOBS, **dict(protocol.extra)}
-    if extra["action_mode"] not in ACTION_MODES:
-        raise EvalkitError(f"suite {name!r}: action_mode must be one of {', '.join(ACTION_MODES)}")
     try:
         return DroidData(
             scenes=scenes,
@@ -122,7 +104,7 @@ def parse_droid_data(name: str, data: dict, protocol: EvalProtocol) -> DroidData
             substeps=int(sim.get("substeps", 34)),
             settle_s=float(sim.get("settle_s", 0.5)),
             msaa_samples=int(sim.get("msaa_samples", 0)),
-            action_mode=str(extra["action_mode"]),
+            action_mode=protocol.action_mode,
             gripper_threshold=float(extra["gripper_threshold"]),
             control_hz=protocol.control_hz,
             render_size=protocol.render_size,
@@ -135,11 +117,10 @@ def parse_droid_data(name: str, data: dict, protocol: EvalProtocol) -> DroidData
 
 
 def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
-    from evalkit.suites.registry import protocol_from_dict
+    from evalkit.core.protocol import check_embodiment, protocol_from_dict
 
-    protocol = protocol_from_dict(_protocol_mapping(name, data), where=f"suite {name!r} protocol")
-    if (protocol.action_dim, protocol.state_dim) != (8, 8):
-        raise EvalkitError(f"suite {name!r}: DROID protocols have action_dim 8 and state_dim 8")
+    protocol = protocol_from_dict(data.get("protocol"), where=f"suite {name!r} protocol")
+    check_embodiment(protocol, EMBODIMENTS["droid"], f"suite {name!r}")
     unknown = [t for t in protocol.image_transforms if t not in TRANSFORMS]
     if unknown:
         raise EvalkitError(
@@ -168,7 +149,8 @@ def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
         embodiment="droid",
         protocol=protocol,
         tasks=tasks,
-        options={"droid": droid, "privileged_obs": True},  # the oracle may read `privileged/*` keys
+        privileged_obs=True,  # the oracle reads `privileged/*` keys
+        options={"droid": droid},
     )
 
 

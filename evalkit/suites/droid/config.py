@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 
 PREDICATES = ("inside", "on_top", "lifted", "next_to", "joint_above", "joint_below")
-ACTION_MODES = ("joint_velocity", "joint_position")
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import os
 
 import numpy as np
 
-from evalkit.episode import EpisodeSpec
-from evalkit.errors import EvalkitError
-from evalkit.policies.base import Observation
+from evalkit.core.episode import EpisodeSpec
+from evalkit.core.errors import EvalkitError
+from evalkit.core.policy import Observation
 from evalkit.suites.droid.config import DroidData, TaskDef
 from evalkit.suites.droid.predicates import Rubric, World, holds
 from evalkit.suites.droid.scene import FINGER_CLOSED, SceneModel, build_scene

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.suites.droid.config import CameraDef, DroidData, ObjectDef, SceneDef
 
 ARM_JOINTS = tuple(f"robot0_joint{i}" for i in range(1, 8))

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from evalkit.errors import EvalkitError
-from evalkit.suites.base import SimEnv, SuiteSpec, TaskSpec
+from evalkit.core.embodiment import EMBODIMENTS
+from evalkit.core.errors import EvalkitError
+from evalkit.core.protocol import SuiteSpec, TaskSpec
+from evalkit.suites.base import SimEnv
 
-EMBODIMENT = "libero"
-ACTION_DIM = 7
-STATE_DIM = 8
+EMBODIMENT = EMBODIMENTS["libero"]
 # Where a task's prompt comes from: "benchmark" = `task.language` (the BDDL file name, what openpi sends and what
 # LIBERO's training data uses); "bddl" = the BDDL file's (:language ...), which LIBERO-PRO's language and task
 # perturbations rewrite while keeping the original file names.
@@ -23,9 +23,9 @@ LANGUAGE_SOURCES = ("benchmark", "bddl")
 
 def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
     """Build a LIBERO suite from its (registry-merged) YAML data; `data["protocol"]` is the full protocol dict."""
+    from evalkit.core.protocol import check_embodiment, protocol_from_dict
     from evalkit.images import IMAGE_TRANSFORMS
     from evalkit.suites.libero import catalog
-    from evalkit.suites.registry import protocol_from_dict
 
     benchmark = str(data.get("benchmark", name))
     if benchmark not in catalog.registered_suites():
@@ -33,10 +33,7 @@ def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
             f"suite {name!r}: LIBERO benchmark {benchmark!r} is not registered by the installed package"
         )
     protocol = protocol_from_dict(data.get("protocol"), where=f"suite {name!r}")
-    if protocol.action_dim != ACTION_DIM or protocol.state_dim != STATE_DIM:
-        raise EvalkitError(
-            f"suite {name!r}: LIBERO protocols have action_dim {ACTION_DIM} and state_dim {STATE_DIM}"
-        )
+    check_embodiment(protocol, EMBODIMENT, f"suite {name!r}")
     unknown = [t for t in protocol.image_transforms if t not in IMAGE_TRANSFORMS]
     if unknown:
         raise EvalkitError(
@@ -58,7 +55,7 @@ def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
     return SuiteSpec(
         name=name,
         kind="libero",
-        embodiment=EMBODIMENT,
+        embodiment=EMBODIMENT.name,
         protocol=protocol,
         tasks=tuple(
             TaskSpec(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.suites.libero.config import ensure_libero_config
 
 BASE_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")

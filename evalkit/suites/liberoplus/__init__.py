@@ -18,13 +18,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from evalkit.errors import EvalkitError
-from evalkit.suites.base import SimEnv, SuiteSpec, TaskSpec
+from evalkit.core.embodiment import EMBODIMENTS
+from evalkit.core.errors import EvalkitError
+from evalkit.core.protocol import SuiteSpec, TaskSpec
+from evalkit.suites.base import SimEnv
 from evalkit.suites.liberoplus.catalog import ASSETS_MISSING
 
-EMBODIMENT = "libero"
-ACTION_DIM = 7
-STATE_DIM = 8
+EMBODIMENT = EMBODIMENTS["libero"]
 PROMPTS = ("upstream", "clean")
 # A worker process imports one robosuite task family: LIBERO-plus and LIBERO register the same robot names and
 # LIBERO-plus patches robosuite on import, so a run must not mix this kind with another robosuite kind.
@@ -90,10 +90,10 @@ def availability_line(runnable: Counter, total: Counter) -> str:
 
 def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
     """Build a LIBERO-plus suite from its YAML data; `data["protocol"]` is the full protocol mapping."""
+    from evalkit.core.protocol import check_embodiment, protocol_from_dict
     from evalkit.images import IMAGE_TRANSFORMS
     from evalkit.suites.liberoplus import catalog
     from evalkit.suites.liberoplus.assets import asset_root
-    from evalkit.suites.registry import protocol_from_dict
 
     benchmark = str(data.get("benchmark", ""))
     if benchmark not in catalog.BENCHMARK_SUITES:
@@ -101,10 +101,7 @@ def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
             f"suite {name!r}: benchmark must be one of {', '.join(catalog.BENCHMARK_SUITES)}, not {benchmark!r}"
         )
     protocol = protocol_from_dict(data.get("protocol"), where=f"suite {name!r}")
-    if protocol.action_dim != ACTION_DIM or protocol.state_dim != STATE_DIM:
-        raise EvalkitError(
-            f"suite {name!r}: LIBERO-plus protocols have action_dim {ACTION_DIM} and state_dim {STATE_DIM}"
-        )
+    check_embodiment(protocol, EMBODIMENT, f"suite {name!r}")
     unknown = [t for t in protocol.image_transforms if t not in IMAGE_TRANSFORMS]
     if unknown:
         raise EvalkitError(f"suite {name!r}: unknown image transform(s) {unknown}")
@@ -154,7 +151,7 @@ def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
     return SuiteSpec(
         name=name,
         kind="liberoplus",
-        embodiment=EMBODIMENT,
+        embodiment=EMBODIMENT.name,
         protocol=protocol,
         tasks=tuple(tasks),
         options={

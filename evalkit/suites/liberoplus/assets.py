@@ -25,7 +25,7 @@ from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 
 ASSETS_ENV = "EVALKIT_LIBEROPLUS_ASSETS"
 ASSET_PACK_URL = "https://huggingface.co/datasets/Sylvest/LIBERO-plus (assets.zip)"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.suites.liberoplus.assets import asset_root, missing_assets, package_root
 from evalkit.suites.liberoplus.variants import VariantInfo, benchmark_language, parse_variant
 

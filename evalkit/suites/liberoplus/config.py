@@ -2,7 +2,7 @@
 
 `liberoplus` reads `$LIBERO_CONFIG_PATH/config.yaml` at import, the same variable and file name as LIBERO, and
 creates a default one (printing to stdout) when it is missing. evalkit points `LIBERO_CONFIG_PATH` at
-`$EVALKIT_HOME/liberoplus/config` (never LIBERO's folder) before a worker imports `liberoplus`, with the wheel's
+`$EVALKIT_CACHE/liberoplus/config` (never LIBERO's folder) before a worker imports `liberoplus`, with the wheel's
 bddl_files and init_files and the chosen asset root.
 """
 
@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 
 
 def liberoplus_home() -> Path:
-    home = Path(os.environ.get("EVALKIT_HOME", Path.home() / ".cache" / "evalkit")).expanduser()
-    return home / "liberoplus"
+    from evalkit.core.cache import cache_root
+
+    return cache_root() / "liberoplus"
 
 
 def ensure_liberoplus_config(assets: Path) -> Path:
@@ -47,7 +48,7 @@ def ensure_liberoplus_config(assets: Path) -> Path:
             tmp.replace(path)
         except OSError as exc:
             raise EvalkitError(
-                f"cannot write LIBERO-plus config to {directory}: {exc.strerror or exc}; set EVALKIT_HOME"
+                f"cannot write LIBERO-plus config to {directory}: {exc.strerror or exc}; set EVALKIT_CACHE"
             ) from exc
     os.environ["LIBERO_CONFIG_PATH"] = str(directory)
     return directory

@@ -16,13 +16,14 @@ and LIBERO-plus patches robosuite); `_build` refuses if LIBERO is already loaded
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import numpy as np
 
-from evalkit.episode import EpisodeSpec
-from evalkit.errors import EvalkitError
-from evalkit.suites.base import SuiteSpec
+from evalkit.core.episode import EpisodeSpec
+from evalkit.core.errors import EvalkitError
+from evalkit.core.protocol import SuiteSpec
 from evalkit.suites.libero.env import _SNAPSHOT_OBSERVABLE, MAIN_CAMERA, LiberoEnv
 from evalkit.suites.robosuite_logs import quiet_robosuite_import
 
@@ -62,14 +63,9 @@ class LiberoPlusEnv(LiberoEnv):
         if variant is None:
             raise EvalkitError(f"suite {suite.name!r} has no runnable variant {task_id}")
         files = {"bddl": variant["env_bddl"], "init_states": variant["init_file"]}
-        suite_view = SuiteSpec(
-            suite.name,
-            suite.kind,
-            suite.embodiment,
-            suite.protocol,
-            suite.tasks,
-            {"task_files": {task_id: files}},
-        )
+        suite_view = dataclasses.replace(
+            suite, options={"task_files": {task_id: files}}
+        )  # what LiberoEnv reads
         super().__init__(suite_view, task_id)
         self.flat_init = bool(variant["flat_init"])
         self.noise_code = int(variant.get("noise") or 0)

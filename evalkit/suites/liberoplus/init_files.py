@@ -15,7 +15,7 @@ import zipfile
 
 import numpy as np
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 
 MAX_PICKLE_BYTES = 64 * 2**20
 

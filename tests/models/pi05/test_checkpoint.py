@@ -13,7 +13,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.models.pi05 import cli
 from evalkit.models.pi05.checkpoint import (
     NAMED_CONFIGS,

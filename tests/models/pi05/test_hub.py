@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.models.pi05 import cli
 from evalkit.models.pi05.checkpoint import load_checkpoint
 from evalkit.models.pi05.hub import COMPLETE_MARKER, parse_remote, resolve_checkpoint

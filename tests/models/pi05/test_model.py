@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.models.pi05.config import GemmaConfig, Pi05Config, SiglipConfig
 from evalkit.models.pi05.gemma import apply_rope, make_attn_mask, rope_angles
 from evalkit.models.pi05.model import Pi05Model

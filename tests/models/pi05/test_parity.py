@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.models.pi05.config import Pi05Config
 from evalkit.models.pi05.jax_names import jax_to_state_dict
 from evalkit.models.pi05.model import FP32_KEEP_PATTERNS, Pi05Model

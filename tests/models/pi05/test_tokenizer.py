@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import sentencepiece
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.models.pi05.tokenizer import (
     PaligemmaTokenizer,
     clean_prompt,

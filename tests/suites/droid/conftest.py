@@ -2,7 +2,7 @@
 
 import pytest
 
-from evalkit.episode import EpisodeSpec
+from evalkit.core.episode import EpisodeSpec
 
 
 @pytest.fixture(scope="session")

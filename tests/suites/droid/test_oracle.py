@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from evalkit.errors import EvalkitError
-from evalkit.policies.base import PolicyRequest
-from evalkit.policies.registry import PolicyOptions, make_policy
+from evalkit.core.errors import EvalkitError
+from evalkit.core.policy import PolicyOptions, PolicyRequest
+from evalkit.policies.registry import make_policy
 from tests.suites.droid.conftest import episode
 
 # The suite-level success rate over 20 layouts per task is measured with

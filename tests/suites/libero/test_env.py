@@ -4,10 +4,10 @@ camera pixels, while rendering only on demand. One real LIBERO-Spatial scene; a 
 import numpy as np
 import pytest
 
-from evalkit.episode import EpisodeSpec
-from evalkit.errors import EvalkitError
+from evalkit.core.episode import EpisodeSpec
+from evalkit.core.errors import EvalkitError
+from evalkit.core.policy import PolicyRequest
 from evalkit.images import apply_image_transforms, rot180
-from evalkit.policies.base import PolicyRequest
 from evalkit.policies.simple import RandomPolicy
 from evalkit.suites import registry
 from evalkit.suites.libero.transforms import libero_state

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.suites import registry
 from evalkit.suites.liberoplus.assets import ASSETS_ENV, base_assets
 from evalkit.suites.liberoplus.catalog import BENCHMARK_SUITES, suite_variants
@@ -95,7 +95,7 @@ def test_kinds_that_run_alone_are_not_mixed(tmp_path, monkeypatch) -> None:
 
 
 def test_protocols_differ_in_prompt_and_fingerprint() -> None:
-    from evalkit.suites.base import fingerprint
+    from evalkit.core.protocol import fingerprint
 
     upstream = registry.resolve("liberoplus_object", protocol="liberoplus")[0]
     clean = registry.resolve("liberoplus_object", protocol="liberoplus_clean")[0]
@@ -132,7 +132,7 @@ print("mismatches", mismatches)
 
 
 def test_names_order_and_upstream_prompts_equal_upstreams_benchmark(tmp_path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "EVALKIT_HOME": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EVALKIT_CACHE": str(tmp_path)}
     env.pop(ASSETS_ENV, None)
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(_UPSTREAM_BENCHMARK)],

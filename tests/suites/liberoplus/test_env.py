@@ -24,7 +24,7 @@ SUITE = "libero_spatial"
 _SCRIPT = """
 import json, sys
 import numpy as np
-from evalkit.episode import EpisodeSpec
+from evalkit.core.episode import EpisodeSpec
 from evalkit.images import apply_image_transforms
 from evalkit.suites import registry
 from evalkit.suites.libero.env import LiberoEnv
@@ -96,7 +96,7 @@ def _first(dimension: str, noise_type: str | None = None) -> int:
 @pytest.fixture(scope="module")
 def result(tmp_path_factory) -> dict:
     ids = {"camera": _first("camera"), "noise": _first("noise", "fog"), "robot": _first("robot")}
-    env = {**os.environ, "PYTHONPATH": str(REPO), "EVALKIT_HOME": str(tmp_path_factory.mktemp("home"))}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EVALKIT_CACHE": str(tmp_path_factory.mktemp("home"))}
     env.pop(ASSETS_ENV, None)
     env.setdefault("MUJOCO_GL", "egl")
     env["PYOPENGL_PLATFORM"] = env["MUJOCO_GL"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.suites.liberoplus.catalog import suite_variants
 from evalkit.suites.liberoplus.init_files import load_init_states
 

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalkit.errors import EvalkitError
-from evalkit.policies.base import Observation, PolicyMeta, PolicyRequest
-from evalkit.policies.registry import PolicyOptions
+from evalkit.core.errors import EvalkitError
+from evalkit.core.policy import Observation, PolicyMeta, PolicyOptions, PolicyRequest
 
 HORIZON = 8  # actions per chunk (DROID's open-loop horizon)
 CONTROL_DT = 1.0 / 15.0

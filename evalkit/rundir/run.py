@@ -1,4 +1,4 @@
-"""Read a run directory: the episode store as a pandas DataFrame, plus its manifest."""
+"""A run directory, loaded for reading: the typed manifest plus the episode store as a pandas DataFrame."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 
 import pandas as pd
 
-from evalkit.errors import EvalkitError
-from evalkit.store import COLUMNS, DB_NAME, EpisodeStore
+from evalkit.core.errors import EvalkitError
+from evalkit.rundir.manifest import MANIFEST_NAME, Manifest, read_manifest
+from evalkit.rundir.store import COLUMNS, DB_NAME, EpisodeStore
 
-MANIFEST_NAME = "manifest.json"
 EPISODE_KEY = ["suite", "task_id", "init_state", "seed"]
 
 
@@ -21,12 +21,12 @@ class Run:
     """One run directory, loaded."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     episodes: pd.DataFrame  # one row per stored episode, store columns + `progress` parsed into a dict
 
     @property
     def run_id(self) -> str:
-        return str(self.manifest.get("run_id") or self.path.name)
+        return self.manifest.run_id
 
     @property
     def usable(self) -> pd.DataFrame:
@@ -39,30 +39,21 @@ class Run:
 
     def suite_fingerprints(self) -> dict[str, str]:
         """Protocol fingerprint per suite, from the manifest."""
-        suites = self.manifest.get("suites") or {}
-        out = {}
-        for name, info in suites.items():
-            fp = (info or {}).get("protocol_fingerprint")
-            if not fp:
-                raise EvalkitError(f"{self.path / MANIFEST_NAME}: suite {name} has no protocol_fingerprint")
-            out[name] = str(fp)
-        return out
+        return self.manifest.suite_fingerprints()
 
     def suite_protocol(self, suite: str) -> dict[str, Any]:
-        return dict(((self.manifest.get("suites") or {}).get(suite) or {}).get("protocol") or {})
+        record = self.manifest.suites.get(suite)
+        return dict(record.protocol) if record else {}
 
     def policy_label(self) -> str:
         """Checkpoint identity: policy name, checkpoint path (if any) and the policy fingerprint."""
-        policy = self.manifest.get("policy") or {}
-        config = self.manifest.get("config") or {}
-        name = policy.get("name") or config.get("policy") or "?"
-        checkpoint = config.get("checkpoint")
-        fp = policy.get("fingerprint")
-        label = str(name)
+        policy = self.manifest.policy
+        label = policy.name
+        checkpoint = self.manifest.config.get("checkpoint")
         if checkpoint:
             label += f" @ {checkpoint}"
-        if fp:
-            label += f" [{str(fp)[:12]}]"
+        if policy.fingerprint:
+            label += f" [{policy.fingerprint[:12]}]"
         return label
 
 
@@ -70,21 +61,8 @@ def is_run_dir(path: Path) -> bool:
     return (path / DB_NAME).is_file() and (path / MANIFEST_NAME).is_file()
 
 
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / MANIFEST_NAME
-    if not path.is_file():
-        raise EvalkitError(f"{run_dir} is not a run directory: no {MANIFEST_NAME}")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EvalkitError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(manifest, dict):
-        raise EvalkitError(f"{path} is not a JSON object")
-    return manifest
-
-
 def read_episodes(run_dir: Path) -> pd.DataFrame:
-    store = EpisodeStore(Path(run_dir), readonly=True)
+    store = EpisodeStore(Path(run_dir))
     try:
         rows = store.rows()
     finally:
@@ -109,7 +87,10 @@ def load_run(run_dir: str | Path) -> Run:
         raise EvalkitError(f"run directory {path} does not exist")
     if not (path / DB_NAME).is_file():
         raise EvalkitError(f"{path} is not a run directory: no {DB_NAME}")
-    return Run(path=path, manifest=read_manifest(path), episodes=read_episodes(path))
+    manifest = read_manifest(path)
+    if manifest is None:
+        raise EvalkitError(f"{path} is not a run directory: no {MANIFEST_NAME}")
+    return Run(path=path, manifest=manifest, episodes=read_episodes(path))
 
 
 def find_run_dirs(roots: list[Path]) -> list[Path]:
@@ -122,5 +103,4 @@ def find_run_dirs(roots: list[Path]) -> list[Path]:
             found.append(root)
             continue
         found.extend(sorted(p.parent for p in root.rglob(DB_NAME) if is_run_dir(p.parent)))
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    return unique
+    return list(dict.fromkeys(p.resolve() for p in found))

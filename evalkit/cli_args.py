@@ -1,0 +1,36 @@
+"""Command-line flags generated from config dataclasses, so that each default and help text lives in one place.
+
+A dataclass field becomes a flag when its metadata carries `flag` and `help` (see `evalkit.core.policy`); its
+default is the field's default and `--help` shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (), title: str | None = None
+) -> None:
+    group = parser.add_argument_group(title) if title else parser
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if "flag" not in meta or f.name in skip:
+            continue
+        kwargs: dict[str, Any] = dict(meta["argparse"])
+        help_text = meta["help"]
+        if f.default is not dataclasses.MISSING and kwargs.get("action") != "store_true":
+            kwargs["default"] = f.default
+            if f.default is not None:
+                help_text += f" (default: {f.default})"
+        group.add_argument(meta["flag"], dest=f.name, help=help_text, **kwargs)
+
+
+def dataclass_from_arguments(cls: type[T], args: argparse.Namespace, **fixed: Any) -> T:
+    """An instance of `cls` from the flags `add_dataclass_arguments` generated, plus `fixed` values."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**{**values, **fixed})

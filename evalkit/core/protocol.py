@@ -1,0 +1,211 @@
+"""What an evaluation means: the protocol, the suite and its tasks, and which episodes a suite stands for.
+
+A suite is data (a YAML file under `tasks/`) resolved into a `SuiteSpec`: its tasks and the exact protocol (render
+size, cameras, control rate, settle steps, budgets, seeds, replanning, what an action means). Everything that
+changes what an episode's outcome means is a field of `EvalProtocol` and part of its fingerprint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, get_args
+
+from evalkit.core.embodiment import ACTION_MODES, ActionMode, Embodiment
+from evalkit.core.episode import EpisodeSpec
+from evalkit.core.errors import EvalkitError
+
+EpisodeSeeds = Literal["same", "plus_index"]
+EPISODE_SEEDS: tuple[str, ...] = get_args(EpisodeSeeds)
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """Everything that changes what an episode's outcome means. Hashed into the protocol fingerprint."""
+
+    name: str  # e.g. "openpi", "lerobot", "droid"
+    cameras: tuple[tuple[str, str], ...]  # (wire key, simulator camera) pairs, in wire order
+    render_size: tuple[int, int]  # (H, W) rendered by the simulator
+    image_size: tuple[int, int]  # (H, W) sent to the policy after the image transforms
+    image_transforms: tuple[str, ...]  # applied in order, e.g. ("rot180", "resize_with_pad")
+    control_hz: float
+    wait_steps: int  # settle steps before the episode starts, not counted
+    dummy_action: tuple[float, ...]  # action used for the settle steps
+    max_steps: int  # control-step budget after settling
+    episodes_per_task: int  # episode k of a task starts from init state k
+    seed: int
+    episode_seeds: (
+        EpisodeSeeds  # "same": every episode uses `seed` (openpi); "plus_index": seed + k (lerobot)
+    )
+    replan_steps: int  # actions executed from each chunk before asking again
+    action_dim: int
+    state_dim: int
+    action_mode: ActionMode  # what an action means: EEF deltas, joint velocities or absolute joint positions
+    extra: tuple[tuple[str, Any], ...] = ()  # kind-specific knobs (e.g. DROID's max_joint_delta)
+
+    @property
+    def wire_cameras(self) -> tuple[str, ...]:
+        return tuple(wire for wire, _ in self.cameras)
+
+    def fingerprint_payload(self) -> dict[str, Any]:
+        payload = asdict(self)
+        payload.pop("episodes_per_task")  # more episodes refine an estimate; they don't change the protocol
+        return payload
+
+    def episode_seed(self, index: int) -> int:
+        return self.seed + (index if self.episode_seeds == "plus_index" else 0)
+
+
+def fingerprint(payload: Any) -> str:
+    """A short stable hash of a JSON-able payload."""
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    task_id: int
+    name: str
+    language: str
+    num_init_states: int
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    name: str
+    kind: str  # which suite kind builds its envs: the module evalkit.suites.<kind>
+    embodiment: str  # which wire contract it speaks (evalkit.core.embodiment)
+    protocol: EvalProtocol
+    tasks: tuple[TaskSpec, ...]
+    privileged_obs: bool = (
+        False  # its envs can also report `privileged/*` simulator state (for scripted oracles)
+    )
+    options: dict[str, Any] = field(
+        default_factory=dict
+    )  # kind-specific data (benchmark name, scene files, ...)
+
+    def task(self, task_id: int) -> TaskSpec:
+        for task in self.tasks:
+            if task.task_id == task_id:
+                return task
+        raise KeyError(task_id)
+
+
+def episodes_for(suites: list[SuiteSpec]) -> list[EpisodeSpec]:
+    """Episode k of a task starts from init state k (openpi `examples/libero/main.py`), under the protocol's seed,
+    or under seed + k for protocols that reseed every episode (lerobot `envs/libero.py`)."""
+    episodes = []
+    for suite in suites:
+        n = suite.protocol.episodes_per_task
+        for task in suite.tasks:
+            if n > task.num_init_states:
+                raise EvalkitError(
+                    f"{suite.name} task {task.task_id} has {task.num_init_states} initial states; "
+                    f"asked for {n} episodes per task"
+                )
+            episodes += [
+                EpisodeSpec(suite.name, task.task_id, k, suite.protocol.episode_seed(k)) for k in range(n)
+            ]
+    return episodes
+
+
+# -- reading protocols from suite data ------------------------------------------------------------------------
+_FIELDS = tuple(f.name for f in dataclasses.fields(EvalProtocol) if f.name != "extra")
+_DEFAULTS = {"episode_seeds": "same"}
+MAX_SEED = 2**63 - 1  # numpy and torch seeds are int64
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple((str(k), _freeze(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def protocol_from_dict(data: Any, where: str = "protocol") -> EvalProtocol:
+    """An EvalProtocol from a protocol mapping: known fields map 1:1, any other key goes to `extra`.
+
+    `cameras` is a mapping {wire key: simulator camera} (in wire order) or a list of [wire key, camera] pairs.
+    `init_states: index` is accepted for older suite files; it is the only mapping there is.
+    """
+    if not isinstance(data, dict):
+        raise EvalkitError(f"{where}: protocol must be a mapping or a preset name")
+    data = {**_DEFAULTS, **data}
+    init_states = data.pop("init_states", "index")
+    if init_states != "index":
+        raise EvalkitError(f"{where}: init_states must be 'index' (episode k starts from init state k)")
+    missing = [f for f in _FIELDS if f not in data]
+    if missing:
+        raise EvalkitError(f"{where}: protocol lacks {', '.join(missing)}")
+    cams = data["cameras"] or {}
+    pairs = list(cams.items()) if isinstance(cams, dict) else [tuple(p) for p in cams]
+    if any(len(p) != 2 for p in pairs):
+        raise EvalkitError(f"{where}: cameras must map wire keys to simulator cameras")
+
+    def size(key: str) -> tuple[int, int]:
+        value = data[key]
+        if not isinstance(value, list | tuple) or len(value) != 2:
+            raise EvalkitError(f"{where}: {key} must be [height, width]")
+        return int(value[0]), int(value[1])
+
+    for key, allowed in (("episode_seeds", EPISODE_SEEDS), ("action_mode", ACTION_MODES)):
+        if data[key] not in allowed:
+            raise EvalkitError(f"{where}: {key} must be one of {', '.join(allowed)}, not {data[key]!r}")
+    try:
+        protocol = EvalProtocol(
+            name=str(data["name"]),
+            cameras=tuple((str(w), str(c)) for w, c in pairs),
+            render_size=size("render_size"),
+            image_size=size("image_size"),
+            image_transforms=tuple(str(t) for t in data["image_transforms"] or ()),
+            control_hz=float(data["control_hz"]),
+            wait_steps=int(data["wait_steps"]),
+            dummy_action=tuple(float(a) for a in data["dummy_action"] or ()),
+            max_steps=int(data["max_steps"]),
+            episodes_per_task=int(data["episodes_per_task"]),
+            seed=int(data["seed"]),
+            episode_seeds=data["episode_seeds"],
+            replan_steps=int(data["replan_steps"]),
+            action_dim=int(data["action_dim"]),
+            state_dim=int(data["state_dim"]),
+            action_mode=data["action_mode"],
+            extra=tuple(sorted((str(k), _freeze(v)) for k, v in data.items() if k not in _FIELDS)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise EvalkitError(f"{where}: bad protocol value ({exc})") from exc
+    check_protocol(protocol, where)
+    return protocol
+
+
+def check_protocol(protocol: EvalProtocol, where: str) -> None:
+    for key in ("max_steps", "episodes_per_task", "replan_steps", "action_dim", "control_hz"):
+        if getattr(protocol, key) <= 0:
+            raise EvalkitError(f"{where}: {key} must be positive, got {getattr(protocol, key)}")
+    if protocol.wait_steps < 0 or not 0 <= protocol.seed <= MAX_SEED:
+        raise EvalkitError(f"{where}: wait_steps must be >= 0 and seed in [0, 2**63)")
+    if protocol.wait_steps and len(protocol.dummy_action) != protocol.action_dim:
+        raise EvalkitError(f"{where}: dummy_action needs {protocol.action_dim} values")
+    if min(protocol.render_size + protocol.image_size) <= 0:
+        raise EvalkitError(f"{where}: image sizes must be positive")
+
+
+def check_embodiment(protocol: EvalProtocol, embodiment: Embodiment, where: str) -> None:
+    """A protocol must speak its embodiment's contract: state and action dims, action meaning, wire cameras."""
+    if (protocol.action_dim, protocol.state_dim) != (embodiment.action_dim, embodiment.state_dim):
+        raise EvalkitError(
+            f"{where}: {embodiment.name} protocols have action_dim {embodiment.action_dim} and state_dim "
+            f"{embodiment.state_dim}, not {protocol.action_dim} and {protocol.state_dim}"
+        )
+    if protocol.action_mode not in embodiment.action_modes:
+        raise EvalkitError(
+            f"{where}: {embodiment.name} actions are {' or '.join(embodiment.action_modes)}, not {protocol.action_mode}"
+        )
+    unknown = [c for c in protocol.wire_cameras if c not in embodiment.cameras]
+    if unknown:
+        raise EvalkitError(
+            f"{where}: camera key(s) {', '.join(unknown)} are not {embodiment.name} wire keys "
+            f"({', '.join(embodiment.cameras)})"
+        )

@@ -1,0 +1,61 @@
+import dataclasses
+
+import pytest
+
+from evalkit.core.embodiment import EMBODIMENTS
+from evalkit.core.errors import EvalkitError
+from evalkit.core.protocol import check_embodiment, episodes_for, protocol_from_dict
+from evalkit.suites import registry
+
+
+def _openpi() -> dict:
+    base = dataclasses.asdict(registry.resolve("libero_spatial")[0].protocol)
+    base["cameras"] = [list(c) for c in base["cameras"]]
+    base.pop("extra")
+    return base
+
+
+def test_protocol_from_dict_validates_fields():
+    base = _openpi()
+    assert protocol_from_dict(base).cameras[0] == ("observation/image", "agentview")
+    with pytest.raises(EvalkitError, match="lacks max_steps"):
+        protocol_from_dict({k: v for k, v in base.items() if k != "max_steps"})
+    with pytest.raises(EvalkitError, match="replan_steps must be positive"):
+        protocol_from_dict({**base, "replan_steps": 0})
+    with pytest.raises(EvalkitError, match=r"render_size must be \[height, width\]"):
+        protocol_from_dict({**base, "render_size": 256})
+    with pytest.raises(EvalkitError, match="episode_seeds must be one of same, plus_index"):
+        protocol_from_dict({**base, "episode_seeds": "random"})
+    with pytest.raises(EvalkitError, match="action_mode must be one of"):
+        protocol_from_dict({**base, "action_mode": "torque"})
+    with pytest.raises(EvalkitError, match="init_states must be 'index'"):
+        protocol_from_dict({**base, "init_states": "shuffled"})
+    assert protocol_from_dict({**base, "init_states": "index"}) == protocol_from_dict(base)
+    with pytest.raises(EvalkitError, match="seed in"):
+        protocol_from_dict({**base, "seed": 2**63})
+
+
+def test_protocol_must_speak_its_embodiment():
+    proto = protocol_from_dict(_openpi())
+    check_embodiment(proto, EMBODIMENTS["libero"], "t")
+    with pytest.raises(EvalkitError, match="droid protocols have action_dim 8"):
+        check_embodiment(proto, EMBODIMENTS["droid"], "t")
+    velocity = dataclasses.replace(proto, action_mode="joint_velocity")
+    with pytest.raises(EvalkitError, match="libero actions are eef_delta"):
+        check_embodiment(velocity, EMBODIMENTS["libero"], "t")
+    cams = dataclasses.replace(proto, cameras=(("observation/exterior_image_1_left", "agentview"),))
+    with pytest.raises(EvalkitError, match="not libero wire keys"):
+        check_embodiment(cams, EMBODIMENTS["libero"], "t")
+
+
+def test_episode_seeds_follow_the_protocol():
+    (suite,) = registry.resolve("libero_spatial", tasks=[1], episodes_per_task=3)
+    assert [(e.init_state, e.seed) for e in episodes_for([suite])] == [(0, 7), (1, 7), (2, 7)]
+    plus = dataclasses.replace(
+        suite, protocol=dataclasses.replace(suite.protocol, episode_seeds="plus_index")
+    )
+    assert [(e.init_state, e.seed) for e in episodes_for([plus])] == [(0, 7), (1, 8), (2, 9)]
+    with pytest.raises(EvalkitError, match="has 50 initial states; asked for 51"):
+        episodes_for(
+            [dataclasses.replace(suite, protocol=dataclasses.replace(suite.protocol, episodes_per_task=51))]
+        )

@@ -1,0 +1,73 @@
+import json
+
+import pytest
+
+from evalkit.core.errors import EvalkitError
+from evalkit.core.policy import PolicyMeta
+from evalkit.rundir.manifest import (
+    MANIFEST_NAME,
+    open_manifest,
+    read_manifest,
+    redact_command,
+    write_manifest,
+)
+from evalkit.suites import registry
+
+
+def test_secrets_are_redacted_from_the_command():
+    command = ["evalkit", "eval", "--api-key", "s3cret", "--policy", "ws://h:1", "--api-key=other"]
+    assert redact_command(command) == [
+        "evalkit",
+        "eval",
+        "--api-key",
+        "***",
+        "--policy",
+        "ws://h:1",
+        "--api-key=***",
+    ]
+
+
+def test_round_trip_and_resume_checks(tmp_path):
+    (suite,) = registry.resolve("libero_spatial", tasks=[0])
+    meta = PolicyMeta("pi05", "abc", provenance={"weights": "w1", "tokenizer": "t1", "norm_stats": "n1"})
+    manifest = open_manifest(
+        tmp_path, {"suite": "libero_spatial"}, [suite], meta, ["evalkit", "--api-key", "k"]
+    )
+    write_manifest(tmp_path, manifest)
+    text = (tmp_path / MANIFEST_NAME).read_text()
+    assert '"k"' not in text
+    again = read_manifest(tmp_path)
+    assert again == manifest
+    assert again.policy.provenance["tokenizer"] == "t1"
+    resumed = open_manifest(tmp_path, {}, [suite], meta, ["evalkit"])
+    assert resumed.run_id == manifest.run_id and len(resumed.sessions) == 2
+    with pytest.raises(EvalkitError, match="holds a run of policy pi05@abc; this is pi05@other"):
+        open_manifest(tmp_path, {}, [suite], PolicyMeta("pi05", "other"), ["evalkit"])
+    (changed,) = registry.resolve("libero_spatial", tasks=[0], max_steps=100)
+    with pytest.raises(EvalkitError, match="holds libero_spatial under protocol"):
+        open_manifest(tmp_path, {}, [changed], meta, ["evalkit"])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[]", "not a manifest"),
+        ("{}", "manifest lacks run_id"),
+        ('{"run_id": 1}', "manifest lacks created_at"),
+        ("{not json", "unreadable manifest"),
+    ],
+)
+def test_malformed_manifests_are_one_line_errors(tmp_path, content, message):
+    (tmp_path / MANIFEST_NAME).write_text(content)
+    with pytest.raises(EvalkitError, match=message):
+        read_manifest(tmp_path)
+
+
+def test_a_manifest_with_a_malformed_policy_is_refused(tmp_path):
+    (suite,) = registry.resolve("libero_spatial", tasks=[0])
+    manifest = open_manifest(tmp_path, {}, [suite], PolicyMeta("zero", "none"), ["evalkit"])
+    data = manifest.to_json()
+    data["policy"] = {"name": "zero"}
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(data))
+    with pytest.raises(EvalkitError, match="policy: manifest lacks fingerprint"):
+        read_manifest(tmp_path)

@@ -1,0 +1,40 @@
+"""Test policies that the runner builds by name (registered with monkeypatch on `BUILDERS`)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from evalkit.core.policy import PolicyMeta, PolicyOptions
+
+
+class StateFeedbackPolicy:
+    """Actions that depend on the observation it is given (the robot state) and on the request's seed, so an
+    observation answered for the wrong episode, or a reordered batch, changes what is executed."""
+
+    def __init__(self, action_dim: int, first_delay_s: float = 0.0):
+        self.meta = PolicyMeta(name="state-feedback", fingerprint="test-v1", action_dim=action_dim)
+        self.first_delay_s = first_delay_s  # the first call waits, so other workers' observations pile up
+        self.batches: list[int] = []  # size of every infer call, in order
+
+    def infer(self, batch):
+        if not self.batches:
+            time.sleep(self.first_delay_s)
+        self.batches.append(len(batch))
+        out = []
+        for req in batch:
+            state = np.asarray(req.obs["observation/state"], dtype=np.float64)
+            noise = np.random.default_rng(req.seed).normal(0.0, 0.3, (10, req.action_dim))
+            chunk = noise.copy()
+            chunk[:, :3] += -4.0 * (state[:3] - np.array([0.0, 0.0, 1.1]))  # pull the hand toward a point
+            chunk[:, 6] = np.sign(state[6] - 0.02)  # gripper command from the finger position
+            out.append(np.clip(chunk, -1, 1).astype(np.float32))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def make_state_feedback_policy(options: PolicyOptions) -> StateFeedbackPolicy:
+    return StateFeedbackPolicy(options.action_dim or 7)
