@@ -183,11 +183,13 @@ def glass_blur(image: np.ndarray, severity: int, rng: np.random.RandomState) -> 
     x = np.uint8(gaussian(np.array(image) / 255.0, sigma=sigma, channel_axis=-1) * 255)
     rows = [[tuple(pixel) for pixel in row] for row in x.tolist()]
     span = range(GLASS_LOOP_SIZE - delta, delta, -1)
+    pixels = [(h, w) for h in span for w in span]
     for _ in range(iterations):
-        for h in span:
-            for w in span:
-                dx, dy = rng.randint(-delta, delta, size=(2,))
-                rows[h][w] = rows[h + dy][w + dx]
+        # one draw of all offsets: the same stream as upstream's per-pixel `randint(size=(2,))` (legacy
+        # RandomState fills arrays element by element; test_noise checks it against upstream)
+        offsets = rng.randint(-delta, delta, size=(len(pixels), 2)).tolist()
+        for (h, w), (dx, dy) in zip(pixels, offsets, strict=True):
+            rows[h][w] = rows[h + dy][w + dx]
     x = np.asarray(rows, dtype=np.uint8)
     return np.clip(gaussian(x / 255.0, sigma=sigma, channel_axis=-1), 0, 1) * 255
 
