@@ -43,15 +43,16 @@ def _protocol_problems(protocol, variant) -> str | None:
     return None
 
 
+PACK = "needs asset pack: "
+
+
 def reason_group(reason: str) -> str:
-    """A variant's reason, generalised for counting: `assets missing: scenes/lights/x.xml` -> `asset pack:
+    """A variant's reason, generalised for counting: `assets missing: scenes/lights/x.xml` -> `needs asset pack:
     scenes/lights/`."""
     if not reason.startswith(ASSETS_MISSING):
         return reason
     parts = reason.removeprefix(ASSETS_MISSING).split(" and ")[0].split("/")
-    return (
-        "asset pack: " + "/".join(parts[:2] if parts[0] == "scenes" and len(parts) > 2 else parts[:1]) + "/"
-    )
+    return PACK + "/".join(parts[:2] if parts[0] == "scenes" and len(parts) > 2 else parts[:1]) + "/"
 
 
 def summary_line(runnable: Counter, total: Counter, unavailable: dict[str, Counter], assets_from: str) -> str:
@@ -61,12 +62,16 @@ def summary_line(runnable: Counter, total: Counter, unavailable: dict[str, Count
     why = []
     for dimension, reasons in unavailable.items():
         groups = sorted(reasons, key=lambda r: -reasons[r])
-        shown = ", ".join(groups[:3]) + (f" +{len(groups) - 3} more" if len(groups) > 3 else "")
-        why.append(f"{dimension} {sum(reasons.values())} ({shown})")
+        folders = [g.removeprefix(PACK) for g in groups if g.startswith(PACK)]
+        shown = [g for g in groups if not g.startswith(PACK)]
+        if folders:
+            more = f" +{len(folders) - 2} more" if len(folders) > 2 else ""
+            shown.append(f"{PACK}{', '.join(folders[:2])}{more}")
+        why.append(f"{dimension} {sum(reasons.values())} ({'; '.join(shown)})")
     line = f"runnable/total: {availability_line(runnable, total)}; assets: {assets_from}"
     if why:
         line += f"; unavailable: {'; '.join(why)}"
-        if any("asset pack" in r for c in unavailable.values() for r in c):
+        if any(r.startswith(PACK) for c in unavailable.values() for r in c):
             line += f" -- set {ASSETS_ENV} to upstream's asset pack ({ASSET_PACK_URL})"
     return line
 
