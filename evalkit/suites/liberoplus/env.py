@@ -10,6 +10,11 @@ gives it (`bddl_files/<suite>/<variant>.bddl`; its name carries the camera, robo
   global `np.random` once per control step; evalkit draws from a generator seeded by (episode seed, observable
   sample index), so a frame's noise does not depend on which other frames were rendered (videos, skipped steps).
 
+As upstream, a robot-initial-state variant builds robot `Panda<N>` (its perturbed rest pose), and
+`set_init_state` then writes the base task's joint positions: the perturbation survives as the controller's
+nullspace rest target, not as the starting pose. evalkit keeps that behaviour (it is what the published numbers
+measured).
+
 A worker that imports LIBERO-plus must never import LIBERO (both register the same robot names with robosuite,
 and LIBERO-plus patches robosuite); `_build` refuses if LIBERO is already loaded.
 """
