@@ -4,6 +4,7 @@ LIBERO-Object, zero policy, spawned env workers (which import LIBERO-plus; this 
 from __future__ import annotations
 
 import math
+import os
 
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from evalkit.rundir.run import load_run
 from evalkit.runner.config import EvalConfig
 from evalkit.runner.evaluate import evaluate
 from evalkit.suites.liberoplus.catalog import suite_variants
+from tests.report.chromium import Browser, chromium_binary
 
 SUITE = "liberoplus_object"
 
@@ -85,3 +87,24 @@ def test_other_runs_have_no_section(tmp_path) -> None:
         )
     )
     assert robustness_section(run) is None
+
+
+@pytest.mark.skipif(
+    chromium_binary() is None and not os.environ.get("CI"), reason="chromium is not installed"
+)
+def test_section_in_chromium(run_dir, tmp_path) -> None:
+    files = write_report(run_dir, tmp_path / "report", formats=["html"])
+    browser = Browser(tmp_path / "chromium-profile")
+    try:
+        session = browser.open((files.out_dir / "report.html").as_uri())
+        rows = browser.evaluate(
+            session, "document.querySelectorAll('#robustness-dimensions tbody tr').length"
+        )
+        marks = browser.evaluate(
+            session, "document.querySelectorAll('#plot-robustness-levels svg path').length"
+        )
+        assert rows == 8  # seven dimensions + overall
+        assert marks > 5  # level lines, whiskers and published guides drawn
+        assert browser.console_errors() == []
+    finally:
+        browser.close()
