@@ -167,6 +167,12 @@ def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
             "unavailable": {d: dict(c) for d, c in unavailable.items()},
             "unavailable_task_reasons": reasons,
             "summary": summary_line(runnable, total, unavailable, assets_from),
+            "unavailable_note": (
+                f"{len(reasons)} of {len(variants)} variants cannot run here and are not evaluated "
+                f"({summary_line(runnable, total, unavailable, assets_from).split('; unavailable: ')[-1]})"
+                if reasons
+                else ""
+            ),
         },
     )
 

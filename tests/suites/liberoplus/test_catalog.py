@@ -4,6 +4,7 @@ benchmark module (run in a subprocess: importing LIBERO-plus patches robosuite).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -57,6 +58,11 @@ def test_missing_assets_give_one_line_reason() -> None:
     # the suite line says which dimensions are runnable and why the others are not
     assert "light 0/292" in spec.options["summary"]
     assert "scenes/lights/" in spec.options["summary"] and ASSETS_ENV in spec.options["summary"]
+    # and `evalkit eval` of the whole suite prints what it leaves out
+    assert re.match(
+        r"^\d+ of 2402 variants cannot run here and are not evaluated \(", spec.options["unavailable_note"]
+    )
+    assert "light 292 (needs asset pack: scenes/lights/)" in spec.options["unavailable_note"]
 
 
 def test_asset_pack_enables_a_dimension(tmp_path, monkeypatch) -> None:
