@@ -27,6 +27,10 @@ class PolicyOptions:
     embodiment: str  # observation/action convention of the suite: "libero" | "droid"
     action_dim: int  # action dims the suite executes
     checkpoint: str | None = None  # local dir or hub id (pi05)
+    config: str | None = (
+        None  # pi05 training config (pi05_libero, ...); required unless the checkpoint records it
+    )
+    norm_stats: str | None = None  # pi05: openpi norm_stats.json replacing the checkpoint's stats
     tokenizer: str | None = (
         None  # PaliGemma SentencePiece model (pi05); default: from the checkpoint or openpi's cache
     )

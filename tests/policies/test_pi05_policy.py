@@ -9,8 +9,15 @@ import torch
 
 from evalkit.errors import EvalkitError
 from evalkit.images import resize_with_pad
-from evalkit.models.pi05.checkpoint import load_checkpoint
+from evalkit.models.pi05.checkpoint import (
+    NAMED_CONFIGS,
+    fingerprint_files,
+    load_checkpoint,
+    write_evalkit_checkpoint,
+)
 from evalkit.models.pi05.cli import make_tiny_checkpoint
+from evalkit.models.pi05.normalize import write_openpi_norm_stats
+from evalkit.models.pi05.tokenizer import train_tiny_sentencepiece
 from evalkit.policies.base import PolicyRequest
 from evalkit.policies.pi05 import Pi05Policy
 from evalkit.policies.registry import PolicyOptions, make_policy
@@ -105,13 +112,67 @@ def by_hand(policy, base, wrist, state, prompt, seed, action_dim):
     return ckpt.norm.actions.unnormalize(out[0].numpy())[:, :action_dim]
 
 
-def test_meta(libero_policy, droid_policy, libero_ckpt):
+def test_meta_and_provenance(libero_policy, droid_policy, libero_ckpt):
     meta = libero_policy.meta
     assert (meta.name, meta.image_size, meta.action_dim) == ("pi05", (224, 224), 7)
     assert meta.cameras == ("observation/image", "observation/wrist_image")
-    assert meta.fingerprint == load_checkpoint(libero_ckpt).fingerprint()
+    ckpt = load_checkpoint(libero_ckpt)
+    tokenizer = libero_ckpt / "tokenizer.model"
+    assert libero_policy.provenance == {
+        "weights": fingerprint_files(ckpt.weights),
+        "norm_stats": fingerprint_files(
+            [libero_ckpt / "assets/physical-intelligence/libero/norm_stats.json"]
+        ),
+        "tokenizer": fingerprint_files([tokenizer]),
+    }
+    assert len(set(libero_policy.provenance.values())) == 3
+    assert meta.fingerprint == fingerprint_files([*ckpt.weights, *ckpt.norm_files, tokenizer])
+    assert meta.fingerprint != ckpt.fingerprint()  # the tokenizer is part of it
     assert droid_policy.meta.cameras == ("observation/exterior_image_1_left", "observation/wrist_image_left")
     assert droid_policy.meta.action_dim == 8
+
+
+def test_action_mode_is_declared_and_checked(libero_policy, droid_policy, droid_ckpt, tmp_path):
+    assert libero_policy.action_mode == "eef_delta"
+    assert droid_policy.action_mode == "joint_velocity"
+    droid_policy.check_action_mode("joint_velocity")
+    with pytest.raises(
+        EvalkitError, match="outputs joint_velocity actions, but the protocol executes joint_position"
+    ):
+        droid_policy.check_action_mode("joint_position")
+    ckpt = load_checkpoint(droid_ckpt)  # the same weights, saved as a *_jointpos checkpoint
+    jointpos_config = replace(NAMED_CONFIGS["pi05_droid_jointpos"], max_token_len=ckpt.config.max_token_len)
+    out = write_evalkit_checkpoint(
+        tmp_path / "jointpos",
+        ckpt.state_dict(),
+        ckpt.config,
+        jointpos_config,
+        ckpt.norm,
+        "float32",
+        droid_ckpt / "tokenizer.model",
+    )
+    jointpos = Pi05Policy(load_checkpoint(out, "pi05_droid_jointpos"), "droid")
+    assert jointpos.action_mode == "joint_position"
+    jointpos.check_action_mode("joint_position")
+    with pytest.raises(EvalkitError, match="pi05_droid_jointpos outputs joint_position actions"):
+        jointpos.check_action_mode("joint_velocity")
+
+
+def test_config_norm_stats_and_tokenizer_options_are_checked(libero_ckpt, tmp_path):
+    options = PolicyOptions(name="pi05", embodiment="libero", action_dim=7, checkpoint=str(libero_ckpt))
+    with pytest.raises(EvalkitError, match="converted with config tiny_pi05_libero, not pi05_droid"):
+        make_policy(replace(options, config="pi05_droid"))
+    stats = tmp_path / "stats.json"
+    write_openpi_norm_stats(
+        stats, {"q01": np.zeros(8), "q99": np.ones(8)}, {"q01": np.ones(7), "q99": np.zeros(7)}
+    )
+    with pytest.raises(EvalkitError, match="actions stats have q01 > q99 at dim 0"):
+        make_policy(replace(options, norm_stats=str(stats)))
+    small = train_tiny_sentencepiece(
+        tmp_path / "small.model", ["put the mug on the plate"] * 20, vocab_size=300
+    )
+    with pytest.raises(EvalkitError, match=r"pieces, not the model's \d+: wrong tokenizer"):
+        make_policy(replace(options, tokenizer=str(small)))
 
 
 def test_batched_equals_unbatched_per_request(libero_policy):
@@ -286,15 +347,6 @@ def test_bfloat16_runs_close_to_float32(libero_ckpt, libero_policy):
     assert np.abs(low - full).max() < 0.1 * np.abs(full).max()
 
 
-def _runner_available():
-    try:
-        from evalkit.runner import EvalConfig, evaluate  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _runner_available(), reason="evalkit.runner (evaluate, EvalConfig) is not available")
 def test_end_to_end_libero_episode(libero_ckpt, tmp_path):
     from evalkit.runner import EvalConfig, evaluate
     from tests.helpers import read_manifest, read_rows
@@ -316,7 +368,11 @@ def test_end_to_end_libero_episode(libero_ckpt, tmp_path):
     assert row["termination"] in ("max_steps", "success") and row["steps"] <= 10
     assert row["policy_calls"] == 2  # 10 steps, 5 executed per 10-action chunk
     policy = read_manifest(run)["policy"]
-    assert policy["name"] == "pi05" and policy["fingerprint"] == load_checkpoint(libero_ckpt).fingerprint()
+    ckpt = load_checkpoint(libero_ckpt)
+    assert policy["name"] == "pi05"
+    assert policy["fingerprint"] == fingerprint_files(
+        [*ckpt.weights, *ckpt.norm_files, libero_ckpt / "tokenizer.model"]
+    )
     assert policy["action_dim"] == 7 and list(policy["cameras"]) == [
         "observation/image",
         "observation/wrist_image",

@@ -2,9 +2,12 @@
 
 import argparse
 import json
+import logging
 import os
 import pickle
 import shutil
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,9 +27,9 @@ from evalkit.models.pi05.checkpoint import (
 )
 from evalkit.models.pi05.config import Pi05Config
 from evalkit.models.pi05.normalize import write_openpi_norm_stats
-from tests.conftest import SHARED
+from tests.fixtures import pi05_fixture
 
-FIXTURE = SHARED / "fixtures" / "pi05_tiny_a"
+FIXTURE = pi05_fixture()
 FIXTURE_CONFIG = FIXTURE / "config.json"
 LIBERO = "physical-intelligence/libero"
 EMBED = "paligemma_with_expert.paligemma.model.language_model.embed_tokens.weight"
@@ -51,7 +54,7 @@ def write_stats(path, state_dim=8, action_dim=7):
     return path
 
 
-def openpi_dir(root, tensors=None, asset=LIBERO, name="ckpt"):
+def openpi_dir(root, tensors=None, asset=LIBERO, name="ckpt", action_dim=7):
     """openpi PyTorch layout around the fixture's weights (optionally altered)."""
     d = root / name
     d.mkdir(parents=True)
@@ -60,7 +63,7 @@ def openpi_dir(root, tensors=None, asset=LIBERO, name="ckpt"):
     else:
         save_file(tensors, str(d / "model.safetensors"))
     if asset is not None:
-        write_stats(d / "assets" / asset / "norm_stats.json")
+        write_stats(d / "assets" / asset / "norm_stats.json", action_dim=action_dim)
     return d
 
 
@@ -74,12 +77,15 @@ def test_npz_conversion_reproduces_the_openpi_pytorch_weights(tmp_path, referenc
     out = convert_checkpoint(
         FIXTURE / "params_jax.npz",
         tmp_path / "out",
+        "pi05_libero",
         model_config_file=FIXTURE_CONFIG,
         norm_stats=write_stats(tmp_path / "ns.json"),
     )
     ckpt = load_checkpoint(out)
     assert ckpt.layout == "evalkit"
-    assert ckpt.config == Pi05Config.from_fixture(json.loads(FIXTURE_CONFIG.read_text()))
+    fixture = Pi05Config.from_fixture(json.loads(FIXTURE_CONFIG.read_text()))
+    # dims from the tensors; horizon, prompt length and format from the named config
+    assert ckpt.config == replace(fixture, max_token_len=200, discrete_state_input=False)
     assert_same_tensors(ckpt.state_dict(), reference)
     np.testing.assert_allclose(ckpt.norm.actions.stats["q99"], np.linspace(1, 3, 7), rtol=1e-6)
 
@@ -88,6 +94,7 @@ def test_converted_checkpoint_reproduces_the_golden_jax_actions(tmp_path):
     out = convert_checkpoint(
         FIXTURE / "params_jax.npz",
         tmp_path / "out",
+        "pi05_libero",
         model_config_file=FIXTURE_CONFIG,
         norm_stats=write_stats(tmp_path / "ns.json"),
     )
@@ -110,7 +117,7 @@ def test_converted_checkpoint_reproduces_the_golden_jax_actions(tmp_path):
 
 
 def test_openpi_layout_loads_with_the_libero_config(tmp_path, reference):
-    ckpt = load_checkpoint(openpi_dir(tmp_path), model_config_file=FIXTURE_CONFIG)
+    ckpt = load_checkpoint(openpi_dir(tmp_path), "pi05_libero", model_config_file=FIXTURE_CONFIG)
     assert ckpt.layout == "openpi"
     assert ckpt.behaviour == NAMED_CONFIGS["pi05_libero"]
     assert (ckpt.config.action_horizon, ckpt.config.discrete_state_input, ckpt.config.max_token_len) == (
@@ -146,14 +153,16 @@ def _altered(reference, kind):
 )
 def test_mismatched_tensors_are_errors(tmp_path, reference, kind, message):
     with pytest.raises(EvalkitError, match=message):
-        load_checkpoint(openpi_dir(tmp_path, _altered(reference, kind)), model_config_file=FIXTURE_CONFIG)
+        load_checkpoint(
+            openpi_dir(tmp_path, _altered(reference, kind)), "pi05_libero", model_config_file=FIXTURE_CONFIG
+        )
 
 
 def test_known_unused_tensors_are_accepted_and_dropped(tmp_path, reference):
     tensors = dict(reference)
     tensors["paligemma_with_expert.paligemma.lm_head.weight"] = reference[EMBED].clone()
     tensors["paligemma_with_expert.gemma_expert.lm_head.weight"] = torch.zeros(512, 32)
-    ckpt = load_checkpoint(openpi_dir(tmp_path, tensors), model_config_file=FIXTURE_CONFIG)
+    ckpt = load_checkpoint(openpi_dir(tmp_path, tensors), "pi05_libero", model_config_file=FIXTURE_CONFIG)
     assert_same_tensors(ckpt.state_dict(), reference)
 
 
@@ -169,11 +178,13 @@ def test_legacy_transformers_names_are_renamed(tmp_path, reference):
             key = key.replace(new, old)
         legacy[key] = value
     assert not any(k.startswith("paligemma_with_expert.paligemma.model.") for k in legacy)
-    ckpt = load_checkpoint(openpi_dir(tmp_path, legacy), model_config_file=FIXTURE_CONFIG)
+    ckpt = load_checkpoint(openpi_dir(tmp_path, legacy), "pi05_libero", model_config_file=FIXTURE_CONFIG)
     assert_same_tensors(ckpt.state_dict(), reference)
     duplicate = dict(legacy, **{EMBED: reference[EMBED].clone()})  # the same tensor under both names
     with pytest.raises(EvalkitError, match="both map to"):
-        load_checkpoint(openpi_dir(tmp_path, duplicate, name="dup"), model_config_file=FIXTURE_CONFIG)
+        load_checkpoint(
+            openpi_dir(tmp_path, duplicate, name="dup"), "pi05_libero", model_config_file=FIXTURE_CONFIG
+        )
 
 
 def test_missing_norm_stats_is_an_error(tmp_path):
@@ -205,7 +216,7 @@ def test_pickles_are_refused_never_unpickled(tmp_path):
     npz = tmp_path / "params.npz"
     np.savez(npz, x=np.array([_Boom()], dtype=object))
     with pytest.raises(EvalkitError, match="pickled objects"):
-        convert_checkpoint(npz, tmp_path / "out", model_config_file=FIXTURE_CONFIG)
+        convert_checkpoint(npz, tmp_path / "out", "pi05_libero", model_config_file=FIXTURE_CONFIG)
     assert not _Boom.marker.exists()
 
 
@@ -266,26 +277,67 @@ def test_full_size_dims_are_inferred_from_shapes():
     assert infer_dims(expected_shapes(droid), NAMED_CONFIGS["pi05_droid"]) == droid
 
 
-def test_droid_configs_must_be_named(tmp_path):
-    d = openpi_dir(tmp_path, asset="droid")
-    with pytest.raises(EvalkitError, match="pi05_droid_jointpos"):
-        load_checkpoint(d)
-    named = openpi_dir(tmp_path, asset="droid", name="pi05_droid_jointpos")
-    with pytest.raises(EvalkitError, match="cannot infer the SigLIP head count"):
-        load_checkpoint(named)  # the tiny fixture's SigLIP needs an explicit config
-    ckpt = load_checkpoint(named, model_config_file=FIXTURE_CONFIG)
+def test_the_config_is_never_guessed_from_the_path(tmp_path):
+    # a hub download lands in .../owner--name/main: a meaningless name loads with the config given...
+    d = openpi_dir(tmp_path / "hub" / "org--pi05", asset="droid", name="main", action_dim=8)
+    ckpt = load_checkpoint(d, "pi05_droid_jointpos", model_config_file=FIXTURE_CONFIG)
     assert ckpt.behaviour.absolute_joint_actions and ckpt.config.action_horizon == 15
-    assert ckpt.config.discrete_state_input
+    assert ckpt.config.discrete_state_input and ckpt.behaviour.action_mode == "joint_position"
+    assert load_checkpoint(d, "pi05_droid", model_config_file=FIXTURE_CONFIG).behaviour.action_mode == (
+        "joint_velocity"
+    )
+    # ...and is refused in one line without it, whatever the directory or its assets are called
+    for path in (d, openpi_dir(tmp_path, name="pi05_libero")):
+        with pytest.raises(
+            EvalkitError, match=r"record their training config; pass --config \{pi05_libero,"
+        ) as e:
+            load_checkpoint(path, model_config_file=FIXTURE_CONFIG)
+        assert "\n" not in str(e.value)
+    with pytest.raises(EvalkitError, match="unknown pi05 config 'pi05_aloha'"):
+        load_checkpoint(d, "pi05_aloha")
+    with pytest.raises(EvalkitError, match="cannot infer the SigLIP head count"):
+        load_checkpoint(d, "pi05_droid")  # the tiny fixture's SigLIP needs an explicit model config
+
+
+def _bad_stats(path, kind):
+    state, actions = stats(8), stats(7)
+    if kind == "dims":
+        actions = stats(6)
+    elif kind == "order":
+        state["q01"] = np.full(8, 5.0)
+    write_openpi_norm_stats(path, state, actions)
+    if kind == "nan":
+        path.write_text(path.read_text().replace("0.5", "NaN", 1))
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("dims", "actions stats have 6 dims; config pi05_libero needs 7"),
+        ("order", r"state stats have q01 > q99 at dim 0 \(5 > 1\)"),
+        ("nan", "expected a finite 1-D list"),
+    ],
+)
+def test_user_norm_stats_are_checked(tmp_path, kind, message):
+    d = openpi_dir(tmp_path)
+    bad = _bad_stats(tmp_path / f"{kind}.json", kind)
+    with pytest.raises(EvalkitError, match=message):
+        load_checkpoint(d, "pi05_libero", bad, model_config_file=FIXTURE_CONFIG)
+    padded = write_stats(tmp_path / "padded.json", state_dim=32, action_dim=32)  # openpi's older padded stats
+    assert load_checkpoint(d, "pi05_libero", padded, model_config_file=FIXTURE_CONFIG).norm.actions.dim == 32
 
 
 def test_fingerprint_covers_weights_and_stats(tmp_path):
-    a = load_checkpoint(openpi_dir(tmp_path / "a"), model_config_file=FIXTURE_CONFIG)
-    b = load_checkpoint(openpi_dir(tmp_path / "b"), model_config_file=FIXTURE_CONFIG)
+    a = load_checkpoint(openpi_dir(tmp_path / "a"), "pi05_libero", model_config_file=FIXTURE_CONFIG)
+    b = load_checkpoint(openpi_dir(tmp_path / "b"), "pi05_libero", model_config_file=FIXTURE_CONFIG)
     assert a.fingerprint() == b.fingerprint() and a.fingerprint().startswith("sha256:")
     stats_file = tmp_path / "b" / "ckpt" / "assets" / LIBERO / "norm_stats.json"
     stats_file.write_text(stats_file.read_text().replace("0.5", "0.25"))
     assert (
-        load_checkpoint(tmp_path / "b" / "ckpt", model_config_file=FIXTURE_CONFIG).fingerprint()
+        load_checkpoint(
+            tmp_path / "b" / "ckpt", "pi05_libero", model_config_file=FIXTURE_CONFIG
+        ).fingerprint()
         != a.fingerprint()
     )
 
@@ -313,7 +365,7 @@ def test_orbax_needs_conversion(tmp_path):
     with pytest.raises(EvalkitError, match="convert it first"):
         load_checkpoint(d)
     with pytest.raises(EvalkitError, match="orbax"):  # not installed, or (with the extra) an empty params/
-        convert_checkpoint(d, tmp_path / "out")
+        convert_checkpoint(d, tmp_path / "out", "pi05_libero")
 
 
 def test_convert_cli_bfloat16(tmp_path, capsys, reference):
@@ -360,7 +412,7 @@ def test_make_tiny_checkpoint_cli_is_deterministic(tmp_path, capsys):
 
 
 def test_large_file_digests_are_cached_by_size_and_mtime(tmp_path, monkeypatch):
-    from evalkit.models.pi05 import checkpoint
+    from evalkit.models.pi05.checkpoint import fingerprint as checkpoint
 
     monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(checkpoint, "FINGERPRINT_CACHE_MIN_BYTES", 0)
@@ -376,7 +428,7 @@ def test_large_file_digests_are_cached_by_size_and_mtime(tmp_path, monkeypatch):
     assert checkpoint.fingerprint_files([weights]) != first
 
 
-def test_openpi_config_json_horizon_unless_named(tmp_path):
+def test_openpi_config_json_horizon_only_warns(tmp_path, caplog):
     d = openpi_dir(tmp_path)
     info = {
         "action_dim": 32,
@@ -386,8 +438,10 @@ def test_openpi_config_json_horizon_unless_named(tmp_path):
         "precision": "bfloat16",
     }
     (d / "config.json").write_text(json.dumps(info))
-    assert load_checkpoint(d, model_config_file=FIXTURE_CONFIG).config.action_horizon == 16
-    assert load_checkpoint(d, "pi05_libero", model_config_file=FIXTURE_CONFIG).config.action_horizon == 10
+    with caplog.at_level(logging.WARNING):
+        ckpt = load_checkpoint(d, "pi05_libero", model_config_file=FIXTURE_CONFIG)
+    assert ckpt.config.action_horizon == 10
+    assert "config.json says action_horizon 16; pi05_libero uses 10" in caplog.text
 
 
 def test_orbax_params_tree_converts(tmp_path, reference):
@@ -405,7 +459,70 @@ def test_orbax_params_tree_converts(tmp_path, reference):
     d.mkdir()
     ocp.PyTreeCheckpointer().save((d / "params").resolve(), tree)
     write_stats(d / "assets" / LIBERO / "norm_stats.json")
-    out = convert_checkpoint(d, tmp_path / "out", model_config_file=FIXTURE_CONFIG)
+    out = convert_checkpoint(d, tmp_path / "out", "pi05_libero", model_config_file=FIXTURE_CONFIG)
     ckpt = load_checkpoint(out)
     assert ckpt.behaviour.name == "pi05_libero" and ckpt.config.action_horizon == 10
     assert_same_tensors(ckpt.state_dict(), reference)
+
+
+def _mapped_ranges(path):
+    """Address ranges of this process's mappings of `path` (from /proc/self/maps)."""
+    target = str(path.resolve())
+    ranges = []
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6 and parts[5] == target:
+            low, high = (int(x, 16) for x in parts[0].split("-"))
+            ranges.append((low, high))
+    return ranges
+
+
+def _inside(tensors, ranges):
+    return [
+        name for name, t in tensors.items() if any(a <= t.untyped_storage().data_ptr() < b for a, b in ranges)
+    ]
+
+
+@pytest.mark.parametrize("stored", ["float32", "bfloat16"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_loaded_model_shares_no_storage_with_the_file(tmp_path, stored, dtype):
+    src = cli.make_tiny_checkpoint(tmp_path / "tiny", "libero", seed=0)
+    path = convert_checkpoint(src, tmp_path / stored, dtype=stored) if stored != "float32" else src
+    weights = path / "model.safetensors"
+    # the check can fail: safetensors' own tensors live in a map of the file
+    with safe_open(str(weights), "pt") as handle:
+        mapped = {k: handle.get_tensor(k) for k in list(handle.keys())[:3]}
+    assert _inside(mapped, _mapped_ranges(weights)) == list(mapped)
+    del mapped
+
+    model = load_checkpoint(path).build_model(dtype=dtype)
+    tensors = model.state_dict()
+    assert _mapped_ranges(weights) == []  # the file is not mapped at all any more
+    before = {k: v.clone() for k, v in tensors.items()}
+    weights.write_bytes(b"\0" * weights.stat().st_size)  # same inode, new content: the model must not see it
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert weights.stat().st_size > 0 and any(v.abs().sum() > 0 for v in tensors.values())
+
+
+def test_truncated_weights_are_an_error(tmp_path):
+    path = cli.make_tiny_checkpoint(tmp_path / "tiny", "libero", seed=0)
+    ckpt = load_checkpoint(path)
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(EvalkitError, match="not a readable safetensors file"):
+        ckpt.build_model()
+
+
+def test_lerobot_configs_that_need_more_than_unnormalizing(tmp_path, reference):
+    d = _lerobot_dir(tmp_path, reference)
+    info = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**info, "use_relative_actions": True}))
+    with pytest.raises(EvalkitError, match="trained with use_relative_actions; evalkit does not apply"):
+        load_checkpoint(d, model_config_file=FIXTURE_CONFIG)
+    droid = {**info, "output_features": {"action": {"type": "ACTION", "shape": [8]}}}
+    (d / "config.json").write_text(json.dumps(droid))
+    with pytest.raises(EvalkitError, match=r"joint velocities or positions; pass --config"):
+        load_checkpoint(d, model_config_file=FIXTURE_CONFIG)
+    with pytest.raises(EvalkitError, match="8-dim actions are a droid policy's, not pi05_libero's"):
+        load_checkpoint(d, "pi05_libero", model_config_file=FIXTURE_CONFIG)

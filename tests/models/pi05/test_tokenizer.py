@@ -16,9 +16,9 @@ from evalkit.models.pi05.tokenizer import (
     encode_calls,
     find_tokenizer,
 )
-from tests.conftest import SHARED
+from tests.fixtures import pi05_fixture
 
-CASES = json.loads((SHARED / "fixtures" / "pi05_tiny_a" / "prompt_cases.json").read_text())["cases"]
+CASES = json.loads((pi05_fixture() / "prompt_cases.json").read_text())["cases"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["prompt"][:20] for c in CASES])
