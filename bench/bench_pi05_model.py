@@ -6,12 +6,18 @@ denoising step and a whole sample; overhead = whole / (prefix + num_steps·step)
 (FLOPs counted analytically, all matmuls incl. attention over padded positions) ÷ this machine's fp32 matmul FLOP/s
 measured in the same run, between the batch sizes (goal ≥ 0.5 at batch 16).
 
+Part 3 (`--dtypes`): the same reduced model at batch 1, one whole sample in float32 and in bfloat16, with evalkit's
+attention (`gemma.grouped_query_attention`: float32 `scaled_dot_product_attention`) and with the attention evalkit
+used before (float32 logits and softmax, then a bfloat16 probs × V `torch.matmul`, kept below as
+`matmul_attention`), side by side in one run: bf16 ÷ fp32 time for each.
+
 Part 2 (`--full-size`, run it as its own process): the full ~3.3B-parameter model built on the meta device and
 materialised directly in bfloat16 with random weights; peak RSS vs parameter bytes (goal ≤ 1.05×), then one whole
 sample at batch 1 with a short prompt.
 
     .venv/bin/python bench/bench_pi05_model.py                 # part 1, batches 1,4,16
     .venv/bin/python bench/bench_pi05_model.py --full-size     # part 2
+    .venv/bin/python bench/bench_pi05_model.py --dtypes        # part 3
 """
 
 from __future__ import annotations
@@ -109,13 +115,7 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 
 def bench_reduced(args: argparse.Namespace) -> None:
-    full = Pi05Config.full(action_horizon=args.horizon, max_token_len=args.max_token_len)
-    c = dataclasses.replace(
-        full,
-        paligemma=dataclasses.replace(full.paligemma, depth=args.layers, vocab_size=args.vocab),
-        action_expert=dataclasses.replace(full.action_expert, depth=args.layers, vocab_size=args.vocab),
-        siglip=dataclasses.replace(full.siglip, depth=args.vision_layers),
-    )
+    c = reduced_config(args)
     model = random_init_(Pi05Model(c).eval(), std=0.02)
     nparams = sum(p.numel() for p in model.parameters())
     print(
@@ -153,6 +153,68 @@ def bench_batch(model: Pi05Model, c: Pi05Config, b: int, repeats: int, prompt_le
         f"{achieved / 1e9:>8.1f} {machine / 1e9:>15.1f} {achieved / machine:>6.2f}",
         flush=True,
     )
+
+
+def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """evalkit's attention before `scaled_dot_product_attention`: float32 logits and softmax, probs cast to the
+    activation dtype, then probs × V with `torch.matmul` in that dtype (slow in bfloat16 on a CPU)."""
+    from evalkit.models.pi05.gemma import BIG_NEG
+
+    b, t, n, hd = q.shape
+    s, kh = k.shape[1], k.shape[2]
+    g = n // kh
+    qg = q.view(b, t, kh, g, hd).permute(0, 2, 3, 1, 4).reshape(b, kh, g * t, hd)
+    logits = torch.matmul(qg.float(), k.permute(0, 2, 3, 1).float())
+    logits = logits.view(b, kh, g, t, s).masked_fill_(~mask[:, None, None], BIG_NEG)
+    probs = torch.softmax(logits, dim=-1).to(v.dtype).view(b, kh, g * t, s)
+    out = torch.matmul(probs, v.permute(0, 2, 1, 3))
+    return out.view(b, kh, g, t, hd).permute(0, 3, 1, 2, 4).reshape(b, t, n * hd)
+
+
+def reduced_config(args: argparse.Namespace) -> Pi05Config:
+    full = Pi05Config.full(action_horizon=args.horizon, max_token_len=args.max_token_len)
+    return dataclasses.replace(
+        full,
+        paligemma=dataclasses.replace(full.paligemma, depth=args.layers, vocab_size=args.vocab),
+        action_expert=dataclasses.replace(full.action_expert, depth=args.layers, vocab_size=args.vocab),
+        siglip=dataclasses.replace(full.siglip, depth=args.vision_layers),
+    )
+
+
+def bench_dtypes(args: argparse.Namespace) -> None:
+    from evalkit.models.pi05 import gemma
+
+    c = reduced_config(args)
+    x = make_inputs(c, 1, args.prompt_len)
+    current = gemma.grouped_query_attention
+    models = {
+        "float32": random_init_(Pi05Model(c).eval()),
+        "bfloat16": random_init_(Pi05Model(c).eval()).to_dtype(torch.bfloat16),
+    }
+    print(
+        f"reduced config ({args.layers} LLM layers, {args.vision_layers} SigLIP layers, real widths), batch 1, "
+        f"prompt {args.prompt_len}, one whole sample ({c.num_steps} steps), min of {args.repeats}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    print(f"{'attention':<32} {'fp32 s':>8} {'bf16 s':>8} {'bf16/fp32':>10}")
+    for label, impl in (
+        ("scaled_dot_product_attention f32", current),
+        ("matmul (bf16 probs x V)", matmul_attention),
+    ):
+        gemma.grouped_query_attention = impl
+        try:
+            times = {}
+            with torch.no_grad():
+                for dtype, model in models.items():
+                    model.sample_actions(**x)  # warm-up
+                    times[dtype], _ = timed(lambda model=model: model.sample_actions(**x), args.repeats)
+        finally:
+            gemma.grouped_query_attention = current
+        print(
+            f"{label:<32} {times['float32']:>8.2f} {times['bfloat16']:>8.2f} "
+            f"{times['bfloat16'] / times['float32']:>10.2f}",
+            flush=True,
+        )
 
 
 def bench_full_size(args: argparse.Namespace) -> None:
@@ -202,12 +264,15 @@ def main() -> None:
     ap.add_argument("--prompt-len", type=int, default=20, help="valid prompt tokens (rest is padding)")
     ap.add_argument("--repeats", type=int, default=2, help="timing repeats (min is reported)")
     ap.add_argument("--full-size", action="store_true", help="run part 2 (full 3.3B model in bf16) instead")
+    ap.add_argument("--dtypes", action="store_true", help="run part 3 (fp32 vs bf16, two attentions) instead")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.full_size:
         bench_full_size(args)
+    elif args.dtypes:
+        bench_dtypes(args)
     else:
         bench_reduced(args)
 

@@ -269,6 +269,57 @@ def test_resize_with_pad_like_openpi():
     assert resize_with_pad(same, 224, 224) is same
 
 
+def lerobot_resize_with_pad(image, height, width):
+    """lerobot's pi05 preprocessing (lerobot `src/lerobot/policies/pi05/modeling_pi05.py::resize_with_pad_torch`):
+    float images in [0, 1], `F.interpolate(bilinear, align_corners=False)` without antialiasing, centred zero pad."""
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    ratio = max(image.shape[1] / width, image.shape[0] / height)
+    rh, rw = int(image.shape[0] / ratio), int(image.shape[1] / ratio)
+    y = F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False)
+    top, left = (height - rh) // 2, (width - rw) // 2
+    y = F.pad(y, (left, width - rw - left, top, height - rh - top), value=0.0)
+    return y[0].permute(1, 2, 0).numpy() * 255
+
+
+def synthetic_scene(n, rng):
+    """Smooth shading (sums of low-frequency sinusoids) plus flat sharp-edged boxes, uint8."""
+    yy, xx = np.mgrid[0:n, 0:n] / n
+    img = np.zeros((n, n, 3))
+    for c in range(3):
+        for _ in range(6):
+            fx, fy, phase = rng.uniform(0.5, 6), rng.uniform(0.5, 6), rng.uniform(0, 2 * np.pi)
+            img[..., c] += np.sin(2 * np.pi * (fx * xx + fy * yy) + phase)
+    img = (img - img.min()) / (img.max() - img.min()) * 200 + 20
+    for _ in range(12):
+        x0, y0 = rng.integers(0, n - 40, 2)
+        size = rng.integers(10, 60)
+        img[y0 : y0 + size, x0 : x0 + size] = rng.uniform(0, 255, 3)
+    return img.clip(0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "kind, mean_diff, max_diff",
+    [("scene", 0.50, 42.9), ("noise", 20.9, 125.6)],
+)
+def test_lerobot_torch_resize_differs_from_pil_by_the_measured_amount(kind, mean_diff, max_diff):
+    """evalkit resizes with PIL bilinear as openpi-client does (`resize_with_pad`, antialiased when shrinking);
+    lerobot's pi05 preprocessor uses torch bilinear without antialiasing. Measured on lerobot's 360x360 LIBERO
+    renders -> 224: on a smooth scene with sharp-edged boxes they differ by 0.50/255 on average and up to 43/255 at
+    edges; on uniform noise (the aliasing worst case) by 21/255 on average. evalkit keeps PIL under every protocol;
+    these numbers pin the difference a lerobot-trained checkpoint sees."""
+    rng = np.random.default_rng(0)
+    image = (
+        synthetic_scene(360, rng) if kind == "scene" else rng.integers(0, 256, (360, 360, 3), dtype=np.uint8)
+    )
+    diff = np.abs(
+        resize_with_pad(image, 224, 224).astype(np.float64) - lerobot_resize_with_pad(image, 224, 224)
+    )
+    assert diff.mean() == pytest.approx(mean_diff, rel=0.05)
+    assert diff.max() == pytest.approx(max_diff, rel=0.05)
+
+
 def test_non_224_and_float_images_are_accepted(libero_policy):
     rng = np.random.default_rng(4)
     obs = libero_obs(rng)
