@@ -6,7 +6,7 @@ denoising step and a whole sample; overhead = whole / (prefix + num_steps·step)
 (FLOPs counted analytically, all matmuls incl. attention over padded positions) ÷ this machine's fp32 matmul FLOP/s
 measured in the same run, between the batch sizes (goal ≥ 0.5 at batch 16).
 
-Part 3 (`--dtypes`): the same reduced model at batch 1, one whole sample in float32 and in bfloat16, with evalkit's
+Part 3 (`--dtypes`): the same reduced model at batch 1, one whole sample (process CPU time, min over round-robin repeats) in float32 and in bfloat16, with evalkit's
 attention (`gemma.grouped_query_attention`: float32 `scaled_dot_product_attention`) and with the attention evalkit
 used before (float32 logits and softmax, then a bfloat16 probs × V `torch.matmul`, kept below as
 `matmul_attention`), side by side in one run: bf16 ÷ fp32 time for each.
@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import resource
 import time
+from pathlib import Path
 
 import torch
 
@@ -193,28 +194,54 @@ def bench_dtypes(args: argparse.Namespace) -> None:
     }
     print(
         f"reduced config ({args.layers} LLM layers, {args.vision_layers} SigLIP layers, real widths), batch 1, "
-        f"prompt {args.prompt_len}, one whole sample ({c.num_steps} steps), min of {args.repeats}, "
+        f"prompt {args.prompt_len}, one whole sample ({c.num_steps} steps), min of {args.repeats} round-robin, "
         f"torch threads {torch.get_num_threads()}"
     )
-    print(f"{'attention':<32} {'fp32 s':>8} {'bf16 s':>8} {'bf16/fp32':>10}")
-    for label, impl in (
-        ("scaled_dot_product_attention f32", current),
-        ("matmul (bf16 probs x V)", matmul_attention),
-    ):
-        gemma.grouped_query_attention = impl
-        try:
-            times = {}
-            with torch.no_grad():
+    impls = {"scaled_dot_product_attention f32": current, "matmul (bf16 probs x V)": matmul_attention}
+    times: dict[tuple[str, str], float] = {}
+    with torch.no_grad():
+        for repeat in range(args.repeats + 1):  # round-robin, so that other load hits every variant alike
+            for label, impl in impls.items():
                 for dtype, model in models.items():
-                    model.sample_actions(**x)  # warm-up
-                    times[dtype], _ = timed(lambda model=model: model.sample_actions(**x), args.repeats)
-        finally:
-            gemma.grouped_query_attention = current
-        print(
-            f"{label:<32} {times['float32']:>8.2f} {times['bfloat16']:>8.2f} "
-            f"{times['bfloat16'] / times['float32']:>10.2f}",
-            flush=True,
-        )
+                    gemma.grouped_query_attention = impl
+                    try:
+                        t = time.process_time()  # CPU time: robust to other load on a shared machine
+                        model.sample_actions(**x)
+                        elapsed = time.process_time() - t
+                    finally:
+                        gemma.grouped_query_attention = current
+                    if repeat:  # the first round is the warm-up
+                        times[label, dtype] = min(times.get((label, dtype), float("inf")), elapsed)
+    print(f"{'whole sample, attention':<36} {'fp32 CPU s':>10} {'bf16 CPU s':>10} {'bf16/fp32':>10}")
+    for label in impls:
+        fp32, bf16 = times[label, "float32"], times[label, "bfloat16"]
+        print(f"{label:<36} {fp32:>10.2f} {bf16:>10.2f} {bf16 / fp32:>10.2f}")
+    bench_attention_alone(c, impls, args.repeats)
+
+
+def bench_attention_alone(c: Pi05Config, impls: dict, repeats: int) -> None:
+    """One prefix-pass attention call (all prefix tokens, 8 heads, 1 kv head), CPU ms per variant and dtype."""
+    cpuinfo = Path("/proc/cpuinfo").read_text().split()
+    flags = [f for f in ("avx512_bf16", "amx_bf16") if f in cpuinfo]
+    g, p = c.paligemma, c.prefix_len
+    gen = torch.Generator().manual_seed(2)
+    mask = torch.ones(1, p, p, dtype=torch.bool)
+    mask[:, :, p - c.max_token_len // 2 :] = False
+    print(f"attention alone, prefix {p} tokens, CPU bf16 flags: {', '.join(flags) or 'none'}")
+    print(f"{'attention':<36} {'fp32 CPU ms':>11} {'bf16 CPU ms':>11}")
+    for label, impl in impls.items():
+        row = []
+        for dtype in (torch.float32, torch.bfloat16):
+            q = (torch.randn(1, p, g.num_heads, g.head_dim, generator=gen) * g.head_dim**-0.5).to(dtype)
+            k, v = (torch.randn(1, p, g.num_kv_heads, g.head_dim, generator=gen).to(dtype) for _ in range(2))
+            impl(q, k, v, mask)
+            best = float("inf")
+            for _ in range(repeats):
+                t = time.process_time()
+                impl(q, k, v, mask)
+                best = min(best, time.process_time() - t)
+            row.append(best * 1000)
+        print(f"{label:<36} {row[0]:>11.0f} {row[1]:>11.0f}")
 
 
 def bench_full_size(args: argparse.Namespace) -> None:
