@@ -142,10 +142,10 @@ def test_local_paths_and_ids():
 def test_lerobot_layout_fetches_processor_state_files(server, tmp_path):
     from safetensors.torch import load_file
 
-    from tests.models.pi05.test_checkpoint import FIXTURE_CONFIG, _lerobot_dir
+    from tests.models.pi05.checkpoint.helpers import FIXTURE_CONFIG, lerobot_dir
 
     endpoint, root, _ = server
-    src = _lerobot_dir(tmp_path, load_file(str(pi05_fixture() / "model.safetensors")))
+    src = lerobot_dir(tmp_path, load_file(str(pi05_fixture() / "model.safetensors")))
     publish(src, root, "lerobot/pi05_tiny")
     path = resolve_checkpoint("lerobot/pi05_tiny", cache=tmp_path / "c", endpoint=endpoint, progress=False)
     assert (path / "policy_postprocessor_step_1_unnormalizer_processor.safetensors").is_file()

@@ -30,11 +30,20 @@ def fingerprint_files(files: Iterable[Path]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+_digests: dict[str, str] = {}  # this process's digests, by the same key as the file cache
+
+
 def file_sha256(path: Path) -> str:
     stat = path.stat()
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    if key not in _digests:
+        _digests[key] = _file_sha256(path, key, stat.st_size)
+    return _digests[key]
+
+
+def _file_sha256(path: Path, key: str, size: int) -> str:
     cache_file = cache_root() / CACHE_FILE
-    use_cache = stat.st_size >= FINGERPRINT_CACHE_MIN_BYTES
+    use_cache = size >= FINGERPRINT_CACHE_MIN_BYTES
     cache: dict[str, str] = {}
     if use_cache and cache_file.is_file():
         try:
