@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -204,18 +204,17 @@ def _read_exactly(handle: Any, buffer: np.ndarray, item: StoredTensor) -> None:
 
 
 def read_safetensors(
-    files: Iterable[Path], key_map: Mapping[str, str] | None = None, progress: bool | None = False
+    stored: Mapping[str, StoredTensor], key_map: Mapping[str, str] | None, names: Collection[str]
 ) -> dict[str, torch.Tensor]:
-    """Tensors in their stored dtype, in memory of their own; `key_map` maps file key -> our key (None: all)."""
+    """The tensors called `names` (after `key_map`; None: file names) in their stored dtype, in memory of their own."""
     import torch
 
-    stored = safetensors_index(files)
     targets = {}
     for file_key, item in stored.items():
         name = file_key if key_map is None else key_map.get(file_key)
-        if name is not None and item.dtype in DTYPE_NAMES:
+        if name in names and item.dtype in DTYPE_NAMES:
             targets[name] = torch.empty(item.shape, dtype=getattr(torch, DTYPE_NAMES[item.dtype]))
-    read_tensors_into(stored, targets, key_map, progress)
+    read_tensors_into(stored, targets, key_map, progress=False)
     return targets
 
 

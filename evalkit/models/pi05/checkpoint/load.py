@@ -67,11 +67,12 @@ class Pi05Checkpoint:
         return fingerprint_files([*self.weights, *self.norm_files])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """All model tensors under openpi PyTorch names (known-unused ones dropped), in their stored dtype."""
-        tensors = read_safetensors(self.weights, self.key_map)
+        """All model tensors under openpi PyTorch names, in their stored dtype (known-unused ones are not read)."""
+        stored = safetensors_index(self.weights)
         expected = expected_shapes(self.config)
-        compare_shapes({k: tuple(v.shape) for k, v in tensors.items()}, expected, str(self.path))
-        return {k: v for k, v in tensors.items() if k in expected}
+        found = {name: item.shape for key, item in stored.items() if (name := self._name(key)) is not None}
+        compare_shapes(found, expected, str(self.path))
+        return read_safetensors(stored, self.key_map, expected)
 
     def build_model(
         self, device: str = "cpu", dtype: str = "float32", progress: bool | None = None
