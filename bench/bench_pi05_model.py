@@ -18,6 +18,8 @@ sample at batch 1 with a short prompt.
     .venv/bin/python bench/bench_pi05_model.py                 # part 1, batches 1,4,16
     .venv/bin/python bench/bench_pi05_model.py --full-size     # part 2
     .venv/bin/python bench/bench_pi05_model.py --dtypes        # part 3
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python bench/bench_pi05_model.py --dtypes
+                                                               # part 3 as on a CPU without bf16 instructions
 """
 
 from __future__ import annotations
@@ -227,7 +229,10 @@ def bench_attention_alone(c: Pi05Config, impls: dict, repeats: int) -> None:
     gen = torch.Generator().manual_seed(2)
     mask = torch.ones(1, p, p, dtype=torch.bool)
     mask[:, :, p - c.max_token_len // 2 :] = False
-    print(f"attention alone, prefix {p} tokens, CPU bf16 flags: {', '.join(flags) or 'none'}")
+    print(
+        f"attention alone, prefix {p} tokens, CPU bf16 flags: {', '.join(flags) or 'none'}, "
+        f"torch kernels: {torch.backends.cpu.get_cpu_capability()}"
+    )
     print(f"{'attention':<36} {'fp32 CPU ms':>11} {'bf16 CPU ms':>11}")
     for label, impl in impls.items():
         row = []

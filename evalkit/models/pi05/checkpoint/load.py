@@ -94,9 +94,8 @@ class Pi05Checkpoint:
         stored = safetensors_index(self.weights)
         found = {name: item.shape for key, item in stored.items() if (name := self._name(key)) is not None}
         compare_shapes(found, expected_shapes(self.config), str(self.path))  # so every target gets filled
-        unfilled = [
-            name for name, _ in model.named_buffers() if name not in targets
-        ]  # non-persistent buffers
+        # non-persistent buffers are not in the state dict, so nothing would fill them
+        unfilled = [name for name, _ in model.named_buffers() if name not in targets]
         if unfilled:
             raise EvalkitError(
                 f"internal error: model buffers {unfilled[:3]} are not filled from the checkpoint"
