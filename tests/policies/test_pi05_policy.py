@@ -423,9 +423,13 @@ def test_end_to_end_libero_episode(libero_ckpt, tmp_path):
     policy = read_manifest(run)["policy"]
     ckpt = load_checkpoint(libero_ckpt)
     assert policy["name"] == "pi05"
-    assert policy["fingerprint"] == fingerprint_files(
-        [*ckpt.weights, *ckpt.norm_files, libero_ckpt / "tokenizer.model"]
-    )
+    provenance = {
+        "weights": fingerprint_files(ckpt.weights),
+        "norm_stats": fingerprint_files(ckpt.norm_files),
+        "tokenizer": fingerprint_files([libero_ckpt / "tokenizer.model"]),
+    }
+    assert policy["provenance"] == provenance  # the manifest records all three
+    assert policy["fingerprint"] == fingerprint(provenance)
     assert policy["action_dim"] == 7 and list(policy["cameras"]) == [
         "observation/image",
         "observation/wrist_image",
