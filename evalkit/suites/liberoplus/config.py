@@ -8,10 +8,9 @@ bddl_files and init_files and the chosen asset root.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from evalkit.core.errors import EvalkitError
+from evalkit.suites.libero.config import write_config
 
 
 def liberoplus_home() -> Path:
@@ -22,7 +21,6 @@ def liberoplus_home() -> Path:
 
 def ensure_liberoplus_config(assets: Path) -> Path:
     """Write (or refresh) evalkit's LIBERO-plus config.yaml and export LIBERO_CONFIG_PATH. Returns the folder."""
-    import yaml
 
     from evalkit.suites.liberoplus.assets import package_root
 
@@ -34,21 +32,4 @@ def ensure_liberoplus_config(assets: Path) -> Path:
         "datasets": str(root.parent / "datasets"),
         "assets": str(assets),
     }
-    directory = liberoplus_home() / "config"
-    path = directory / "config.yaml"
-    try:
-        current = yaml.safe_load(path.read_text()) if path.is_file() else None
-    except (OSError, yaml.YAMLError):
-        current = None
-    if current != wanted:
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(yaml.safe_dump(wanted, sort_keys=True))
-            tmp.replace(path)
-        except OSError as exc:
-            raise EvalkitError(
-                f"cannot write LIBERO-plus config to {directory}: {exc.strerror or exc}; set EVALKIT_CACHE"
-            ) from exc
-    os.environ["LIBERO_CONFIG_PATH"] = str(directory)
-    return directory
+    return write_config(liberoplus_home() / "config", wanted, "LIBERO-plus")
