@@ -48,12 +48,14 @@ test: setup
 	$(BIN)/python -m pytest -q -x --durations=15 $(PYTEST_ARGS)
 
 report: setup
+	@if [ -z "$(RUN)" ]; then echo "make report: set RUN=<run directory>, e.g. make report RUN=results/demo" >&2; exit 2; fi
 	$(BIN)/evalkit report $(RUN)
 
 leaderboard: setup
 	$(BIN)/evalkit leaderboard $(RESULTS)
 
 regress: setup
+	@if [ -z "$(BASE)" ] || [ -z "$(NEW)" ]; then echo "make regress: set BASE=<baseline run directory> NEW=<candidate run directory>" >&2; exit 2; fi
 	$(BIN)/evalkit regress --baseline $(BASE) --candidate $(NEW)
 
 serve: setup
