@@ -53,6 +53,7 @@ def eval_arguments(parser: argparse.ArgumentParser) -> None:
 def eval_main(args: argparse.Namespace) -> int:
     from evalkit.cli_args import dataclass_from_arguments
     from evalkit.core.policy import PolicyOptions, PolicyUnavailableError
+    from evalkit.report.report import report_link, write_report
     from evalkit.report.summary import console_summary
     from evalkit.runner import EvalConfig, evaluate
 
@@ -83,7 +84,9 @@ def eval_main(args: argparse.Namespace) -> int:
         )
         return 130
     print(console_summary(run_dir))
+    report = write_report(run_dir)
     print(f"\nrun directory: {run_dir}")
+    print(f"report: {report_link(report)}")
     return 0
 
 

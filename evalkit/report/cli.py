@@ -21,13 +21,14 @@ def report_arguments(parser: argparse.ArgumentParser) -> None:
 
 def report_main(args: argparse.Namespace) -> int:
     from evalkit.core.errors import EvalkitError
-    from evalkit.report.report import parse_formats, write_report
+    from evalkit.report.report import parse_formats, report_link, write_report
 
     if args.embed_mb < 0:
         raise EvalkitError(f"--embed-mb must be >= 0, got {args.embed_mb}")
     result = write_report(args.run, args.out, parse_formats(args.formats), int(args.embed_mb * 2**20))
     print(result.markdown)
     print(f"report written to {result.out_dir} ({', '.join(p.name for p in result.files)})", file=sys.stderr)
+    print(f"report: {report_link(result)}")
     return 0
 
 

@@ -172,17 +172,49 @@ def latency_table(run: Run) -> pd.DataFrame:
     )
 
 
+def merge_orders(sequences: list[list[str]]) -> list[str]:
+    """One order consistent with every sequence: a new item goes before the first of its successors already
+    placed (["reached", "grasped", "success"] + ["reached", "moved", "success"] -> reached, grasped, moved, success).
+    """
+    merged: list[str] = []
+    for seq in sorted(sequences, key=len, reverse=True):  # the longest chain first: the others slot into it
+        for i, item in enumerate(seq):
+            if item in merged:
+                continue
+            later = [merged.index(s) for s in seq[i + 1 :] if s in merged]
+            merged.insert(min(later) if later else len(merged), item)
+    return merged
+
+
+def stage_order(run: Run) -> list[str]:
+    """Partial-progress flags in the order the suites' tasks reach them (recorded in the manifest), then any
+    other stored flag in the order episodes first report it."""
+    declared = [
+        [str(s) for s in task.get("progress_stages") or []]
+        for record in run.manifest.suites.values()
+        for task in record.tasks
+    ]
+    order = merge_orders(declared)
+    for progress in run.usable["progress"]:
+        order += [key for key in progress if key not in order]
+    return order
+
+
 def progress_table(run: Run) -> pd.DataFrame:
-    """Share (%) of usable episodes per task in which each partial-progress flag was reached."""
+    """Share (%) of usable episodes per task in which each partial-progress flag was reached (stage order)."""
     usable = run.usable
-    flags = sorted({key for p in usable["progress"] for key in p})
+    present = {key for p in usable["progress"] for key in p}
+    flags = [flag for flag in stage_order(run) if flag in present]
     if not flags:
         return pd.DataFrame()
     rows = []
     for (suite, task_id), group in usable.groupby(["suite", "task_id"], sort=True):
         row: dict[str, Any] = {"suite": suite, "task_id": int(task_id), "episodes": len(group)}
-        for flag in flags:
-            row[flag] = pct(sum(bool(p.get(flag)) for p in group["progress"]) / len(group))
+        for flag in flags:  # a stage this task does not have (e.g. "grasped" for a drawer) stays empty
+            has = any(flag in p for p in group["progress"])
+            row[flag] = (
+                pct(sum(bool(p.get(flag)) for p in group["progress"]) / len(group)) if has else math.nan
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
