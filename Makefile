@@ -18,15 +18,18 @@ OUT ?=
 VIDEO ?=
 SEED ?=
 TASKS ?=
+MAX_STEPS ?=
 RUN ?=
 BASE ?=
 NEW ?=
 RESULTS ?= results
 
-EVAL_ARGS := --suite $(SUITE) --policy $(POLICY) \
-	$(if $(CKPT),--checkpoint $(CKPT)) $(if $(EPISODES),--episodes-per-task $(EPISODES)) \
+# How much of the protocol to run (default: all of it); `make demo` honours these too.
+LIMIT_ARGS := $(if $(EPISODES),--episodes-per-task $(EPISODES)) $(if $(TASKS),--tasks $(TASKS)) \
+	$(if $(MAX_STEPS),--max-steps $(MAX_STEPS))
+EVAL_ARGS := --suite $(SUITE) --policy $(POLICY) $(if $(CKPT),--checkpoint $(CKPT)) $(LIMIT_ARGS) \
 	$(if $(WORKERS),--workers $(WORKERS)) $(if $(BATCH),--batch-size $(BATCH)) $(if $(OUT),--out $(OUT)) \
-	$(if $(VIDEO),--video $(VIDEO)) $(if $(SEED),--seed $(SEED)) $(if $(TASKS),--tasks $(TASKS))
+	$(if $(VIDEO),--video $(VIDEO)) $(if $(SEED),--seed $(SEED))
 
 .PHONY: setup eval test report leaderboard regress serve demo clean-venv
 
@@ -63,8 +66,7 @@ serve: setup
 
 # The first taste: a scripted oracle on a few DROID-style scenes; no weights needed. Writes store, videos, report.
 demo: setup
-	$(BIN)/evalkit eval --suite droid_demo --policy oracle --video all --out $(RESULTS)/demo
-	$(BIN)/evalkit report $(RESULTS)/demo
+	$(BIN)/evalkit eval --suite droid_demo --policy oracle --video all --out $(RESULTS)/demo $(LIMIT_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
