@@ -38,3 +38,20 @@ def test_leaderboard_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "## Table 1" in out and "Published reference numbers" in out
     assert (tmp_path / "lb" / "leaderboard.html").exists()
+
+
+def test_report_of_two_runs_is_a_comparison_with_a_link(tmp_path, capsys):
+    a = write_run(tmp_path / "a", {k: True for k in KEYS})
+    b = write_run(tmp_path / "b", {k: k[1] != 2 for k in KEYS}, policy_fp="b", checkpoint="ckpt/b")
+    assert main(["report", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    page = tmp_path / "compare" / "a__vs__b" / "compare.html"
+    assert out.startswith("# evalkit comparison: pi05 (a) vs pi05 (b) on libero_spatial")
+    assert out.rstrip().endswith(f"report: {page.resolve().as_uri()}") and page.is_file()
+
+
+def test_report_ends_with_a_file_link(tmp_path, capsys):
+    run = write_run(tmp_path / "run", {k: True for k in KEYS})
+    assert main(["report", str(run), "--formats", "md,html"]) == 0
+    html = (run / "report" / "report.html").resolve()
+    assert capsys.readouterr().out.rstrip().endswith(f"report: {html.as_uri()}")
