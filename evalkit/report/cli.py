@@ -20,7 +20,11 @@ def report_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="output directory (default: RUN/report; for a comparison: <parent of RUN_A>/compare/A__vs__B)",
     )
-    parser.add_argument("--formats", default="md,csv,parquet,html", help="comma list of md,csv,parquet,html")
+    parser.add_argument(
+        "--formats",
+        default="md,csv,parquet,html",
+        help="comma list of md,csv,parquet,html (a comparison writes compare.md and compare.html)",
+    )
     parser.add_argument(
         "--embed-mb",
         type=float,

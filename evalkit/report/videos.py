@@ -106,7 +106,7 @@ def video_entry(row, run_dir: Path, out_dir: Path, budget: int) -> VideoEntry:
     data_uri = None
     if size <= budget:
         data_uri = "data:video/mp4;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-    frame = poster_frame(path)
+    frame = poster_frame(path) if data_uri else None  # linked videos stay links: a page of 2,000 stays light
     return VideoEntry(
         label,
         outcome,
