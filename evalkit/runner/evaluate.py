@@ -65,6 +65,9 @@ def evaluate(config: EvalConfig, progress: bool = True, command: list[str] | Non
     if config.batch_size < 1 or (config.workers is not None and config.workers < 1):
         raise EvalkitError("--workers and --batch-size must be at least 1")
     suites = resolve_suites(config)
+    for suite in suites if progress and config.tasks is None else ():  # what a kind left out, and why
+        if suite.options.get("unavailable_note"):
+            print(f"evalkit: {suite.name}: {suite.options['unavailable_note']}")
     all_episodes = episodes_for(suites)
     policy = build_policy(config, suites)
     try:

@@ -1,16 +1,2 @@
-"""Policies over openpi's websocket protocol: `evalkit serve` (any evalkit policy as an openpi-compatible server)
-and the `ws://` client adapter (`evalkit.policies.remote`).
-
-Wire format (openpi `websocket_policy_server.py` / `openpi_client`): on connect the server sends one binary
-msgpack frame of metadata; then each client message is msgpack(observation) and each reply msgpack(
-{"actions": f32[H, A], "server_timing": {...}, "policy_timing": {...}}); a text frame is a server-side error,
-followed by close code 1011. Arrays use openpi's msgpack-numpy extension (`evalkit.serving.msgpack_numpy`).
-"""
-
-from __future__ import annotations
-
-# Extra request fields our client sends (openpi clients send neither; the server strips both before inference).
-SEED_KEY = "__evalkit_seed__"  # the PolicyRequest seed, so a remote run samples like an in-process one
-EPISODE_KEY = "__evalkit_episode__"  # the episode id, for logs and stateful policies
-
-DEFAULT_MAX_SIZE = 64 * 2**20  # bytes per message
+"""`evalkit serve`: any evalkit policy behind openpi's websocket protocol (`evalkit.wire`), batching requests
+across connections."""

@@ -18,7 +18,8 @@ def serve_arguments(parser: argparse.ArgumentParser) -> None:
     from evalkit.cli_args import add_dataclass_arguments
     from evalkit.core.embodiment import EMBODIMENTS
     from evalkit.core.policy import PolicyOptions
-    from evalkit.serving import DEFAULT_MAX_SIZE
+    from evalkit.serving.server import DEFAULT_MAX_BUFFERED, DEFAULT_MAX_CONNECTIONS
+    from evalkit.wire import DEFAULT_MAX_SIZE
 
     add_dataclass_arguments(parser, PolicyOptions, skip=("api_key", "timeout_s"), title="policy")
     parser.add_argument(
@@ -47,16 +48,38 @@ def serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_SIZE,
         help=f"max bytes per message (default {DEFAULT_MAX_SIZE})",
     )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help=f"max open connections; more get HTTP 503 (default {DEFAULT_MAX_CONNECTIONS})",
+    )
+    parser.add_argument(
+        "--max-buffered",
+        type=int,
+        help="max bytes of received messages held on all connections together; a connection that would "
+        f"exceed it is dropped (default {DEFAULT_MAX_BUFFERED}, or 4 x --max-size if larger)",
+    )
+    parser.add_argument(
+        "--warmup",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time one call on a blank observation before listening; clients size their timeouts from it "
+        "(default on)",
+    )
 
 
 def serve_main(args: argparse.Namespace) -> int:
     from evalkit.cli_args import dataclass_from_arguments
     from evalkit.core.embodiment import EMBODIMENTS
+    from evalkit.core.errors import EvalkitError
     from evalkit.core.policy import PolicyOptions
     from evalkit.policies.registry import make_policy
-    from evalkit.serving.server import PolicyServer
+    from evalkit.serving.server import SHUTDOWN_GRACE_S, PolicyServer, is_loopback
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not 0 <= args.port <= 65535:
+        raise EvalkitError(f"--port must be between 0 and 65535, got {args.port}")
     action_dim = EMBODIMENTS[args.embodiment].action_dim
     policy = make_policy(
         dataclass_from_arguments(
@@ -73,18 +96,46 @@ def serve_main(args: argparse.Namespace) -> int:
         max_wait_ms=args.max_wait_ms,
         api_key=args.api_key,
         max_size=args.max_size,
+        max_connections=args.max_connections,
+        max_buffered=args.max_buffered,
     )
+    if not is_loopback(args.host) and not args.api_key:
+        print(
+            f"evalkit serve: warning: listening on {args.host} without an API key; anyone who can reach this "
+            "port can use the policy (set EVALKIT_API_KEY or --api-key)",
+            file=sys.stderr,
+            flush=True,
+        )
     import asyncio
     import signal
     import threading
 
+    if args.warmup:
+        try:
+            server.warmup()
+        except KeyboardInterrupt:  # Ctrl-C before listening: nothing to finish
+            print("evalkit serve: stopped during the warm-up call", file=sys.stderr, flush=True)
+            os._exit(128 + signal.SIGINT)
     ready = threading.Event()
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal(sig: int) -> None:
+            if stop.is_set():  # the second Ctrl-C: now, whatever is running
+                print("evalkit serve: stopped", file=sys.stderr, flush=True)
+                os._exit(128 + sig)
+            print(
+                f"evalkit serve: stopping (finishing the running batch for at most {SHUTDOWN_GRACE_S:.0f} s; "
+                "Ctrl-C again to exit now)",
+                file=sys.stderr,
+                flush=True,
+            )
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
         task = asyncio.create_task(server.serve(ready, stop))
         while not ready.is_set() and not task.done():
             await asyncio.sleep(0.01)
@@ -96,12 +147,11 @@ def serve_main(args: argparse.Namespace) -> int:
     try:
         asyncio.run(run())
     except OSError as exc:
-        from evalkit.core.errors import EvalkitError
-
         raise EvalkitError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
     finally:
         server.close()
-        policy.close()
+        if not server.busy:  # an abandoned call may still be using the policy: the process exit frees it
+            policy.close()
     return 0
 
 

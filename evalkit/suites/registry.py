@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import importlib.resources
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,8 @@ from typing import Any
 from evalkit.core.errors import EvalkitError
 from evalkit.core.protocol import MAX_SEED, SuiteSpec
 
-REPO_TASKS = Path(__file__).resolve().parents[2] / "tasks"
+# The suite files shipped with evalkit (package data: `evalkit/tasks` is the repository's `tasks/`).
+PACKAGED_TASKS = Path(str(importlib.resources.files("evalkit").joinpath("tasks")))
 PROTOCOL_DIR = "protocols"
 _MAX_EXTENDS_DEPTH = 8
 
@@ -53,10 +55,10 @@ class SuiteEntry:
 
 
 def tasks_dirs() -> list[Path]:
-    """Where suite files live: `$EVALKIT_TASKS` (os.pathsep-separated) first, then the repository's `tasks/`."""
+    """Where suite files live: `$EVALKIT_TASKS` (os.pathsep-separated) first, then the ones evalkit ships."""
     dirs = [Path(p).expanduser() for p in os.environ.get("EVALKIT_TASKS", "").split(os.pathsep) if p]
-    if REPO_TASKS.is_dir():
-        dirs.append(REPO_TASKS)
+    if PACKAGED_TASKS.is_dir():
+        dirs.append(PACKAGED_TASKS)
     return dirs
 
 
@@ -213,15 +215,21 @@ def _expand(name: str, entries: dict[str, SuiteEntry], seen: tuple[str, ...] = (
     return out
 
 
-def _load(entry: SuiteEntry, entries: dict[str, SuiteEntry], protocol: str | None) -> SuiteSpec:
-    data = _resolve_protocol(entry.name, _flatten(entry, entries), protocol)
+def build_suite(name: str, data: dict[str, Any], protocol: str | None = None) -> SuiteSpec:
+    """A suite from its data (a suite file's mapping, `extends` already merged): the protocol preset is resolved
+    (`protocol` overrides the file's), then the suite kind builds it."""
+    data = _resolve_protocol(name, data, protocol)
     kind = str(data.get("kind", ""))
-    spec = _kind_module(kind).load_suite(entry.name, data)
+    spec = _kind_module(kind).load_suite(name, data)
     if not isinstance(spec, SuiteSpec):
         raise EvalkitError(
             f"evalkit.suites.{kind}.load_suite returned {type(spec).__name__}, not a SuiteSpec"
         )
     return spec
+
+
+def _load(entry: SuiteEntry, entries: dict[str, SuiteEntry], protocol: str | None) -> SuiteSpec:
+    return build_suite(entry.name, _flatten(entry, entries), protocol)
 
 
 def apply_overrides(
@@ -253,6 +261,10 @@ def apply_overrides(
         ids = [int(t) for t in tasks]
         known = {t.task_id for t in spec.tasks}
         unknown = [t for t in ids if t not in known]
+        reasons = spec.options.get("unavailable_task_reasons") or {}  # a kind's tasks this machine cannot run
+        for task_id in unknown:
+            if task_id in reasons:
+                raise EvalkitError(f"suite {spec.name!r}: task {task_id} is unavailable ({reasons[task_id]})")
         if unknown:
             raise EvalkitError(
                 f"suite {spec.name!r} has no task(s) {', '.join(map(str, unknown))}; its task ids are "
@@ -294,6 +306,9 @@ def resolve(
     for entry in _expand(name, entries):
         spec = _load(entry, entries, protocol)
         specs.append(apply_overrides(spec, episodes_per_task, max_steps, seed, tasks))
+    alone = sorted({s.kind for s in specs if getattr(_kind_module(s.kind), "RUNS_ALONE", False)})
+    if alone and len({s.kind for s in specs}) > 1:  # its workers must not import another kind's simulator
+        raise EvalkitError(f"suite {name!r} mixes {alone[0]} suites with other kinds; run them separately")
     return specs
 
 
@@ -310,6 +325,8 @@ def list_suites(include_unavailable: bool = True) -> list[SuiteInfo]:
         try:
             spec = _load(entry, entries, None)
             counts[entry.name], kinds[entry.name] = len(spec.tasks), spec.kind
+            if spec.options.get("summary"):  # a kind's availability line (e.g. LIBERO-plus per dimension)
+                notes[entry.name] = f"{entry.data.get('description', '')}; {spec.options['summary']}"
         except EvalkitError as exc:
             counts[entry.name] = 0
             notes[entry.name] = str(exc)

@@ -7,13 +7,23 @@ import numpy as np
 import pytest
 import torch
 
+from evalkit.core.compatibility import check_compatible
 from evalkit.core.errors import EvalkitError
 from evalkit.core.policy import PolicyOptions, PolicyRequest
+from evalkit.core.protocol import fingerprint
 from evalkit.images import resize_with_pad
-from evalkit.models.pi05.checkpoint import load_checkpoint
+from evalkit.models.pi05.checkpoint import (
+    NAMED_CONFIGS,
+    fingerprint_files,
+    load_checkpoint,
+    write_evalkit_checkpoint,
+)
 from evalkit.models.pi05.cli import make_tiny_checkpoint
+from evalkit.models.pi05.normalize import write_openpi_norm_stats
+from evalkit.models.pi05.tokenizer import train_tiny_sentencepiece
 from evalkit.policies.pi05 import Pi05Policy
 from evalkit.policies.registry import make_policy
+from evalkit.suites.registry import resolve
 
 LIBERO_PROMPT = "pick up the black bowl between the plate and the ramekin and place it on the plate"
 
@@ -105,13 +115,67 @@ def by_hand(policy, base, wrist, state, prompt, seed, action_dim):
     return ckpt.norm.actions.unnormalize(out[0].numpy())[:, :action_dim]
 
 
-def test_meta(libero_policy, droid_policy, libero_ckpt):
+def test_meta_and_provenance(libero_policy, droid_policy, libero_ckpt):
     meta = libero_policy.meta
     assert (meta.name, meta.image_size, meta.action_dim) == ("pi05", (224, 224), 7)
     assert meta.cameras == ("observation/image", "observation/wrist_image")
-    assert meta.fingerprint == load_checkpoint(libero_ckpt).fingerprint()
+    ckpt = load_checkpoint(libero_ckpt)
+    tokenizer = libero_ckpt / "tokenizer.model"
+    assert libero_policy.provenance == {
+        "weights": fingerprint_files(ckpt.weights),
+        "norm_stats": fingerprint_files(
+            [libero_ckpt / "assets/physical-intelligence/libero/norm_stats.json"]
+        ),
+        "tokenizer": fingerprint_files([tokenizer]),
+    }
+    assert len(set(libero_policy.provenance.values())) == 3
+    assert meta.provenance == libero_policy.provenance
+    assert meta.fingerprint == fingerprint(libero_policy.provenance)  # the tokenizer is part of it
     assert droid_policy.meta.cameras == ("observation/exterior_image_1_left", "observation/wrist_image_left")
     assert droid_policy.meta.action_dim == 8
+
+
+def test_action_mode_is_declared_and_checked(libero_policy, droid_policy, droid_ckpt, tmp_path):
+    assert libero_policy.action_mode == "eef_delta"
+    assert droid_policy.action_mode == "joint_velocity"
+    (velocity,) = resolve("droid_demo")
+    (position,) = resolve("droid_demo", protocol="droid_jointpos")
+    check_compatible(droid_policy.meta, [velocity])
+    with pytest.raises(EvalkitError, match="outputs joint_velocity actions but protocol droid_jointpos"):
+        check_compatible(droid_policy.meta, [position])
+    ckpt = load_checkpoint(droid_ckpt)  # the same weights, saved as a *_jointpos checkpoint
+    jointpos_config = replace(NAMED_CONFIGS["pi05_droid_jointpos"], max_token_len=ckpt.config.max_token_len)
+    out = write_evalkit_checkpoint(
+        tmp_path / "jointpos",
+        ckpt.state_dict(),
+        ckpt.config,
+        jointpos_config,
+        ckpt.norm,
+        "float32",
+        droid_ckpt / "tokenizer.model",
+    )
+    jointpos = Pi05Policy(load_checkpoint(out, "pi05_droid_jointpos"), "droid")
+    assert jointpos.action_mode == "joint_position"
+    check_compatible(jointpos.meta, [position])
+    with pytest.raises(EvalkitError, match="outputs joint_position actions but protocol droid"):
+        check_compatible(jointpos.meta, [velocity])
+
+
+def test_config_norm_stats_and_tokenizer_options_are_checked(libero_ckpt, tmp_path):
+    options = PolicyOptions(name="pi05", embodiment="libero", action_dim=7, checkpoint=str(libero_ckpt))
+    with pytest.raises(EvalkitError, match="converted with config tiny_pi05_libero, not pi05_droid"):
+        make_policy(replace(options, config="pi05_droid"))
+    stats = tmp_path / "stats.json"
+    write_openpi_norm_stats(
+        stats, {"q01": np.zeros(8), "q99": np.ones(8)}, {"q01": np.ones(7), "q99": np.zeros(7)}
+    )
+    with pytest.raises(EvalkitError, match="actions stats have q01 > q99 at dim 0"):
+        make_policy(replace(options, norm_stats=str(stats)))
+    small = train_tiny_sentencepiece(
+        tmp_path / "small.model", ["put the mug on the plate"] * 20, vocab_size=300
+    )
+    with pytest.raises(EvalkitError, match=r"pieces, not the model's \d+: wrong tokenizer"):
+        make_policy(replace(options, tokenizer=str(small)))
 
 
 def test_batched_equals_unbatched_per_request(libero_policy):
@@ -208,6 +272,57 @@ def test_resize_with_pad_like_openpi():
     assert resize_with_pad(same, 224, 224) is same
 
 
+def lerobot_resize_with_pad(image, height, width):
+    """lerobot's pi05 preprocessing (lerobot `src/lerobot/policies/pi05/modeling_pi05.py::resize_with_pad_torch`):
+    float images in [0, 1], `F.interpolate(bilinear, align_corners=False)` without antialiasing, centred zero pad."""
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    ratio = max(image.shape[1] / width, image.shape[0] / height)
+    rh, rw = int(image.shape[0] / ratio), int(image.shape[1] / ratio)
+    y = F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False)
+    top, left = (height - rh) // 2, (width - rw) // 2
+    y = F.pad(y, (left, width - rw - left, top, height - rh - top), value=0.0)
+    return y[0].permute(1, 2, 0).numpy() * 255
+
+
+def synthetic_scene(n, rng):
+    """Smooth shading (sums of low-frequency sinusoids) plus flat sharp-edged boxes, uint8."""
+    yy, xx = np.mgrid[0:n, 0:n] / n
+    img = np.zeros((n, n, 3))
+    for c in range(3):
+        for _ in range(6):
+            fx, fy, phase = rng.uniform(0.5, 6), rng.uniform(0.5, 6), rng.uniform(0, 2 * np.pi)
+            img[..., c] += np.sin(2 * np.pi * (fx * xx + fy * yy) + phase)
+    img = (img - img.min()) / (img.max() - img.min()) * 200 + 20
+    for _ in range(12):
+        x0, y0 = rng.integers(0, n - 40, 2)
+        size = rng.integers(10, 60)
+        img[y0 : y0 + size, x0 : x0 + size] = rng.uniform(0, 255, 3)
+    return img.clip(0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "kind, mean_diff, max_diff",
+    [("scene", 0.50, 42.9), ("noise", 20.9, 125.6)],
+)
+def test_lerobot_torch_resize_differs_from_pil_by_the_measured_amount(kind, mean_diff, max_diff):
+    """evalkit resizes with PIL bilinear as openpi-client does (`resize_with_pad`, antialiased when shrinking);
+    lerobot's pi05 preprocessor uses torch bilinear without antialiasing. Measured on lerobot's 360x360 LIBERO
+    renders -> 224: on a smooth scene with sharp-edged boxes they differ by 0.50/255 on average and up to 43/255 at
+    edges; on uniform noise (the aliasing worst case) by 21/255 on average. evalkit keeps PIL under every protocol;
+    these numbers pin the difference a lerobot-trained checkpoint sees."""
+    rng = np.random.default_rng(0)
+    image = (
+        synthetic_scene(360, rng) if kind == "scene" else rng.integers(0, 256, (360, 360, 3), dtype=np.uint8)
+    )
+    diff = np.abs(
+        resize_with_pad(image, 224, 224).astype(np.float64) - lerobot_resize_with_pad(image, 224, 224)
+    )
+    assert diff.mean() == pytest.approx(mean_diff, rel=0.05)
+    assert diff.max() == pytest.approx(max_diff, rel=0.05)
+
+
 def test_non_224_and_float_images_are_accepted(libero_policy):
     rng = np.random.default_rng(4)
     obs = libero_obs(rng)
@@ -286,15 +401,6 @@ def test_bfloat16_runs_close_to_float32(libero_ckpt, libero_policy):
     assert np.abs(low - full).max() < 0.1 * np.abs(full).max()
 
 
-def _runner_available():
-    try:
-        from evalkit.runner import EvalConfig, evaluate  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _runner_available(), reason="evalkit.runner (evaluate, EvalConfig) is not available")
 def test_end_to_end_libero_episode(libero_ckpt, tmp_path):
     from evalkit.runner import EvalConfig, evaluate
     from tests.helpers import read_manifest, read_rows
@@ -302,8 +408,7 @@ def test_end_to_end_libero_episode(libero_ckpt, tmp_path):
     run = evaluate(
         EvalConfig(
             suite="libero_spatial",
-            policy="pi05",
-            checkpoint=str(libero_ckpt),
+            policy=PolicyOptions(name="pi05", checkpoint=str(libero_ckpt)),
             tasks=(0,),
             episodes_per_task=1,
             max_steps=10,
@@ -316,7 +421,15 @@ def test_end_to_end_libero_episode(libero_ckpt, tmp_path):
     assert row["termination"] in ("max_steps", "success") and row["steps"] <= 10
     assert row["policy_calls"] == 2  # 10 steps, 5 executed per 10-action chunk
     policy = read_manifest(run)["policy"]
-    assert policy["name"] == "pi05" and policy["fingerprint"] == load_checkpoint(libero_ckpt).fingerprint()
+    ckpt = load_checkpoint(libero_ckpt)
+    assert policy["name"] == "pi05"
+    provenance = {
+        "weights": fingerprint_files(ckpt.weights),
+        "norm_stats": fingerprint_files(ckpt.norm_files),
+        "tokenizer": fingerprint_files([libero_ckpt / "tokenizer.model"]),
+    }
+    assert policy["provenance"] == provenance  # the manifest records all three
+    assert policy["fingerprint"] == fingerprint(provenance)
     assert policy["action_dim"] == 7 and list(policy["cameras"]) == [
         "observation/image",
         "observation/wrist_image",

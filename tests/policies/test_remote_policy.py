@@ -12,11 +12,18 @@ from evalkit.core.errors import EvalkitError
 from evalkit.core.policy import PolicyOptions, PolicyUnavailableError
 from evalkit.policies.registry import make_policy
 from evalkit.policies.remote import RemotePolicy, RemotePolicyError
-from evalkit.policies.simple import RandomPolicy
-from evalkit.serving import SEED_KEY
-from evalkit.serving.msgpack_numpy import packb, unpackb
+from evalkit.policies.simple import RandomPolicy, ZeroPolicy
 from evalkit.serving.server import PolicyServer, ServerThread
-from tests.serving.wire_helpers import EchoPolicy, FailingPolicy, ServerProcess, SlowPolicy, libero_request
+from evalkit.wire import EPISODE_KEY, SEED_KEY
+from evalkit.wire.msgpack_numpy import packb, unpackb
+from tests.serving.wire_helpers import (
+    EchoPolicy,
+    FailingPolicy,
+    ServerProcess,
+    SleepPolicy,
+    SlowPolicy,
+    libero_request,
+)
 
 FAST = {"retries": 2, "backoff_s": 0.05, "timeout_s": 5.0}
 
@@ -61,7 +68,10 @@ class ScriptedServer:
 
 def remote(url: str, **kwargs) -> RemotePolicy:
     return RemotePolicy(
-        url, embodiment=kwargs.pop("embodiment", "libero"), action_dim=7, **{**FAST, **kwargs}
+        url,
+        embodiment=kwargs.pop("embodiment", "libero"),
+        action_dim=kwargs.pop("action_dim", 7),
+        **{**FAST, **kwargs},
     )
 
 
@@ -77,17 +87,46 @@ def test_batch_equals_in_process_policy():
         np.testing.assert_array_equal(a, b)
 
 
-def test_meta_from_server_metadata_and_embodiment():
+def test_meta_from_server_metadata():
+    with ServerThread(PolicyServer(EchoPolicy(), port=0)) as srv, remote(srv.url) as policy:
+        assert policy.meta.name == "remote:echo" and policy.meta.fingerprint == "echo-v1"
+        assert policy.meta.cameras == ("observation/image", "observation/wrist_image")
+        assert policy.meta.image_size == (224, 224) and policy.meta.action_dim == 7
+    with (
+        ServerThread(PolicyServer(RandomPolicy(8), port=0, embodiment="droid")) as srv,
+        remote(srv.url, embodiment="droid", action_dim=8) as policy,
+    ):
+        assert policy.meta.name == "remote:random" and policy.meta.cameras == ()  # it renders nothing
+
+
+def test_embodiment_mismatch_refused_on_connect():
     with ServerThread(PolicyServer(EchoPolicy(), port=0)) as srv:
-        with remote(srv.url) as policy:
-            assert policy.meta.name == srv.url and policy.meta.fingerprint == "echo-v1"
-            assert policy.meta.cameras == ("observation/image", "observation/wrist_image")
-            assert policy.meta.image_size == (224, 224) and policy.meta.action_dim == 7
-        with remote(srv.url, embodiment="droid") as policy:
-            assert policy.meta.cameras == (
-                "observation/exterior_image_1_left",
-                "observation/wrist_image_left",
-            )
+        start = time.monotonic()
+        with pytest.raises(EvalkitError) as info:
+            remote(srv.url, embodiment="droid", action_dim=8)
+        assert time.monotonic() - start < 2  # refused at once, not retried
+    message = str(info.value)
+    assert len(message.splitlines()) == 1
+    assert "serves libero observations but the suite is droid" in message
+    assert "evalkit serve --embodiment droid" in message
+
+
+def test_server_restarted_with_another_policy_is_another_identity():
+    """zero and random both have fingerprint "none": the served name tells them apart, also mid-run."""
+    with ServerThread(PolicyServer(ZeroPolicy(7), port=0)) as srv:
+        port = srv.port
+        policy = remote(srv.url, backoff_s=0.2)
+        zero_meta = policy.meta
+        policy.infer([libero_request(0)])
+    try:
+        with ServerThread(PolicyServer(RandomPolicy(7), port=port)) as srv:
+            with remote(srv.url) as fresh:
+                assert (fresh.meta.name, fresh.meta.fingerprint) == ("remote:random", "none")
+            assert (zero_meta.name, zero_meta.fingerprint) == ("remote:zero", "none")
+            with pytest.raises(RemotePolicyError, match="now serves a different policy"):
+                policy.infer([libero_request(1)])  # its pooled connection is gone: reconnects, sees random
+    finally:
+        policy.close()
 
 
 def test_openpi_style_server_wider_actions_and_passthrough():
@@ -96,11 +135,13 @@ def test_openpi_style_server_wider_actions_and_passthrough():
     with ScriptedServer(lambda obs: {"actions": wide, "policy_timing": {"infer_ms": 1.0}}) as srv:
         with remote(srv.url) as policy:
             assert policy.meta.fingerprint == f"remote:{srv.url}" and policy.meta.image_size is None
+            assert policy.meta.name == f"remote:{srv.url}"  # openpi's servers send no identity
             req = libero_request(4)
             (chunk,) = policy.infer([req])
         np.testing.assert_array_equal(chunk, wide[:, :7].astype(np.float32))
         sent = srv.requests[0]
         assert sent[SEED_KEY] == req.seed and sent["prompt"] == req.obs["prompt"]
+        assert sent[EPISODE_KEY] == req.episode_id
         np.testing.assert_array_equal(sent["observation/image"], req.obs["observation/image"])
         np.testing.assert_array_equal(sent["observation/state"], req.obs["observation/state"])
 
@@ -158,18 +199,52 @@ def test_server_killed_mid_run():
             policy.close()
 
 
-def test_slow_server_times_out():
+def test_slow_server_times_out(caplog):
     slow = SlowPolicy()
     with ServerThread(PolicyServer(slow, port=0)) as srv:
         try:
             policy = remote(srv.url, timeout_s=0.3, retries=1)
             start = time.monotonic()
-            with pytest.raises(PolicyUnavailableError, match="timed out"):
+            with pytest.raises(PolicyUnavailableError, match=r"last: timed out after 0.3 s"):
                 policy.infer([libero_request(0)])
             assert 0.6 <= time.monotonic() - start < 3
             policy.close()
         finally:
             slow.release.set()
+    warnings = [
+        r.getMessage() for r in caplog.records if r.name == "evalkit.remote" and r.levelname == "WARNING"
+    ]
+    assert warnings == [f"request {srv.url} timed out after 0.3 s (attempt {k}/2)" for k in (1, 2)]
+
+
+def test_retry_after_a_timeout_is_computed_once():
+    """The retry of a timed-out request waits for the server's running computation instead of a second one."""
+    slow = SlowPolicy()
+    with ServerThread(PolicyServer(slow, port=0, max_wait_ms=0)) as srv:
+        threading.Timer(1.0, slow.release.set).start()
+        with remote(srv.url, timeout_s=0.4, retries=4, backoff_s=0.05) as policy:
+            (chunk,) = policy.infer([libero_request(5)])
+        np.testing.assert_array_equal(chunk, np.full((10, 7), libero_request(5).seed % 1000, np.float32))
+        assert slow.calls == [[libero_request(5).episode_id]]
+        assert srv.server.computed_episodes == [libero_request(5).episode_id]
+
+
+def test_timeout_sized_from_server_latency():
+    server = PolicyServer(SleepPolicy(0.25), port=0)
+    server.warmup()
+    with ServerThread(server) as srv:
+        with remote(srv.url, timeout_s=None, min_timeout_s=0.1) as policy:
+            assert policy.timeout_s == pytest.approx(4 * server.warmup_ms / 1000)
+            assert policy.infer([libero_request(0)])[0].shape == (10, 7)  # 0.25 s, within the sized timeout
+        with remote(srv.url, timeout_s=None) as policy:
+            assert policy.timeout_s == 60.0  # never below the floor
+        with remote(srv.url, timeout_s=7.0) as policy:
+            assert policy.timeout_s == 7.0  # --policy-timeout wins
+    with (
+        ScriptedServer(lambda obs: {"actions": np.zeros((10, 7))}) as srv,
+        remote(srv.url, timeout_s=None) as policy,
+    ):
+        assert policy.timeout_s == 60.0  # an openpi server states no latency
 
 
 def test_api_key():
@@ -190,6 +265,20 @@ def test_reply_size_limit():
         pytest.raises(RemotePolicyError, match="over the 65536-byte limit"),
     ):
         policy.infer([libero_request(0)])
+
+
+def test_api_key_from_environment(monkeypatch):
+    with ServerThread(PolicyServer(RandomPolicy(7), port=0, api_key="k3y")) as srv:
+        options = PolicyOptions(name=srv.url, embodiment="libero", action_dim=7, timeout_s=5)
+        monkeypatch.setenv("EVALKIT_API_KEY", "k3y")
+        policy = make_policy(options)
+        try:
+            assert policy.infer([libero_request(0)])[0].shape == (10, 7)
+        finally:
+            policy.close()
+        monkeypatch.setenv("EVALKIT_API_KEY", "wrong")
+        with pytest.raises(EvalkitError, match="HTTP 401"):
+            make_policy(options)
 
 
 def test_registry_builds_remote_policy():
@@ -214,7 +303,7 @@ def test_server_batches_one_request_per_connection():
         ServerThread(PolicyServer(echo, port=0, max_batch=8, max_wait_ms=1500)) as srv,
         remote(srv.url, max_connections=8) as policy,
     ):
-        policy.infer(requests)  # opens the 8 connections
+        policy.infer([libero_request(i + 8) for i in range(8)])  # opens the 8 connections
         echo.batch_sizes.clear()
         start = time.monotonic()
         got = policy.infer(requests)

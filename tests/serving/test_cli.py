@@ -2,15 +2,22 @@
 
 import signal
 import subprocess
+import time
 import urllib.request
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from evalkit.policies.simple import ZeroPolicy
 from evalkit.serving.server import PolicyServer, ServerThread
-from tests.serving.wire_helpers import REPO, SERVE_COMMAND, ServerProcess
+from evalkit.wire import EPISODE_KEY, SEED_KEY
+from evalkit.wire.msgpack_numpy import packb, unpackb
+from tests.serving.wire_helpers import REPO, SERVE_COMMAND, SLEEP_SERVE_COMMAND, ServerProcess, libero_obs
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:connect\\(\\) must be used as a context manager:DeprecationWarning"
+)
 
 
 def test_serve_with_api_key_and_sigterm():
@@ -36,6 +43,11 @@ def _serve(*args: str) -> subprocess.CompletedProcess:
         (["--policy", "no-such-policy"], "unknown policy"),
         (["--policy", "zero", "--max-batch", "0"], "--max-batch must be at least 1"),
         (["--policy", "zero", "--max-size", "10"], "--max-size must be at least 1024"),
+        (["--policy", "zero", "--max-connections", "0"], "--max-connections must be at least 1"),
+        (
+            ["--policy", "zero", "--max-buffered", "2000", "--max-size", "4000"],
+            "--max-buffered (2000) must be",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args, message):
@@ -49,3 +61,72 @@ def test_port_in_use():
         run = _serve("--policy", "zero", "--port", str(srv.port))
     assert run.returncode == 2
     assert f"cannot listen on 127.0.0.1:{srv.port}" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_port_out_of_range():
+    run = _serve("--policy", "zero", "--port", "70000")
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines() == [
+        "evalkit: error: --port must be between 0 and 65535, got 70000"
+    ]
+
+
+def test_all_interfaces_without_api_key_warns_once():
+    with ServerProcess("--policy", "zero", "--host", "0.0.0.0", env={"EVALKIT_API_KEY": ""}) as server:
+        server.wait_for_log("listening on 0.0.0.0 without an API key")
+        warnings = [line for line in server.read_log().splitlines() if "without an API key" in line]
+        assert len(warnings) == 1
+    with ServerProcess("--policy", "zero", "--host", "0.0.0.0", env={"EVALKIT_API_KEY": "k"}) as server:
+        assert "without an API key" not in server.read_log()
+    with ServerProcess("--policy", "zero", env={"EVALKIT_API_KEY": ""}) as server:  # loopback: no warning
+        assert "without an API key" not in server.read_log()
+
+
+def _sleep_server(seconds: float) -> ServerProcess:
+    """`evalkit serve` of a policy whose every call takes `seconds` (as a large model on a CPU)."""
+    return ServerProcess(
+        "--policy", "sleep", "--no-warmup", command=SLEEP_SERVE_COMMAND, env={"SLEEP_POLICY_S": str(seconds)}
+    )
+
+
+def _send_and_wait_for_batch(server: ServerProcess):
+    ws = connect(server.url, open_timeout=5, max_size=None)
+    ws.recv(timeout=5)  # metadata
+    ws.send(packb({**libero_obs(0), SEED_KEY: 1, EPISODE_KEY: "libero_spatial/0/0/0"}))
+    server.wait_for_log("sleep policy: computing a batch of 1")
+    return ws
+
+
+def test_sigint_with_a_batch_in_flight_exits_within_10_s():
+    with _sleep_server(120) as server:
+        ws = _send_and_wait_for_batch(server)
+        start = time.monotonic()
+        server.proc.send_signal(signal.SIGINT)
+        assert server.proc.wait(10) == 0
+        assert time.monotonic() - start < 10
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+        assert "stopping" in server.read_log() and "abandoned the running batch" in server.read_log()
+
+
+def test_sigint_lets_a_short_batch_answer():
+    with _sleep_server(1.5) as server:
+        ws = _send_and_wait_for_batch(server)
+        server.proc.send_signal(signal.SIGINT)
+        server.wait_for_log("no new connections")
+        with pytest.raises(ConnectionRefusedError):  # stopped accepting at once...
+            connect(server.url, open_timeout=2)
+        reply = unpackb(ws.recv(timeout=10))  # ...and the running batch answered within the grace period
+        assert reply["actions"].shape == (10, 7)
+        assert server.proc.wait(10) == 0
+
+
+def test_second_sigint_exits_at_once():
+    with _sleep_server(120) as server:
+        _send_and_wait_for_batch(server)
+        server.proc.send_signal(signal.SIGINT)
+        server.wait_for_log("stopping")
+        start = time.monotonic()
+        server.proc.send_signal(signal.SIGINT)
+        assert server.proc.wait(10) == 128 + signal.SIGINT
+        assert time.monotonic() - start < 1.5

@@ -13,8 +13,8 @@ import pytest
 
 from evalkit.core.policy import PolicyRequest
 from evalkit.policies.simple import RandomPolicy
-from evalkit.serving.msgpack_numpy import packb
 from evalkit.serving.server import PolicyServer, ServerThread
+from evalkit.wire.msgpack_numpy import packb
 from tests.serving.wire_helpers import REPO, EchoPolicy, ServerProcess
 
 CLIENT_VENV = REPO / ".venv-openpi-client"

@@ -21,8 +21,9 @@ def test_served_pi05_equals_in_process(tmp_path):
             remote = make_policy(PolicyOptions(name=srv.url, embodiment="libero", action_dim=7, timeout_s=60))
             try:
                 assert remote.meta.fingerprint == local.meta.fingerprint  # from the server's metadata
+                assert remote.meta.name == f"remote:{local.meta.name}"
                 assert remote.meta.image_size == local.meta.image_size
-                remote.infer(requests)  # opens three pooled connections
+                remote.infer([libero_request(i + 3) for i in range(3)])  # opens three pooled connections
                 before = srv.server.batches
                 got = remote.infer(requests)
             finally:

@@ -2,6 +2,7 @@
 
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -13,10 +14,18 @@ from websockets.sync.client import connect
 
 from evalkit.core.policy import PolicyRequest
 from evalkit.policies.simple import RandomPolicy, ZeroPolicy
-from evalkit.serving import SEED_KEY
-from evalkit.serving.msgpack_numpy import packb, unpackb
 from evalkit.serving.server import PolicyServer, ServerThread
-from tests.serving.wire_helpers import EchoPolicy, FailingPolicy, libero_obs, libero_request
+from evalkit.wire import EPISODE_KEY, SEED_KEY
+from evalkit.wire.msgpack_numpy import packb, unpackb
+from tests.serving.wire_helpers import (
+    EchoPolicy,
+    FailingPolicy,
+    PoisonPolicy,
+    SleepPolicy,
+    SlowPolicy,
+    libero_obs,
+    libero_request,
+)
 
 # openpi's client calls websockets' connect() without `with`, as these tests do; websockets 17 warns about it.
 pytestmark = pytest.mark.filterwarnings(
@@ -164,6 +173,10 @@ def _assert_still_serving(url: str) -> None:
         (packb({k: v for k, v in libero_obs(0).items() if k != "prompt"}), "missing key prompt"),
         (packb({**libero_obs(0), "prompt": 3}), "prompt must be a string"),
         (packb({**libero_obs(0), SEED_KEY: -1}), SEED_KEY),
+        (packb({**libero_obs(0), "observation/state": np.full(8, np.nan)}), "not finite"),
+        (packb({**libero_obs(0), "observation/state": np.zeros(3)}), "has 3 values, expected 8"),
+        (packb({**libero_obs(0), "observation/state": ["a"] * 8}), "numeric"),
+        (packb({**libero_obs(0), "observation/image": np.zeros((4, 4, 3), bool)}), "uint8 or float image"),
         (msgpack.packb({1: 2}), "not a msgpack message"),
         (
             msgpack.packb({b"__ndarray__": True, b"data": b"\x00" * 8, b"dtype": "|O", b"shape": [1]}),
@@ -181,18 +194,17 @@ def test_malformed_messages_close_only_that_connection(echo_server, message, mat
     _assert_still_serving(echo_server.url)
 
 
-def test_oversized_messages():
+def test_oversized_messages_are_refused_from_their_header():
+    """A frame over --max-size is refused with 1009 and a readable reason, before the server buffers it."""
     limit = 1024 * 1024
     with ServerThread(PolicyServer(ZeroPolicy(7), port=0, max_size=limit)) as srv:
         ws, _ = open_client(srv.url)
-        big = {**libero_obs(0), "extra": np.zeros(limit, np.uint8)}
-        expect_error_frame(ws, packb(big), f"exceeds the server's limit of {limit} bytes")
-        # Past twice the limit the websocket layer refuses the frame before buffering it (1009).
-        ws, _ = open_client(srv.url)
-        ws.send(packb({**libero_obs(0), "extra": np.zeros(3 * limit, np.uint8)}))
+        ws.send(packb({**libero_obs(0), "extra": np.zeros(limit, np.uint8)}))
         with pytest.raises(ConnectionClosed) as info:
             ws.recv(timeout=10)
         assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+        assert f"exceeds limit of {limit} bytes" in info.value.rcvd.reason
+        assert srv.server.peak_buffered < limit  # the refused frame was never held whole
         _assert_still_serving(srv.url)
 
 
@@ -241,3 +253,169 @@ def test_binds_loopback_by_default():
         urllib.request.urlopen(f"http://{ip}:{srv.port}/healthz", timeout=5) as resp,
     ):
         assert resp.status == 200
+
+
+def _wait_until(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def _keyed(i: int, episode: str) -> dict:
+    """A request as our client sends it: with the episode id and the call's seed."""
+    return {**libero_obs(i), SEED_KEY: 100 + i, EPISODE_KEY: episode}
+
+
+def test_request_of_a_closed_connection_is_never_computed():
+    slow = SlowPolicy()
+    with ServerThread(PolicyServer(slow, port=0, max_batch=4, max_wait_ms=0)) as srv:
+        a, _ = open_client(srv.url)
+        a.send(packb(_keyed(0, "A")))
+        assert slow.entered.wait(10)  # A's batch is computing; B's request must wait for the next batch
+        b, _ = open_client(srv.url)
+        b.send(packb(_keyed(1, "B")))
+        _wait_until(lambda: srv.server._live_pending() == 1)
+        b.close()
+        _wait_until(lambda: srv.server._live_pending() == 0)
+        slow.release.set()
+        with a:
+            assert unpackb(a.recv(timeout=10))["actions"].shape == (10, 7)
+            ask(a, _keyed(2, "C"))
+    assert slow.calls == [["A"], ["C"]]  # B left before its turn: never computed
+    assert srv.server.computed_episodes == ["A", "C"]
+
+
+def test_retry_of_a_running_request_is_computed_once():
+    """A client that timed out and retried the same call gets the answer of the first computation."""
+    slow = SlowPolicy()
+    with ServerThread(PolicyServer(slow, port=0, max_wait_ms=0)) as srv:
+        message = packb(_keyed(3, "libero_spatial/0/0/0"))
+        first, _ = open_client(srv.url)
+        first.send(message)
+        assert slow.entered.wait(10)
+        first.close()  # the client gave up on this connection...
+        retry, _ = open_client(srv.url)
+        with retry:
+            retry.send(message)  # ...and retried the same call on a new one
+            time.sleep(0.2)
+            slow.release.set()
+            reply = unpackb(retry.recv(timeout=10))
+            again = ask(retry, unpackb(message))  # a later retry of a finished call: from the recent answers
+        np.testing.assert_array_equal(reply["actions"], np.full((10, 7), 103, np.float32))
+        np.testing.assert_array_equal(again["actions"], reply["actions"])
+    assert slow.calls == [["libero_spatial/0/0/0"]]
+
+
+def test_bad_request_in_a_batch_fails_alone():
+    """A request that breaks the batched call gets its own traceback; its batch-mates get their actions."""
+    policy = PoisonPolicy()
+    with ServerThread(PolicyServer(policy, port=0, max_batch=8, max_wait_ms=2000)) as srv:
+        good, _ = open_client(srv.url)
+        bad, _ = open_client(srv.url)
+        with good, bad:
+            good.send(packb({**libero_obs(1), SEED_KEY: 11}))
+            bad.send(packb({**libero_obs(2, prompt="poison"), SEED_KEY: 12}))
+            reply = good.recv(timeout=10)
+            text = bad.recv(timeout=10)
+            assert isinstance(reply, bytes), reply  # not the other client's traceback
+            assert isinstance(text, str) and "poisoned request" in text and "Traceback" in text
+            assert "During handling" not in text  # only its own call's traceback
+            with pytest.raises(ConnectionClosed) as info:
+                bad.recv(timeout=10)
+            assert info.value.rcvd.code == 1011
+            assert ask(good, {**libero_obs(3), SEED_KEY: 13})["actions"].shape == (10, 7)  # still served
+    assert policy.calls[:3] == [2, 1, 1]  # batched together, then each alone
+    want = EchoPolicy().infer([PolicyRequest(libero_obs(1), "", 11, 7)])[0]
+    np.testing.assert_array_equal(unpackb(reply)["actions"], want)
+
+
+def test_connection_cap():
+    with ServerThread(PolicyServer(ZeroPolicy(7), port=0, max_connections=2)) as srv:
+        first, _ = open_client(srv.url)
+        second, _ = open_client(srv.url)
+        with pytest.raises(InvalidStatus) as info:
+            open_client(srv.url)
+        assert info.value.response.status_code == 503
+        assert b"limit of 2 connections" in info.value.response.body
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=5) as resp:
+            assert resp.status == 200  # health checks still answered
+        first.close()
+        _wait_until(lambda: srv.server.open_connections <= 1)
+        third, _ = open_client(srv.url)
+        with second, third:
+            assert ask(third, libero_obs(0))["actions"].shape == (10, 7)
+
+
+def test_buffered_bytes_cap():
+    """Messages held across connections (here waiting on a busy policy) never exceed --max-buffered."""
+    limit, budget = 1 << 20, 3 << 20
+    slow = SlowPolicy()
+    with ServerThread(PolicyServer(slow, port=0, max_size=limit, max_buffered=budget, max_wait_ms=0)) as srv:
+        clients = [open_client(srv.url)[0] for _ in range(6)]
+        payload = packb({**libero_obs(0), "extra": np.zeros(limit - 400_000, np.uint8)})  # ~0.9 MB each
+        for ws in clients:  # one after the other, so that which ones fit is deterministic
+            ws.send(payload)
+            time.sleep(0.3)
+        slow.release.set()
+        answered, dropped = 0, 0
+        for ws in clients:
+            try:
+                assert unpackb(ws.recv(timeout=10))["actions"].shape == (10, 7)
+                answered += 1
+            except ConnectionClosed:
+                dropped += 1
+            ws.close()
+        assert answered == 3 and dropped == 3
+        assert srv.server.peak_buffered <= budget
+        _assert_still_serving(srv.url)
+        _wait_until(lambda: srv.server.buffered < 4096)  # everything released once answered or closed
+
+
+def test_metadata_reports_measured_latency():
+    server = PolicyServer(SleepPolicy(0.2), port=0)
+    assert 200 <= server.warmup() < 1000
+    with ServerThread(server) as srv:
+        ws, metadata = open_client(srv.url)
+        assert metadata["latency_ms"]["count"] == 0 and metadata["latency_ms"]["max"] is None
+        assert metadata["latency_ms"]["warmup"] == server.warmup_ms
+        with ws:
+            ask(ws, libero_obs(0))
+        ws, metadata = open_client(srv.url)
+        ws.close()
+    latency = metadata["latency_ms"]
+    assert latency["count"] == 1 and 200 <= latency["p95"] <= latency["max"] < 1000
+    assert metadata["policy"] == "sleep" and metadata["fingerprint"] == "sleep-0.2s"
+    assert metadata["embodiment"] == "libero"
+
+
+def test_stop_with_a_batch_in_flight_is_bounded():
+    slow = SlowPolicy()
+    thread = ServerThread(PolicyServer(slow, port=0, shutdown_grace_s=0.5)).start()
+    try:
+        ws, _ = open_client(thread.url)
+        ws.send(packb(libero_obs(0)))
+        assert slow.entered.wait(10)
+        start = time.monotonic()
+        thread.stop()
+        assert time.monotonic() - start < 3  # the 10 s call was abandoned after the 0.5 s grace
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+    finally:
+        slow.release.set()
+
+
+def test_same_call_with_another_observation_is_not_a_retry():
+    """Only the very same bytes count as a retry: another observation under the same episode and seed is computed."""
+    with ServerThread(PolicyServer(EchoPolicy(), port=0)) as srv:
+        ws, _ = open_client(srv.url)
+        with ws:
+            first = ask(ws, _keyed(0, "ep"))["actions"]
+            again = ask(ws, _keyed(0, "ep"))["actions"]  # the very same call: answered from the finished one
+            assert srv.server.requests == 1
+            other_obs = {**_keyed(1, "ep"), SEED_KEY: 100}  # the same episode and seed as the first
+            other = ask(ws, other_obs)["actions"]
+            assert srv.server.requests == 2
+    np.testing.assert_array_equal(again, first)
+    np.testing.assert_array_equal(first, EchoPolicy().infer([PolicyRequest(libero_obs(0), "ep", 100, 7)])[0])
+    np.testing.assert_array_equal(other, EchoPolicy().infer([PolicyRequest(libero_obs(1), "ep", 100, 7)])[0])

@@ -89,28 +89,74 @@ class FailingPolicy:
 
 
 class SlowPolicy:
-    """Blocks every call until `release` is set (or 10 s pass)."""
+    """Blocks every call until `release` is set (or 10 s pass); records the episode ids of each call."""
 
     def __init__(self):
         self.meta = PolicyMeta("slow", "none", action_dim=7)
         self.release = threading.Event()
+        self.entered = threading.Event()  # set when a call starts
+        self.calls: list[list[str]] = []
 
     def infer(self, batch):
+        self.calls.append([r.episode_id for r in batch])
+        self.entered.set()
         self.release.wait(10)
-        return [np.zeros((10, r.action_dim), np.float32) for r in batch]
+        return [np.full((10, r.action_dim), r.seed % 1000, np.float32) for r in batch]
 
     def close(self) -> None:
         self.release.set()
 
 
-class ServerProcess:
-    """`evalkit serve ...` in a subprocess on a free loopback port."""
+class PoisonPolicy(EchoPolicy):
+    """EchoPolicy that raises on a request whose prompt is "poison" (failing the whole batched call)."""
 
-    def __init__(self, *args: str):
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed in __exit__); server logs; a pipe could fill up and block the server
+    def __init__(self):
+        super().__init__()
+        self.calls: list[int] = []  # size of every call, the failed ones included
+
+    def infer(self, batch: Sequence[PolicyRequest]) -> list[np.ndarray]:
+        self.calls.append(len(batch))
+        for req in batch:
+            if req.obs["prompt"] == "poison":
+                raise ValueError(f"poisoned request {req.episode_id}")
+        return super().infer(batch)
+
+
+class SleepPolicy:
+    """Every call sleeps `seconds` (a stand-in for a large model on a CPU), then returns zeros."""
+
+    def __init__(self, seconds: float, action_dim: int = 7):
+        self.meta = PolicyMeta("sleep", f"sleep-{seconds:g}s", action_dim=action_dim)
+        self.seconds = seconds
+
+    def infer(self, batch):
+        print(f"sleep policy: computing a batch of {len(batch)}", file=sys.stderr, flush=True)
+        time.sleep(self.seconds)
+        return [np.zeros((10, r.action_dim), np.float32) for r in batch]
+
+    def close(self) -> None:
+        pass
+
+
+def make_sleep_policy(options) -> SleepPolicy:
+    """Builder for `tests/serving/sleep_serve.py`; SLEEP_POLICY_S seconds per call (default 60)."""
+    return SleepPolicy(float(os.environ.get("SLEEP_POLICY_S", "60")), options.action_dim)
+
+
+# `evalkit serve` with the test-only `sleep` policy registered (see sleep_serve.py).
+SLEEP_SERVE_COMMAND = [sys.executable, "-m", "tests.serving.sleep_serve"]
+
+
+class ServerProcess:
+    """`evalkit serve ...` (or another serve `command`) in a subprocess on a free loopback port."""
+
+    def __init__(self, *args: str, command: Sequence[str] = tuple(SERVE_COMMAND), env: dict | None = None):
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+        # Server logs go to a file (a pipe could fill up and block the server); O_APPEND so that reading it here
+        # never moves the server's write position.
+        self.log = tempfile.TemporaryFile("a+")  # noqa: SIM115 (closed in __exit__)
         self.proc = subprocess.Popen(
-            [*SERVE_COMMAND, "--port", "0", *args],
+            [*command, "--port", "0", *args],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
@@ -130,6 +176,17 @@ class ServerProcess:
         self.kill()
         self.log.seek(0)
         raise RuntimeError(f"server did not start: {line!r} {self.log.read()}")
+
+    def read_log(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def wait_for_log(self, text: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.read_log():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server never logged {text!r}: {self.read_log()[-2000:]}")
+            time.sleep(0.05)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc.poll() is None:

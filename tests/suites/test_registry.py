@@ -166,7 +166,7 @@ def test_evalkit_tasks_directory_adds_suites_and_presets(tmp_path, monkeypatch):
         "name: spatial_short\nextends: libero_spatial\ndescription: two tasks, short\nprotocols:\n  openpi: {max_steps: 50}\n"
     )
     (tmp_path / "libero" / "protocols" / "tiny.yaml").write_text(
-        (registry.REPO_TASKS / "libero" / "protocols" / "openpi.yaml").read_text()
+        (registry.PACKAGED_TASKS / "libero" / "protocols" / "openpi.yaml").read_text()
         + "episodes_per_task: 2\nmax_steps: 30\n"
     )
     (tmp_path / "pair.yaml").write_text("name: pair\ngroup: [spatial_short, libero_goal]\n")

@@ -76,7 +76,7 @@ def convert_main(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ make-tiny-checkpoint
 
-TINY_DIMS = {  # like shared/fixtures/pi05_tiny_a
+TINY_DIMS = {  # like tests/fixtures/pi05_tiny_a
     "paligemma": dict(width=64, depth=2, mlp_dim=128, num_heads=2, num_kv_heads=1, head_dim=32),
     "action_expert": dict(width=32, depth=2, mlp_dim=64, num_heads=2, num_kv_heads=1, head_dim=32),
     "siglip": dict(width=32, depth=2, mlp_dim=64, num_heads=2),

@@ -130,7 +130,7 @@ class Pi05Config:
 
     @classmethod
     def from_fixture(cls, config_json: dict[str, Any]) -> Pi05Config:
-        """Read the schema of the golden fixtures' `config.json` (e.g. shared/fixtures/pi05_tiny_a)."""
+        """Read the schema of the golden fixtures' `config.json` (e.g. tests/fixtures/pi05_tiny_a)."""
         try:
             if not config_json.get("pi05", True):
                 raise EvalkitError("fixture config is not a pi05 model (pi05=false)")

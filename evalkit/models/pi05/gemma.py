@@ -194,20 +194,25 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 
 def grouped_query_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
-    """q (B, T, N, Hd) (already scaled), k/v (B, S, K, Hd), mask (B, T, S) bool → (B, T, N·Hd).
+    """q (B, T, N, Hd) (already scaled), k/v (B, S, K, Hd), mask (B, T, S) bool → (B, T, N·Hd) in v's dtype.
 
-    Query head n = kv_head·G + g uses kv head n // G (JAX groups heads as (K G)). Logits and softmax in float32,
-    probabilities cast back to the activation dtype.
+    Query head n uses kv head n // G, G = N/K (JAX groups heads as (K G); `enable_gqa` repeats kv heads the same
+    way). The whole attention runs in float32 through `scaled_dot_product_attention`: openpi computes logits and
+    softmax in float32 too, and on a CPU a bfloat16 probs × V matmul is ~20× slower than float32 (it has no fast
+    bf16 kernel). Masked logits get BIG_NEG added, not -inf, so a fully masked (padding) row averages all values
+    as big_vision's `jnp.where(mask, logits, BIG_NEG)` does, instead of turning into NaN.
     """
     b, t, n, hd = q.shape
-    s, kh = k.shape[1], k.shape[2]
-    g = n // kh
-    qg = q.view(b, t, kh, g, hd).permute(0, 2, 3, 1, 4).reshape(b, kh, g * t, hd)  # (B, K, G·T, Hd)
-    logits = torch.matmul(qg.float(), k.permute(0, 2, 3, 1).float())  # (B, K, G·T, S) float32
-    logits = logits.view(b, kh, g, t, s).masked_fill_(~mask[:, None, None], BIG_NEG)
-    probs = torch.softmax(logits, dim=-1).to(v.dtype).view(b, kh, g * t, s)
-    out = torch.matmul(probs, v.permute(0, 2, 1, 3))  # (B, K, G·T, Hd)
-    return out.view(b, kh, g, t, hd).permute(0, 3, 1, 2, 4).reshape(b, t, n * hd)
+    bias = torch.zeros(mask.shape, dtype=torch.float32, device=q.device).masked_fill_(~mask, BIG_NEG)
+    out = F.scaled_dot_product_attention(
+        q.float().transpose(1, 2),  # (B, N, T, Hd)
+        k.float().transpose(1, 2),  # (B, K, S, Hd)
+        v.float().transpose(1, 2),
+        attn_mask=bias[:, None],  # (B, 1, T, S)
+        scale=1.0,
+        enable_gqa=True,
+    )  # (B, N, T, Hd)
+    return out.transpose(1, 2).reshape(b, t, n * hd).to(v.dtype)
 
 
 @dataclass

@@ -4,10 +4,10 @@ Accepted forms: a local directory or file; `owner/name[@revision]` or `hf://owne
 style, `{endpoint}/{repo}/resolve/{revision}/{filename}`, endpoint `$EVALKIT_HUB_ENDPOINT`, default
 https://huggingface.co); an `http(s)://` URL base whose files are `{base}/{filename}`.
 
-Files land in `$EVALKIT_CACHE` (default ~/.cache/evalkit) under `hub/<owner>--<name>/<revision>/`, each written to
+Files land in evalkit's cache root (`cache.py`: `$EVALKIT_CACHE`, default ~/.cache/evalkit) under `hub/<owner>--<name>/<revision>/`, each written to
 a temporary file and renamed when complete; a `.evalkit-complete.json` marker lists the files once the whole
 checkpoint is there, after which no network is used. Which files are fetched depends on the layout the
-checkpoint's `config.json` declares (see `checkpoint.py`); only safetensors, json and the tokenizer are fetched.
+checkpoint's `config.json` declares (see the `checkpoint` package); only safetensors, json and the tokenizer are fetched.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from evalkit.core.cache import cache_root
 from evalkit.core.errors import EvalkitError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -33,10 +34,6 @@ MAX_JSON_BYTES = 64 << 20
 TIMEOUT_S = 60.0
 OPENPI_ASSET_IDS = ("physical-intelligence/libero", "droid")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("EVALKIT_CACHE", "~/.cache/evalkit")).expanduser()
 
 
 @dataclass(frozen=True)
@@ -170,7 +167,8 @@ class Downloader:
 
     # ------------------------------------------------------------------------------------------- checkpoint
     def download_checkpoint(self) -> Path:
-        from evalkit.models.pi05.checkpoint import EVALKIT_FORMAT, WEIGHTS_FILE, WEIGHTS_INDEX
+        from evalkit.models.pi05.checkpoint.io import WEIGHTS_FILE, WEIGHTS_INDEX
+        from evalkit.models.pi05.checkpoint.shapes import EVALKIT_FORMAT
         from evalkit.models.pi05.tokenizer import TOKENIZER_FILENAME
 
         config = self.fetch_json("config.json", required=False) or {}

@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from evalkit.core.errors import EvalkitError
+from evalkit.models.pi05.config import PALIGEMMA_VOCAB_SIZE
 
 log = logging.getLogger(__name__)
 
 TOKENIZER_FILENAME = "tokenizer.model"
 PAD_ID = 0
+SPECIAL_IDS = {"pad": 0, "eos": 1, "bos": 2}  # PaliGemma's SentencePiece model
 STATE_BINS = np.linspace(-1, 1, 256 + 1)[:-1]  # float64, as openpi
 
 
@@ -101,6 +103,23 @@ class PaligemmaTokenizer:
     @property
     def vocab_size(self) -> int:
         return int(self._sp.get_piece_size())
+
+    def check_matches(self, model_vocab_size: int) -> None:
+        """The tokenizer must be the one the model was trained with: its piece count equals the model's embedding
+        rows exactly (a smaller tokenizer would run, but map text to the wrong ids) and PaliGemma's special ids hold.
+        For the released model that is PaliGemma's 257,152 pieces; the tiny test checkpoints are built with their
+        own small tokenizer and a vocabulary of the same size, so the same rule covers them."""
+        if self.vocab_size != model_vocab_size:
+            expected = "PaliGemma's" if model_vocab_size == PALIGEMMA_VOCAB_SIZE else "the model's"
+            raise EvalkitError(
+                f"tokenizer {self.model_path} has {self.vocab_size} pieces, not {expected} {model_vocab_size}: "
+                "wrong tokenizer for this checkpoint"
+            )
+        ids = {"pad": self._sp.pad_id(), "eos": self._sp.eos_id(), "bos": self._sp.bos_id()}
+        if ids != SPECIAL_IDS:
+            raise EvalkitError(
+                f"tokenizer {self.model_path} has special ids {ids}, not PaliGemma's {SPECIAL_IDS}"
+            )
 
     def encode_ids(self, prompt: str, state: np.ndarray | None = None) -> list[int]:
         ids: list[int] = []

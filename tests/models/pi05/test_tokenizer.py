@@ -16,9 +16,9 @@ from evalkit.models.pi05.tokenizer import (
     encode_calls,
     find_tokenizer,
 )
-from tests.conftest import SHARED
+from tests.fixtures import pi05_fixture
 
-CASES = json.loads((SHARED / "fixtures" / "pi05_tiny_a" / "prompt_cases.json").read_text())["cases"]
+CASES = json.loads((pi05_fixture() / "prompt_cases.json").read_text())["cases"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["prompt"][:20] for c in CASES])
@@ -125,3 +125,28 @@ def test_find_tokenizer_order(tmp_path, monkeypatch, sp_model):
     (tmp_path / "bad.model").write_bytes(b"not a model")
     with pytest.raises(EvalkitError, match="cannot load SentencePiece"):
         PaligemmaTokenizer(tmp_path / "bad.model", 8, False)
+
+
+def test_tokenizer_must_match_the_model_vocabulary_and_special_ids(sp_model, tmp_path):
+    path, sp = sp_model
+    tok = PaligemmaTokenizer(path, max_len=8, discrete_state_input=False)
+    tok.check_matches(sp.get_piece_size())
+    with pytest.raises(EvalkitError, match=r"pieces, not PaliGemma's 257152: wrong tokenizer"):
+        tok.check_matches(257_152)
+    with pytest.raises(EvalkitError, match=r"pieces, not the model's 512"):
+        tok.check_matches(512)
+    buffer = (
+        io.BytesIO()
+    )  # same text, other special ids (SentencePiece's defaults: unk 0, bos 1, eos 2, no pad)
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(["put the mug on the plate", "turn on the stove"] * 10),
+        model_writer=buffer,
+        vocab_size=60,
+        hard_vocab_limit=False,
+        minloglevel=2,
+        num_threads=1,
+    )
+    (tmp_path / "other.model").write_bytes(buffer.getvalue())
+    other = PaligemmaTokenizer(tmp_path / "other.model", max_len=8, discrete_state_input=False)
+    with pytest.raises(EvalkitError, match=r"special ids \{'pad': -1, 'eos': 2, 'bos': 1\}, not PaliGemma's"):
+        other.check_matches(other.vocab_size)

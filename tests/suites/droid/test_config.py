@@ -6,12 +6,11 @@ import pytest
 import yaml
 
 from evalkit.core.errors import EvalkitError
-from evalkit.suites.droid import TASKS_DIR, load_suite
-from evalkit.suites.registry import resolve
+from evalkit.suites.registry import PACKAGED_TASKS, build_suite, resolve
 
 
 def _data():
-    return yaml.safe_load((TASKS_DIR / "droid.yaml").read_text())
+    return yaml.safe_load((PACKAGED_TASKS / "droid" / "droid.yaml").read_text())
 
 
 def test_droid_suite_protocol_and_tasks(droid_suite):
@@ -42,10 +41,10 @@ def test_demo_suite_and_jointpos_preset():
 
 
 def test_scene_changes_change_the_protocol_fingerprint():
-    base = load_suite("droid", _data())
+    base = build_suite("droid", _data())
     data = _data()
     data["scenes"]["blocks"]["objects"][0]["x"] = [-0.1, 0.0]
-    changed = load_suite("droid", data)
+    changed = build_suite("droid", data)
     assert dict(base.protocol.extra)["scene_fingerprint"] != dict(changed.protocol.extra)["scene_fingerprint"]
 
 
@@ -58,11 +57,11 @@ def test_scene_changes_change_the_protocol_fingerprint():
         (lambda d: d["scenes"]["blocks"]["objects"][0].update(colour="red"), "unknown keys"),
         (lambda d: d["scenes"]["blocks"]["objects"][0].update(asset="sketchfab:cat"), "asset must be"),
         (lambda d: d.update(task_names=["no_such_task"]), "unknown tasks"),
-        (lambda d: d.update(protocol="warp_drive"), "unknown DROID protocol preset"),
+        (lambda d: d.update(protocol="warp_drive"), "unknown protocol 'warp_drive'"),
     ],
 )
 def test_bad_suite_data_is_one_clear_error(edit, message):
     data = copy.deepcopy(_data())
     edit(data)
     with pytest.raises(EvalkitError, match=message):
-        load_suite("droid", data)
+        build_suite("droid", data)

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from evalkit.core.errors import EvalkitError
-from evalkit.suites.droid import TASKS_DIR, load_suite, make_env
+from evalkit.suites.droid import make_env
+from evalkit.suites.registry import PACKAGED_TASKS, build_suite
 from tests.suites.droid.conftest import episode
 
 TASK = "put_red_block_in_bowl"
@@ -144,7 +145,7 @@ def test_step_never_renders_and_physics_ignores_rendering(env_factory):
 
 def test_images_are_upright():
     """A red marker hung high above a blue one on the table shows up nearer the top of every exterior view."""
-    data = yaml.safe_load((TASKS_DIR / "droid.yaml").read_text())
+    data = yaml.safe_load((PACKAGED_TASKS / "droid" / "droid.yaml").read_text())
     data["scenes"]["markers"] = {
         "objects": [
             {
@@ -176,7 +177,7 @@ def test_images_are_upright():
             "success": {"kind": "lifted", "object": "low", "value": 0.5},
         }
     ]
-    suite = load_suite("markers", data)
+    suite = build_suite("markers", data)
     env = make_env(suite, 0)
     try:
         env.reset(episode(env))

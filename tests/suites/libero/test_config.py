@@ -10,7 +10,7 @@ from evalkit.suites.libero.config import CONFIG_KEYS, ensure_libero_config
 
 
 def test_config_is_written_once_with_the_installed_paths(tmp_path, monkeypatch):
-    monkeypatch.setenv("EVALKIT_HOME", str(tmp_path))
+    monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path))
     monkeypatch.setenv("LIBERO_CONFIG_PATH", "/nonexistent")
     directory = ensure_libero_config()
     assert directory == tmp_path / "libero" and os.environ["LIBERO_CONFIG_PATH"] == str(directory)
@@ -31,7 +31,7 @@ def test_libero_imports_headless_with_the_written_config(tmp_path):
         "from libero.libero import get_libero_path, benchmark; import os;"
         "print(os.environ['LIBERO_CONFIG_PATH']); print(get_libero_path('bddl_files'))"
     )
-    env = {**os.environ, "HOME": str(tmp_path), "EVALKIT_HOME": str(tmp_path / "ek")}
+    env = {**os.environ, "HOME": str(tmp_path), "EVALKIT_CACHE": str(tmp_path / "ek")}
     env.pop("LIBERO_CONFIG_PATH", None)
     proc = subprocess.run(
         [sys.executable, "-c", script],

@@ -4,7 +4,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from evalkit.serving.msgpack_numpy import WireFormatError, packb, unpackb
+from evalkit.wire.msgpack_numpy import WireFormatError, packb, unpackb
 
 DTYPES = ["u1", "i4", "i8", "f2", "f4", "f8", "bool"]
 
@@ -66,7 +66,7 @@ def test_nested_containers_and_plain_values():
 
 
 def test_exact_bytes_of_a_224x224x3_uint8_image():
-    """REFERENCE §7: bin keys, `|u1` as str, shape as an array of msgpack uints."""
+    """openpi-client `msgpack_numpy.py` byte layout: bin keys, `|u1` as str, shape as an array of msgpack uints."""
     img = np.arange(224 * 224 * 3, dtype=np.uint64).astype(np.uint8).reshape(224, 224, 3)
     data = packb(img)
     header = b"\x84" + b"\xc4\x0b__ndarray__" + b"\xc3" + b"\xc4\x04data" + b"\xc6\x00\x02\x4c\x00"

@@ -1,0 +1,192 @@
+"""The LIBERO-plus robustness section of a report: success by perturbation dimension and by level.
+
+Episodes of `liberoplus` suites are grouped by the dimension and level their variant name encodes
+(`evalkit.suites.liberoplus.variants`), pooled across suites, with Wilson 95% intervals, beside the published
+pi0.5 figures (community runs, LIBERO-plus issue #57), which are shown, never pooled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from evalkit.report.stats import wilson
+from evalkit.rundir.run import Run
+
+KIND = "liberoplus"
+PUBLISHED_SOURCE = "LIBERO-plus issue #57 (community runs of pi05_libero over the 10,030 variants; 84.2 overall, 84.7 with replan 5)"
+PUBLISHED_PI05 = {
+    "camera": 67.3,
+    "robot": 78.8,
+    "language": 86.3,
+    "light": 95.8,
+    "background": 93.8,
+    "noise": 87.3,
+    "layout": 86.4,
+    "overall": 84.2,
+}
+LEVEL_MEANING = {
+    "noise": "severity 1-10 within the noise type (motion, Gaussian, zoom, fog, glass)",
+    "layout": "target displacement level 1-5 (`_levelL_`); added-object variants carry no level",
+}
+
+
+@dataclass
+class RobustnessSection:
+    by_dimension: pd.DataFrame  # dimension, variants, successes, success_pct, ci95_*, published_pi05_pct
+    by_level: pd.DataFrame  # dimension, level, variants, successes, success_pct, ci95_*
+
+
+def _variant_episodes(run: Run) -> pd.DataFrame:
+    """Usable episodes of LIBERO-plus suites with their variant's dimension and level."""
+    from evalkit.suites.liberoplus.variants import VariantNameError, parse_variant
+
+    names = {
+        (suite, int(task["task_id"])): task["name"]
+        for suite, record in run.manifest.suites.items()
+        if record.kind == KIND
+        for task in record.tasks
+    }
+    usable = run.usable
+    rows = []
+    for row in usable.itertuples():
+        name = names.get((row.suite, int(row.task_id)))
+        if name is None:
+            continue
+        try:
+            info = parse_variant(name)
+        except VariantNameError:
+            continue
+        rows.append({"dimension": info.dimension, "level": info.level, "success": bool(row.success)})
+    return pd.DataFrame(rows, columns=["dimension", "level", "success"])
+
+
+def _rate_row(k: int, n: int) -> dict:
+    r = wilson(k, n)
+    pct = lambda x: round(100 * x, 1) if not math.isnan(x) else math.nan  # noqa: E731
+    return {
+        "variants": n,
+        "successes": k,
+        "success_pct": pct(r.rate),
+        "ci95_low_pct": pct(r.low),
+        "ci95_high_pct": pct(r.high),
+    }
+
+
+def robustness_section(run: Run) -> RobustnessSection | None:
+    """The section's tables, or None when the run has no LIBERO-plus episode."""
+    from evalkit.suites.liberoplus.variants import DIMENSIONS
+
+    episodes = _variant_episodes(run)
+    if episodes.empty:
+        return None
+    rows = []
+    for dimension in (*DIMENSIONS, "overall"):
+        group = episodes if dimension == "overall" else episodes[episodes["dimension"] == dimension]
+        rows.append(
+            {
+                "dimension": dimension,
+                **_rate_row(int(group["success"].sum()), len(group)),
+                "published_pi05_pct": PUBLISHED_PI05[dimension],
+            }
+        )
+    levels = []
+    leveled = episodes.dropna(subset=["level"])
+    for (dimension, level), group in leveled.groupby(["dimension", "level"], sort=True):
+        levels.append(
+            {
+                "dimension": dimension,
+                "level": int(level),
+                **_rate_row(int(group["success"].sum()), len(group)),
+            }
+        )
+    by_level = pd.DataFrame(
+        levels,
+        columns=[
+            "dimension",
+            "level",
+            "variants",
+            "successes",
+            "success_pct",
+            "ci95_low_pct",
+            "ci95_high_pct",
+        ],
+    )
+    return RobustnessSection(pd.DataFrame(rows), by_level)
+
+
+def _display(section: RobustnessSection) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from evalkit.report.formatting import with_ci_column
+
+    dims = with_ci_column(section.by_dimension).rename(columns={"published_pi05_pct": "pi05 published %"})
+    return dims, with_ci_column(section.by_level)
+
+
+def markdown(section: RobustnessSection) -> str:
+    from evalkit.report.formatting import markdown_table
+
+    dims, levels = _display(section)
+    parts = [
+        "## LIBERO-plus robustness",
+        "",
+        "Success by perturbation dimension, pooled over the run's LIBERO-plus suites (Wilson 95%). "
+        f"*pi05 published* is not measured here: {PUBLISHED_SOURCE}; dimensions with 0 variants were not run "
+        "(see `evalkit suites` for what this machine can run).",
+        "",
+        markdown_table(dims),
+        "",
+        "### By level",
+        "",
+        "Levels are what the variant names encode: "
+        + "; ".join(f"{d}: {m}" for d, m in LEVEL_MEANING.items())
+        + ". "
+        "Camera, robot, language, light and background names carry a variant number, not a severity.",
+        "",
+        markdown_table(levels) if not levels.empty else "_No variant with a level was run._",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def level_plot(section: RobustnessSection) -> str:
+    """Success (%) against level, one line per dimension, Wilson whiskers."""
+    from evalkit.report.plots import _figure, _svg
+
+    fig = _figure(7.0, 3.2)
+    ax = fig.add_subplot()
+    if section.by_level.empty:
+        ax.text(0.5, 0.5, "no variant with a level was run", ha="center", va="center", transform=ax.transAxes)
+    for dimension, group in section.by_level.groupby("dimension", sort=True):
+        rate = group["success_pct"].to_numpy(dtype=float)
+        err = [
+            rate - group["ci95_low_pct"].to_numpy(dtype=float),
+            group["ci95_high_pct"].to_numpy(dtype=float) - rate,
+        ]
+        ax.errorbar(group["level"], rate, yerr=err, marker="o", capsize=3, label=dimension)
+        published = PUBLISHED_PI05.get(dimension)
+        if published is not None:
+            ax.axhline(published, linestyle=":", linewidth=1, color=ax.lines[-1].get_color())
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("perturbation level (as the variant name encodes it)")
+    ax.set_ylabel("success (%)")
+    ax.grid(alpha=0.3)
+    if not section.by_level.empty:
+        ax.legend(fontsize=8, title="dotted: pi05 published (all levels)", title_fontsize=7)
+    return _svg(fig)
+
+
+def html(section: RobustnessSection) -> str:
+    from evalkit.report.formatting import html_table
+
+    dims, levels = _display(section)
+    return (
+        '<section id="robustness"><h2>LIBERO-plus robustness</h2>'
+        f"<p>Success by perturbation dimension (Wilson 95%). pi05 published: {PUBLISHED_SOURCE}; not measured here.</p>"
+        f"{html_table(dims, 'robustness-dimensions')}<h3>By level</h3>"
+        f"<p>{'; '.join(f'{d}: {m}' for d, m in LEVEL_MEANING.items())}.</p>"
+        f"{html_table(levels, 'robustness-levels')}"
+        f'<figure id="plot-robustness-levels">{level_plot(section)}<figcaption>Success against perturbation level '
+        "with Wilson 95% intervals.</figcaption></figure></section>"
+    )

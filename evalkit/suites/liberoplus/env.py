@@ -1,0 +1,135 @@
+"""`LiberoPlusEnv`: one LIBERO-plus variant in a worker process.
+
+It is `LiberoEnv` (openpi's LIBERO client protocol, cameras rendered on demand from a snapshot of `MjData`) built
+on LIBERO-plus's `ControlEnv` (`liberoplus/envs/env_wrapper.py`), given the same BDDL path upstream's evaluation
+gives it (`bddl_files/<suite>/<variant>.bddl`; its name carries the camera, robot and noise codes), with:
+- its own `LIBERO_CONFIG_PATH` and asset root (`evalkit.suites.liberoplus.config` / `assets`);
+- the variant's init file read without pickle execution (`init_files.py`);
+- sensor noise applied by evalkit to the `agentview` frames it renders (upstream's `ControlEnv.step` corrupts
+  `agentview_image` only, raw render, before the client's flip and resize; `noise.py`). Upstream draws from the
+  global `np.random` once per control step; evalkit draws from a generator seeded by (episode seed, observable
+  sample index), so a frame's noise does not depend on which other frames were rendered (videos, skipped steps).
+
+As upstream, a robot-initial-state variant builds robot `Panda<N>` (its perturbed rest pose), and
+`set_init_state` then writes the base task's joint positions: the perturbation survives as the controller's
+nullspace rest target, not as the starting pose. evalkit keeps that behaviour (it is what the published numbers
+measured).
+
+A worker that imports LIBERO-plus must never import LIBERO (both register the same robot names with robosuite,
+and LIBERO-plus patches robosuite); `_build` refuses if LIBERO is already loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+
+from evalkit.core.episode import EpisodeSpec
+from evalkit.core.errors import EvalkitError
+from evalkit.core.protocol import SuiteSpec
+from evalkit.suites.libero.env import _SNAPSHOT_OBSERVABLE, MAIN_CAMERA, LiberoEnv
+from evalkit.suites.robosuite_logs import quiet_robosuite_import
+
+NOISY_CAMERA = "agentview"  # env_wrapper.py: obs["agentview_image"] only
+
+
+def import_liberoplus_control_env(assets):
+    """LIBERO-plus's ControlEnv with evalkit's config and asset paths (in a worker process only)."""
+    if "libero.libero" in sys.modules:
+        raise EvalkitError(
+            "this process already imported LIBERO; LIBERO-plus must run in a worker of its own "
+            "(run LIBERO and LIBERO-plus suites in separate evalkit runs)"
+        )
+    import contextlib
+    import io
+
+    from evalkit.suites.liberoplus.assets import point_env_at_assets
+    from evalkit.suites.liberoplus.config import ensure_liberoplus_config
+
+    ensure_liberoplus_config(assets)
+    # stdout: the config notice; stderr: gym's "unmaintained" notice (gym is imported by envs/venv.py)
+    with (
+        quiet_robosuite_import(),
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
+        from liberoplus.liberoplus.envs.env_wrapper import ControlEnv
+    point_env_at_assets(assets)
+    return ControlEnv
+
+
+class LiberoPlusEnv(LiberoEnv):
+    """A `SimEnv` for one LIBERO-plus variant."""
+
+    def __init__(self, suite: SuiteSpec, task_id: int):
+        variant = suite.options["variants"].get(task_id)
+        if variant is None:
+            raise EvalkitError(f"suite {suite.name!r} has no runnable variant {task_id}")
+        files = {"bddl": variant["env_bddl"], "init_states": variant["init_file"]}
+        suite_view = dataclasses.replace(
+            suite, options={"task_files": {task_id: files}}
+        )  # what LiberoEnv reads
+        super().__init__(suite_view, task_id)
+        self.flat_init = bool(variant["flat_init"])
+        self.noise_code = int(variant.get("noise") or 0)
+        self._noise_seed = 0
+        self._sample_index = 0
+
+    def _build(self) -> None:
+        from evalkit.rendering import configure_gl
+        from evalkit.suites.liberoplus.assets import asset_root
+
+        configure_gl()
+        assets, _ = asset_root()
+        ControlEnv = import_liberoplus_control_env(assets)
+        height, width = self.protocol.render_size
+        self._env = ControlEnv(
+            bddl_file_name=self.bddl_file,
+            camera_names=[cam for _, cam in self.protocol.cameras] or [MAIN_CAMERA],
+            camera_heights=height,
+            camera_widths=width,
+            use_camera_obs=False,  # rendered on demand (LiberoEnv), so ControlEnv.step has no image to corrupt
+            has_offscreen_renderer=False,
+            control_freq=self.protocol.control_hz,
+            horizon=self.horizon,
+        )
+        self._env.noise = 0  # evalkit applies the variant's noise to its own frames (raw_image)
+        inner = self._env.env._observables[_SNAPSHOT_OBSERVABLE]._filter
+
+        def record_snapshot(value):
+            self._take_snapshot()
+            return inner(value)
+
+        self._env.env.modify_observable(_SNAPSHOT_OBSERVABLE, "filter", record_snapshot)
+
+    def _take_snapshot(self) -> None:
+        super()._take_snapshot()
+        self._sample_index += 1
+
+    def _init_state(self, index: int) -> np.ndarray:
+        if self._init_states is None:
+            from evalkit.suites.liberoplus.init_files import load_init_states
+
+            self._init_states = load_init_states(self.init_states_file, flat=self.flat_init)
+        return super()._init_state(index)
+
+    def reset(self, episode: EpisodeSpec) -> None:
+        self._noise_seed = episode.seed
+        self._sample_index = 0
+        super().reset(episode)
+
+    def raw_image(self, camera: str) -> np.ndarray:
+        image = super().raw_image(camera)
+        if not self.noise_code or camera != NOISY_CAMERA:
+            return image
+        key = f"{camera}#noise"
+        cached = self._render_cache.get(key)
+        if cached is None:
+            from evalkit.suites.liberoplus.noise import apply_noise
+
+            rng = np.random.RandomState([self._noise_seed, self._sample_index])
+            cached = apply_noise(image, self.noise_code, rng)
+            self._render_cache[key] = cached
+        return cached
