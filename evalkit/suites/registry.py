@@ -318,7 +318,8 @@ def list_suites(include_unavailable: bool = True) -> list[SuiteInfo]:
     entries = _all_entries(discover=True)
     counts: dict[str, int] = {}
     kinds: dict[str, str] = {}
-    notes: dict[str, str] = {}
+    notes: dict[str, str] = {}  # why a suite cannot load
+    summaries: dict[str, str] = {}  # what a loadable suite says about itself
     for entry in entries.values():
         if entry.is_group:
             continue
@@ -326,7 +327,7 @@ def list_suites(include_unavailable: bool = True) -> list[SuiteInfo]:
             spec = _load(entry, entries, None)
             counts[entry.name], kinds[entry.name] = len(spec.tasks), spec.kind
             if spec.options.get("summary"):  # a kind's availability line (e.g. LIBERO-plus per dimension)
-                notes[entry.name] = f"{entry.data.get('description', '')}; {spec.options['summary']}"
+                summaries[entry.name] = f"{entry.data.get('description', '')}; {spec.options['summary']}"
         except EvalkitError as exc:
             counts[entry.name] = 0
             notes[entry.name] = str(exc)
@@ -348,6 +349,8 @@ def list_suites(include_unavailable: bool = True) -> list[SuiteInfo]:
             n = counts[entry.name]
             if entry.name in notes:
                 available, description = False, notes[entry.name]
+            elif entry.name in summaries:
+                description = " ".join(summaries[entry.name].split())
         if available or include_unavailable:
             infos.append(SuiteInfo(entry.name, kinds.get(entry.name, entry.kind), n, description, available))
 
