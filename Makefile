@@ -23,6 +23,7 @@ OUT ?=
 VIDEO ?=
 SEED ?=
 TASKS ?=
+MAX_STEPS ?=
 PROTOCOL ?=
 EMBODIMENT ?=
 RUN ?=
@@ -30,12 +31,14 @@ BASE ?=
 NEW ?=
 RESULTS ?= results
 
+# How much of the protocol to run (default: all of it); `make demo` honours these too.
+LIMIT_ARGS := $(if $(EPISODES),--episodes-per-task $(EPISODES)) $(if $(TASKS),--tasks $(TASKS)) \
+	$(if $(MAX_STEPS),--max-steps $(MAX_STEPS))
 POLICY_ARGS := --policy $(POLICY) $(if $(CKPT),--checkpoint $(CKPT)) $(if $(CONFIG),--config $(CONFIG)) \
 	$(if $(NORM_STATS),--norm-stats $(NORM_STATS)) $(if $(TOKENIZER),--tokenizer $(TOKENIZER))
-EVAL_ARGS := --suite $(SUITE) $(POLICY_ARGS) $(if $(EPISODES),--episodes-per-task $(EPISODES)) \
+EVAL_ARGS := --suite $(SUITE) $(POLICY_ARGS) $(LIMIT_ARGS) \
 	$(if $(WORKERS),--workers $(WORKERS)) $(if $(BATCH),--batch-size $(BATCH)) $(if $(OUT),--out $(OUT)) \
-	$(if $(VIDEO),--video $(VIDEO)) $(if $(SEED),--seed $(SEED)) $(if $(TASKS),--tasks $(TASKS)) \
-	$(if $(PROTOCOL),--protocol $(PROTOCOL))
+	$(if $(VIDEO),--video $(VIDEO)) $(if $(SEED),--seed $(SEED)) $(if $(PROTOCOL),--protocol $(PROTOCOL))
 
 .PHONY: setup eval test report leaderboard regress serve demo clean-venv
 
@@ -58,12 +61,14 @@ test: setup
 	$(BIN)/python -m pytest -q -x --durations=15 $(PYTEST_ARGS)
 
 report: setup
+	@if [ -z "$(RUN)" ]; then echo "make report: set RUN=<run directory>, e.g. make report RUN=results/demo" >&2; exit 2; fi
 	$(BIN)/evalkit report $(RUN)
 
 leaderboard: setup
 	$(BIN)/evalkit leaderboard $(RESULTS)
 
 regress: setup
+	@if [ -z "$(BASE)" ] || [ -z "$(NEW)" ]; then echo "make regress: set BASE=<baseline run directory> NEW=<candidate run directory>" >&2; exit 2; fi
 	$(BIN)/evalkit regress --baseline $(BASE) --candidate $(NEW)
 
 serve: setup
@@ -71,8 +76,7 @@ serve: setup
 
 # The first taste: a scripted oracle on a few DROID-style scenes; no weights needed. Writes store, videos, report.
 demo: setup
-	$(BIN)/evalkit eval --suite droid_demo --policy oracle --video all --out $(RESULTS)/demo
-	$(BIN)/evalkit report $(RESULTS)/demo
+	$(BIN)/evalkit eval --suite droid_demo --policy oracle --video all --out $(RESULTS)/demo $(LIMIT_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

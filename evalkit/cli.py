@@ -53,6 +53,7 @@ def eval_arguments(parser: argparse.ArgumentParser) -> None:
 def eval_main(args: argparse.Namespace) -> int:
     from evalkit.cli_args import dataclass_from_arguments
     from evalkit.core.policy import PolicyOptions, PolicyUnavailableError
+    from evalkit.report.report import report_link, write_report
     from evalkit.report.summary import console_summary
     from evalkit.runner import EvalConfig, evaluate
 
@@ -83,21 +84,44 @@ def eval_main(args: argparse.Namespace) -> int:
         )
         return 130
     print(console_summary(run_dir))
+    report = write_report(run_dir)
     print(f"\nrun directory: {run_dir}")
+    print(f"report: {report_link(report)}")
     return 0
 
 
 def suites_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument(
+        "--all", action="store_true", help="also list suites that cannot run here, with the reason"
+    )
 
 
 def suites_main(args: argparse.Namespace) -> int:
+    import re
+    import shutil
+    import textwrap
+
     from evalkit.suites.registry import list_suites
 
-    infos = list_suites()
-    width = max(len(info.name) for info in infos)
-    for info in infos:
-        print(f"{info.name:<{width}}  {info.kind:<7} {info.n_tasks:>4} tasks  {info.description}")
+    infos = list_suites(include_unavailable=True)
+    shown = [i for i in infos if i.available or args.all]
+    hidden = [i for i in infos if not i.available]
+    width = max(len(info.name) for info in shown)
+    indent = width + 2 + 8 + 12
+    columns = max(indent + 30, shutil.get_terminal_size((120, 24)).columns)
+    for info in shown:
+        tasks = f"{info.n_tasks:>4} tasks" if info.available else "unavailable"
+        lines = textwrap.wrap(info.description, columns - indent) or [""]
+        print(f"{info.name:<{width}}  {info.kind:<7} {tasks:<12}{lines[0]}")
+        for line in lines[1:]:
+            print(" " * indent + line)
+    if hidden and not args.all:  # name the most common reason, by one example of it
+        pattern = [re.sub(r"'[^']*'|\d+", "", info.description) for info in hidden]
+        example = hidden[pattern.index(max(pattern, key=pattern.count))]
+        print(
+            f"\n{len(hidden)} more suite(s) cannot run here and are hidden (e.g. {example.description}); "
+            "`evalkit suites --all` lists them with the reason."
+        )
     return 0
 
 

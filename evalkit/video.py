@@ -16,7 +16,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from evalkit.paths import inside, safe_component
 
@@ -30,12 +30,36 @@ def video_name(suite: str, task_id: int, init_state: int, seed: int, task: str, 
     return f"{safe_component(suite)}/task{task_id:02d}_init{init_state:03d}_seed{seed}_{outcome}_{slug}.mp4"
 
 
+def caption_font_px(height: int, width: int) -> int:
+    """Caption size: readable when the video is shown as a ~420 px wide thumbnail (wide DROID frames shrink most)."""
+    return max(13, height // 14, width // 40)
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int, max_lines: int = 3) -> list[str]:
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    if len(lines) > max_lines:
+        lines = [*lines[: max_lines - 1], " ".join(lines[max_lines - 1 :])]
+        while len(lines[-1]) > 1 and draw.textlength(lines[-1] + "…", font=font) > width:
+            lines[-1] = lines[-1][:-1]
+        lines[-1] = lines[-1].rstrip() + "…"
+    return lines
+
+
 def _banner(frame: np.ndarray, text: str, color: tuple[int, int, int]) -> np.ndarray:
     image = Image.fromarray(frame)
     draw = ImageDraw.Draw(image)
-    height = max(12, frame.shape[0] // 16)
-    draw.rectangle([0, 0, frame.shape[1], height + 4], fill=(0, 0, 0))
-    draw.text((3, 2), text, fill=color)
+    size = caption_font_px(*frame.shape[:2])
+    font = ImageFont.load_default(size=size)
+    lines = _wrap(draw, text, font, frame.shape[1] - 8)
+    line_h = round(size * 1.2)
+    draw.rectangle([0, 0, frame.shape[1], line_h * len(lines) + 6], fill=(0, 0, 0))
+    for i, line in enumerate(lines):
+        draw.text((4, 3 + i * line_h), line, fill=color, font=font)
     return np.asarray(image)
 
 

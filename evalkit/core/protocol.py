@@ -70,6 +70,9 @@ class TaskSpec:
     name: str
     language: str
     num_init_states: int
+    progress_stages: tuple[
+        str, ...
+    ] = ()  # partial-progress flags its episodes record, in the order they happen
 
 
 @dataclass(frozen=True)

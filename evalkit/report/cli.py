@@ -8,9 +8,23 @@ from pathlib import Path
 
 
 def report_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", type=Path, help="run directory (holds episodes.sqlite and manifest.json)")
-    parser.add_argument("--out", type=Path, help="output directory (default: RUN/report)")
-    parser.add_argument("--formats", default="md,csv,parquet,html", help="comma list of md,csv,parquet,html")
+    parser.add_argument(
+        "run",
+        type=Path,
+        nargs="+",
+        help="run directory (holds episodes.sqlite and manifest.json); two or more: a side-by-side comparison, "
+        "the first run being the reference",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output directory (default: RUN/report; for a comparison: <parent of RUN_A>/compare/A__vs__B)",
+    )
+    parser.add_argument(
+        "--formats",
+        default="md,csv,parquet,html",
+        help="comma list of md,csv,parquet,html (a comparison writes compare.md and compare.html)",
+    )
     parser.add_argument(
         "--embed-mb",
         type=float,
@@ -21,13 +35,21 @@ def report_arguments(parser: argparse.ArgumentParser) -> None:
 
 def report_main(args: argparse.Namespace) -> int:
     from evalkit.core.errors import EvalkitError
-    from evalkit.report.report import parse_formats, write_report
+    from evalkit.report.report import parse_formats, report_link, write_report
 
     if args.embed_mb < 0:
         raise EvalkitError(f"--embed-mb must be >= 0, got {args.embed_mb}")
-    result = write_report(args.run, args.out, parse_formats(args.formats), int(args.embed_mb * 2**20))
+    if len(args.run) > 1:
+        from evalkit.report.compare import write_comparison
+
+        _, markdown, files = write_comparison(args.run, args.out, int(args.embed_mb * 2**20))
+        print(markdown)
+        print(f"report: {files[-1].resolve().as_uri()}")
+        return 0
+    result = write_report(args.run[0], args.out, parse_formats(args.formats), int(args.embed_mb * 2**20))
     print(result.markdown)
     print(f"report written to {result.out_dir} ({', '.join(p.name for p in result.files)})", file=sys.stderr)
+    print(f"report: {report_link(result)}")
     return 0
 
 

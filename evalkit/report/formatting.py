@@ -48,3 +48,25 @@ def html_table(frame: pd.DataFrame, table_id: str | None = None) -> str:
 
 def plain(value: Any) -> str:
     return "—" if value is None or value == "" else str(value)
+
+
+def shorten_at_word(text: str, width: int) -> str:
+    """`text` in at most `width` characters, cut between words with "…" (a single longer word is cut in it)."""
+    text = " ".join(str(text).split())
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    if text[width - 1] != " " and " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "…"
+
+
+def wrap_label(text: str, width: int = 38, max_lines: int = 2) -> str:
+    """A plot label: `text` wrapped at words into at most `max_lines` lines, the last one shortened with "…"."""
+    import textwrap
+
+    lines = textwrap.wrap(" ".join(str(text).split()), width) or [""]
+    if len(lines) > max_lines:
+        rest = " ".join(lines[max_lines - 1 :])
+        lines = [*lines[: max_lines - 1], shorten_at_word(rest, width)]
+    return "\n".join(lines)

@@ -6,6 +6,8 @@ import io
 
 import pandas as pd
 
+from evalkit.report.formatting import wrap_label
+
 
 def _svg(fig) -> str:
     import matplotlib
@@ -29,9 +31,13 @@ def _figure(width: float, height: float):
 def task_success_bars(tasks: pd.DataFrame) -> str:
     """Horizontal bars of per-task success (%) with Wilson 95% whiskers."""
     tested = tasks[tasks["episodes"] > 0].reset_index(drop=True)
-    fig = _figure(8.0, max(1.6, 0.28 * len(tested) + 0.9))
+    several = tested["suite"].nunique() > 1
+    labels = [
+        wrap_label(f"{row.suite}: {row.task}" if several else str(row.task)) for row in tested.itertuples()
+    ]
+    lines = sum(label.count("\n") + 1 for label in labels)
+    fig = _figure(9.0, max(1.6, 0.2 * lines + 0.12 * len(labels) + 0.9))
     ax = fig.add_subplot()
-    labels = [f"{row.suite} #{row.task_id}" for row in tested.itertuples()]
     y = list(range(len(tested)))
     rate = tested["success_pct"].to_numpy(dtype=float)
     err = [

@@ -33,6 +33,16 @@ def error_warning(summary: RunSummary) -> str | None:
     )
 
 
+def run_title(provenance: dict) -> str:
+    """What a reader needs first: the policy (and checkpoint), the suites and the date; the run id is in the details."""
+    policy = str(provenance["policy"])
+    checkpoint = provenance.get("checkpoint")
+    if checkpoint:
+        policy += f" ({Path(str(checkpoint)).name or checkpoint})"
+    suites = provenance["config"].get("suite") or ", ".join(provenance["suite_protocols"])
+    return f"{policy} on {suites}, {str(provenance['created_at'])[:10]}"
+
+
 def percent(value: float) -> str:
     text = fmt_pct(value)
     return text if text == "—" else f"{text}%"
@@ -75,7 +85,7 @@ def provenance_lines(summary: RunSummary) -> list[str]:
 
 
 def render_markdown(summary: RunSummary) -> str:
-    parts = [f"# evalkit report: {summary.run_id}", "", *headline(summary), ""]
+    parts = [f"# evalkit report: {run_title(summary.provenance)}", "", *headline(summary), ""]
     warning = error_warning(summary)
     if warning:
         parts += [f"> **Warning:** {warning}", ""]
@@ -110,6 +120,7 @@ def render_html(summary: RunSummary, run: Run, out_dir: Path, embed_budget: int)
     )
     videos = collect_videos(run.episodes, run.path, out_dir, embed_budget)
     return env.get_template("report.html.j2").render(
+        title=run_title(summary.provenance),
         summary=summary,
         headline=[line.removeprefix("- ").replace("**", "").replace("`", "") for line in headline(summary)],
         warning=error_warning(summary),
@@ -129,6 +140,12 @@ def render_html(summary: RunSummary, run: Run, out_dir: Path, embed_budget: int)
         manifest_json=json.dumps(run.manifest.to_json(), indent=2, sort_keys=True, default=str),
         robustness_html=robustness.html(robust) if (robust := robustness.robustness_section(run)) else None,
     )
+
+
+def report_link(result: ReportFiles) -> str:
+    """A file:// link to the HTML page (terminals make it clickable), else the report directory's path."""
+    html = result.out_dir / "report.html"
+    return html.resolve().as_uri() if html in result.files else str(result.out_dir)
 
 
 def parse_formats(text: str) -> list[str]:

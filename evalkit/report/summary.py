@@ -17,6 +17,7 @@ from evalkit.report.stats import wilson
 from evalkit.rundir.run import Run
 
 TERMINATIONS = ("success", "max_steps", "error")
+CONSOLE_TASK_WIDTH = 60  # characters of an instruction in the console tables
 
 
 def pct(x: float) -> float:
@@ -171,17 +172,49 @@ def latency_table(run: Run) -> pd.DataFrame:
     )
 
 
+def merge_orders(sequences: list[list[str]]) -> list[str]:
+    """One order consistent with every sequence: a new item goes before the first of its successors already
+    placed (["reached", "grasped", "success"] + ["reached", "moved", "success"] -> reached, grasped, moved, success).
+    """
+    merged: list[str] = []
+    for seq in sorted(sequences, key=len, reverse=True):  # the longest chain first: the others slot into it
+        for i, item in enumerate(seq):
+            if item in merged:
+                continue
+            later = [merged.index(s) for s in seq[i + 1 :] if s in merged]
+            merged.insert(min(later) if later else len(merged), item)
+    return merged
+
+
+def stage_order(run: Run) -> list[str]:
+    """Partial-progress flags in the order the suites' tasks reach them (recorded in the manifest), then any
+    other stored flag in the order episodes first report it."""
+    declared = [
+        [str(s) for s in task.get("progress_stages") or []]
+        for record in run.manifest.suites.values()
+        for task in record.tasks
+    ]
+    order = merge_orders(declared)
+    for progress in run.usable["progress"]:
+        order += [key for key in progress if key not in order]
+    return order
+
+
 def progress_table(run: Run) -> pd.DataFrame:
-    """Share (%) of usable episodes per task in which each partial-progress flag was reached."""
+    """Share (%) of usable episodes per task in which each partial-progress flag was reached (stage order)."""
     usable = run.usable
-    flags = sorted({key for p in usable["progress"] for key in p})
+    present = {key for p in usable["progress"] for key in p}
+    flags = [flag for flag in stage_order(run) if flag in present]
     if not flags:
         return pd.DataFrame()
     rows = []
     for (suite, task_id), group in usable.groupby(["suite", "task_id"], sort=True):
         row: dict[str, Any] = {"suite": suite, "task_id": int(task_id), "episodes": len(group)}
-        for flag in flags:
-            row[flag] = pct(sum(bool(p.get(flag)) for p in group["progress"]) / len(group))
+        for flag in flags:  # a stage this task does not have (e.g. "grasped" for a drawer) stays empty
+            has = any(flag in p for p in group["progress"])
+            row[flag] = (
+                pct(sum(bool(p.get(flag)) for p in group["progress"]) / len(group)) if has else math.nan
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -245,12 +278,12 @@ def summarize(run: Run) -> RunSummary:
 
 def console_summary(run_dir: str | Path) -> str:
     """The per-task and per-suite tables `evalkit eval` prints when a run ends (errors left out of rates)."""
-    from evalkit.report.formatting import markdown_table, with_ci_column
+    from evalkit.report.formatting import markdown_table, shorten_at_word, with_ci_column
     from evalkit.rundir.run import load_run
 
     run = load_run(run_dir)
     tasks, suites = task_table(run), suite_table(run)
-    tasks["task"] = tasks["task"].str.slice(0, 60)
+    tasks["task"] = tasks["task"].map(lambda text: shorten_at_word(text, CONSOLE_TASK_WIDTH))
     parts = [markdown_table(with_ci_column(tasks)), "", markdown_table(with_ci_column(suites))]
     if len(suites) > 1:
         parts.append(f"\naverage over suites (mean of suite rates): {suites['success_pct'].mean():.1f}%")

@@ -92,7 +92,7 @@ class SuiteRecord:
     protocol: dict[str, Any]
     simulator: dict[str, str | None]
     protocol_fingerprint: str
-    tasks: list[dict[str, Any]]  # {task_id, name, language}
+    tasks: list[dict[str, Any]]  # {task_id, name, language, progress_stages}
 
     @classmethod
     def of(cls, suite: SuiteSpec, versions: dict[str, str | None]) -> SuiteRecord:
@@ -106,7 +106,15 @@ class SuiteRecord:
             protocol=json.loads(json.dumps(asdict(suite.protocol))),  # as it reads back
             simulator=sim,
             protocol_fingerprint=fingerprint(payload),
-            tasks=[{"task_id": t.task_id, "name": t.name, "language": t.language} for t in suite.tasks],
+            tasks=[
+                {
+                    "task_id": t.task_id,
+                    "name": t.name,
+                    "language": t.language,
+                    "progress_stages": list(t.progress_stages),
+                }
+                for t in suite.tasks
+            ],
         )
 
 

@@ -18,6 +18,7 @@ from evalkit.rundir.lock import RunLock
 from evalkit.rundir.manifest import now, open_manifest, write_manifest
 from evalkit.rundir.store import EpisodeStore, RunIdentity
 from evalkit.runner.config import VIDEO_MODES, EvalConfig, default_workers
+from evalkit.runner.plan import describe_plan
 from evalkit.runner.runner import Runner
 
 
@@ -90,10 +91,11 @@ def evaluate(config: EvalConfig, progress: bool = True, command: list[str] | Non
                     write_manifest(run_dir, manifest)
                     finished = store.finished()
                     todo = [spec for spec in all_episodes if spec not in finished]
-                    if progress and finished:
+                    if progress:
                         print(
-                            f"evalkit: resuming {run_dir}: {len(all_episodes) - len(todo)} of "
-                            f"{len(all_episodes)} episodes done"
+                            describe_plan(
+                                suites, all_episodes, todo, resolved.workers, policy.meta.name, str(run_dir)
+                            )
                         )
                     runner = Runner(resolved, suites, policy, store, run_dir, progress=progress)
                     session.status = "interrupted"

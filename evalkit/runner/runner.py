@@ -259,6 +259,6 @@ class Runner:
     def _progress_bar(self, total: int):
         if not self.progress:
             return None
-        from tqdm import tqdm
+        from evalkit.runner.plan import progress_bar
 
-        return tqdm(total=total, unit="ep", dynamic_ncols=True, desc="evaluating")
+        return progress_bar(total, self.config.workers or 1)

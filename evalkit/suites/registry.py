@@ -35,7 +35,8 @@ class SuiteInfo:
     name: str
     kind: str  # suite kind, or "group"
     n_tasks: int
-    description: str
+    description: str  # for an unavailable suite: why it cannot run
+    available: bool = True  # False: it cannot load here (e.g. registered without its task files)
 
 
 @dataclass(frozen=True)
@@ -196,8 +197,20 @@ def _resolve_protocol(name: str, data: dict[str, Any], preset_override: str | No
     return {**data, "protocol": {"name": preset, **base, **changes}}
 
 
-def _unknown_suite(name: str, known: list[str]) -> EvalkitError:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+def _loads(name: str, entries: dict[str, SuiteEntry]) -> bool:
+    """Whether a suite (or every member of a group) can be loaded here."""
+    try:
+        for entry in _expand(name, entries):
+            _load(entry, entries, None)
+    except EvalkitError:
+        return False
+    return True
+
+
+def _unknown_suite(name: str, entries: dict[str, SuiteEntry]) -> EvalkitError:
+    """The error for an unknown name; its "did you mean" offers only suites that can run here."""
+    candidates = difflib.get_close_matches(name, sorted(entries), n=10, cutoff=0.6)
+    close = [c for c in candidates if _loads(c, entries)][:3]
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     return EvalkitError(f"unknown suite {name!r}{hint} (`evalkit suites` lists them)")
 
@@ -308,7 +321,7 @@ def resolve(
     if name not in entries:
         entries.update(discovered_entries(entries))
     if name not in entries:
-        raise _unknown_suite(name, sorted(entries))
+        raise _unknown_suite(name, entries)
     specs = []
     for entry in _expand(name, entries):
         spec = _load(entry, entries, protocol)
@@ -320,14 +333,13 @@ def resolve(
 
 
 def list_suites(include_unavailable: bool = True) -> list[SuiteInfo]:
-    """Groups, YAML suites, then discovered suites, with task counts; a suite that cannot load shows why (0 tasks).
-
-    `include_unavailable=False` leaves out discovered suites that cannot load (e.g. registered without resources).
-    """
+    """Groups, YAML suites, then discovered suites, with task counts. A suite that cannot load is listed with
+    `available=False`, 0 tasks and the reason as its description; `include_unavailable=False` leaves those out."""
     entries = _all_entries(discover=True)
     counts: dict[str, int] = {}
     kinds: dict[str, str] = {}
-    notes: dict[str, str] = {}
+    notes: dict[str, str] = {}  # why a suite cannot load
+    summaries: dict[str, str] = {}  # what a loadable suite says about itself
     for entry in entries.values():
         if entry.is_group:
             continue
@@ -335,33 +347,38 @@ def list_suites(include_unavailable: bool = True) -> list[SuiteInfo]:
             spec = _load(entry, entries, None)
             counts[entry.name], kinds[entry.name] = len(spec.tasks), spec.kind
             if spec.options.get("summary"):  # a kind's availability line (e.g. LIBERO-plus per dimension)
-                notes[entry.name] = f"{entry.data.get('description', '')}; {spec.options['summary']}"
+                summaries[entry.name] = f"{entry.data.get('description', '')}; {spec.options['summary']}"
         except EvalkitError as exc:
             counts[entry.name] = 0
-            notes[entry.name] = f"unavailable: {exc}"
+            notes[entry.name] = str(exc)
     infos = []
     for entry in entries.values():
         description = " ".join(str(entry.data.get("description", "")).split())
+        available = True
         if entry.is_group:
             try:
                 members = _expand(entry.name, entries)
                 n = sum(counts.get(m.name, 0) for m in members)
                 description = description or f"group of {', '.join(m.name for m in members)}"
+                unavailable = [m.name for m in members if m.name in notes]
+                if unavailable:
+                    available, description = False, f"members cannot run: {', '.join(unavailable)}"
             except EvalkitError as exc:
-                n, description = 0, f"unavailable: {exc}"
+                n, available, description = 0, False, str(exc)
         else:
             n = counts[entry.name]
             if entry.name in notes:
-                if not include_unavailable and entry.source.endswith("discover()"):
-                    continue
-                description = notes[entry.name]
-        infos.append(SuiteInfo(entry.name, kinds.get(entry.name, entry.kind), n, description))
+                available, description = False, notes[entry.name]
+            elif entry.name in summaries:
+                description = " ".join(summaries[entry.name].split())
+        if available or include_unavailable:
+            infos.append(SuiteInfo(entry.name, kinds.get(entry.name, entry.kind), n, description, available))
 
     def sort_key(info: SuiteInfo) -> tuple:
         return (
             info.kind != "group",
             entries[info.name].source.endswith("discover()"),
-            info.n_tasks == 0,
+            not info.available,
             info.name,
         )
 

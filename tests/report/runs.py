@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,14 @@ def write_run(
     protocol_changes: dict[str, dict[str, Any]] | None = None,
     videos: dict[tuple[str, int, int, int], str] | None = None,
     progress: dict[str, bool] | None = None,
+    progress_of: Callable[[tuple[str, int, int, int]], dict[str, bool]] | None = None,
     created_at: str = "2026-11-24T00:00:00+00:00",
 ) -> Path:
     """outcomes: (suite, task_id, init_state, seed) -> True (success), False (max_steps) or "error".
 
     `protocol_changes` changes a suite's protocol (e.g. {"libero_spatial": {"max_steps": 280}}), as --protocol
-    or --max-steps would.
+    or --max-steps would. Episodes carry their task's real instruction; partial progress is `progress` for every
+    episode, or `progress_of(key)` per episode.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     suites = []
@@ -48,21 +51,22 @@ def write_run(
     write_manifest(run_dir, manifest)
     store = EpisodeStore(run_dir, RunIdentity(manifest.run_id, meta.identity, manifest.suite_fingerprints()))
     store._db.execute("PRAGMA synchronous=OFF")  # test speed only: no fsync per row on a loaded machine
-    for (suite, task_id, init_state, seed), outcome in outcomes.items():
+    for key, outcome in outcomes.items():
+        suite, task_id, init_state, seed = key
         error = outcome == "error"
         success = outcome is True
         steps = 60 + 7 * task_id + init_state if success else 220
         store.add(
             EpisodeResult(
                 spec=EpisodeSpec(suite, task_id, init_state, seed),
-                task=f"do task {task_id}",
+                task=next(s for s in suites if s.name == suite).task(task_id).language,
                 success=success,
                 steps=steps if not error else 3,
                 termination="error" if error else ("success" if success else "max_steps"),
                 wall_s=1.5,
                 policy_calls=steps // 5,
                 latency_ms=[10.0 + (i % 7) for i in range(steps // 5)],
-                progress=dict(progress or {}) if not error else {},
+                progress={} if error else dict(progress_of(key) if progress_of else progress or {}),
                 error="RuntimeError: simulator exploded" if error else None,
                 video=(videos or {}).get((suite, task_id, init_state, seed)),
             )

@@ -172,3 +172,20 @@ def test_unwritable_outputs_and_symlink_loops_are_one_line(tmp_path, capsys):
         assert len(err) == 1 and message in err[0], (argv, err)
     assert main(["leaderboard", str(tmp_path / "results")]) == 0
     assert capsys.readouterr().out.count("| pi05 @ ckpt/a") == 1  # listed once despite the loop
+
+
+def test_report_of_two_runs_is_a_comparison_with_a_link(tmp_path, capsys):
+    a = write_run(tmp_path / "a", {k: True for k in KEYS})
+    b = write_run(tmp_path / "b", {k: k[1] != 2 for k in KEYS}, policy_fp="b", checkpoint="ckpt/b")
+    assert main(["report", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    page = tmp_path / "compare" / "a__vs__b" / "compare.html"
+    assert out.startswith("# evalkit comparison: pi05 (a) vs pi05 (b) on libero_spatial")
+    assert out.rstrip().endswith(f"report: {page.resolve().as_uri()}") and page.is_file()
+
+
+def test_report_ends_with_a_file_link(tmp_path, capsys):
+    run = write_run(tmp_path / "run", {k: True for k in KEYS})
+    assert main(["report", str(run), "--formats", "md,html"]) == 0
+    html = (run / "report" / "report.html").resolve()
+    assert capsys.readouterr().out.rstrip().endswith(f"report: {html.as_uri()}")

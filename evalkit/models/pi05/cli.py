@@ -226,5 +226,9 @@ def make_tiny_checkpoint_main(args: argparse.Namespace) -> int:
     out = make_tiny_checkpoint(Path(args.out), args.embodiment, args.seed)
     ckpt = load_checkpoint(out)
     print(f"wrote tiny random pi05 checkpoint {out} ({ckpt.behaviour.name}); it is for smoke tests only")
-    print(f"try: evalkit eval --suite libero_spatial --policy pi05 --checkpoint {out}")
+    suite = "libero_spatial" if args.embodiment == "libero" else "droid_demo"
+    print(
+        f"one-episode smoke run: evalkit eval --suite {suite} --policy pi05 --checkpoint {out} "
+        f"--tasks 0 --episodes-per-task 1 --max-steps 20 --out results/{suite}__pi05_tiny_smoke"
+    )
     return 0

@@ -24,6 +24,7 @@ from evalkit.suites.droid.config import (
     parse_scene,
     parse_task,
 )
+from evalkit.suites.droid.predicates import progress_stages
 
 NUM_LAYOUTS = 1000  # layouts are generated from (task, index, seed); any index below this is valid
 DROID_KNOBS = {"max_joint_delta": 0.2, "gripper_threshold": 0.5}
@@ -140,7 +141,13 @@ def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
     extra = {**DROID_KNOBS, **dict(protocol.extra), "scene_fingerprint": fingerprint(scene_payload)}
     protocol = dataclasses.replace(protocol, extra=tuple(sorted(extra.items())))
     tasks = tuple(
-        TaskSpec(task_id=i, name=t.name, language=t.instruction, num_init_states=NUM_LAYOUTS)
+        TaskSpec(
+            task_id=i,
+            name=t.name,
+            language=t.instruction,
+            num_init_states=NUM_LAYOUTS,
+            progress_stages=progress_stages(t.success),
+        )
         for i, t in enumerate(droid.tasks)
     )
     return SuiteSpec(

@@ -131,18 +131,27 @@ def _holds(pred: Predicate, world: World) -> bool:
     raise ValueError(f"unknown predicate {pred.kind}")
 
 
+ARTICULATION_KINDS = ("joint_above", "joint_below")
+
+
+def progress_stages(pred: Predicate) -> tuple[str, ...]:
+    """The rubric's flags for a task with this success predicate, in the order an episode reaches them."""
+    if pred.kind in ARTICULATION_KINDS:
+        return ("reached", "moved", "success")
+    return ("reached", "grasped", "lifted", "success")
+
+
 class Rubric:
     """PolaRiS-style partial progress: each flag is set once its condition has held at any step."""
 
     def __init__(self, pred: Predicate, world: World):
         self.pred = pred
         self.world = world
-        self.articulation = pred.kind in ("joint_above", "joint_below")
+        self.articulation = pred.kind in ARTICULATION_KINDS
+        self.names = progress_stages(pred)
         if self.articulation:
-            self.names = ("reached", "moved", "success")
             self.start = world.joint_qpos(pred.target, pred.joint)
         else:
-            self.names = ("reached", "grasped", "lifted", "success")
             self.start = float(world.box(pred.object)[0][2])
         self.flags = dict.fromkeys(self.names, False)
 

