@@ -99,8 +99,11 @@ def test_kind_base_through_the_cli(tmp_path):
     (tmp_path / "weird.yaml").write_text("name: weird\nkind: base\n")
     proc = evalkit("eval", "--suite", "weird", "--policy", "zero", env={"EVALKIT_TASKS": str(tmp_path)})
     assert "is not a suite kind" in one_line_error(proc)
-    listing = evalkit("suites", env={"EVALKIT_TASKS": str(tmp_path)})
-    assert listing.returncode == 0 and "weird" in listing.stdout and "Traceback" not in listing.stderr
+    listing = evalkit("suites", env={"EVALKIT_TASKS": str(tmp_path)})  # hidden: it cannot run
+    assert listing.returncode == 0 and "cannot run here and are hidden" in listing.stdout
+    listing = evalkit("suites", "--all", env={"EVALKIT_TASKS": str(tmp_path)})
+    assert listing.returncode == 0 and "Traceback" not in listing.stderr
+    assert any(line.startswith("weird") and "not a suite kind" in line for line in listing.stdout.splitlines())
 
 
 @pytest.mark.parametrize("name", ["../../../x", "a/b", "..", "tab\there", "back\\slash"])
