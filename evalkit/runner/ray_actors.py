@@ -1,0 +1,128 @@
+"""The two Ray actors of `evalkit eval --ray`: an env worker (`EnvActor`, one CPU) and a policy replica
+(`PolicyReplica`, optional GPUs) that batches the requests it receives dynamically.
+
+They are plain classes, turned into actors by `evalkit.runner.ray_runner` with `ray.remote(...).options(...)`.
+An env actor's videos are written to a node-local temporary directory and shipped to the driver with the result,
+so the cluster needs no shared filesystem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import shutil
+import tempfile
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from evalkit.core.episode import EpisodeSpec
+from evalkit.core.errors import EvalkitError
+from evalkit.core.policy import PolicyMeta, PolicyOptions, PolicyRequest
+from evalkit.core.protocol import SuiteSpec
+from evalkit.runner.worker import EnvHost, Message
+
+
+class EnvActor:
+    def __init__(
+        self,
+        suites: dict[str, SuiteSpec],
+        cameras: bool,
+        privileged: bool,
+        video_mode: str,
+        save_actions: bool,
+    ):
+        from evalkit.rendering import configure_gl
+
+        configure_gl()
+        self.video_dir = Path(tempfile.mkdtemp(prefix="evalkit-actor-"))
+        self.host = EnvHost(suites, self.video_dir, cameras, privileged, video_mode, save_actions)
+
+    def ready(self) -> int:
+        return os.getpid()
+
+    def begin(self, spec: EpisodeSpec, record_video: bool) -> Message:
+        return self._ship(self.host.begin(spec, record_video))
+
+    def answer(self, chunk: np.ndarray) -> Message:
+        return self._ship(self.host.answer(chunk))
+
+    def abort(self) -> Message:
+        self.host.abort()
+        return ("aborted",)
+
+    def close(self) -> None:
+        self.host.close()
+        shutil.rmtree(self.video_dir, ignore_errors=True)
+
+    def _ship(self, msg: Message) -> Message:
+        """A result carries its video's bytes (the driver writes them into the run directory)."""
+        if msg[0] != "result":
+            return msg
+        result, actions = msg[1], msg[2]
+        video = None
+        if result.video:
+            path = self.video_dir / result.video
+            video = path.read_bytes()
+            path.unlink()
+        return ("result", result, actions, video)
+
+
+class PolicyReplica:
+    """One policy, built in this actor from its builder ("module:function") and options. Concurrent `infer` calls
+    are gathered into one `policy.infer` (up to `max_batch`, waiting at most `max_wait_ms` for stragglers), as
+    `evalkit serve` does; the policy runs in one thread, so requests keep arriving while it infers."""
+
+    def __init__(self, builder: str, options: PolicyOptions, max_batch: int, max_wait_ms: float):
+        self.max_batch = max(1, max_batch)
+        self.max_wait_s = max_wait_ms / 1000
+        self.pending: deque[tuple[PolicyRequest, asyncio.Future]] = deque()
+        self.batcher: asyncio.Task | None = None
+        self.executor = ThreadPoolExecutor(1)
+        self.error: Exception | None = None
+        try:
+            module_name, func_name = builder.split(":")
+            self.policy = getattr(importlib.import_module(module_name), func_name)(options)
+        except Exception as exc:  # reported by `meta()` as one line
+            self.error = exc
+
+    async def meta(self) -> PolicyMeta:
+        if self.error is not None:
+            raise self.error if isinstance(self.error, EvalkitError) else EvalkitError(str(self.error))
+        return self.policy.meta
+
+    async def pid(self) -> int:
+        return os.getpid()
+
+    async def infer(self, request: PolicyRequest) -> np.ndarray:
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((request, future))
+        if self.batcher is None or self.batcher.done():
+            self.batcher = asyncio.create_task(self._serve())
+        return await future
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.pending:
+            if len(self.pending) < self.max_batch:
+                await asyncio.sleep(self.max_wait_s)
+            batch = [self.pending.popleft() for _ in range(min(self.max_batch, len(self.pending)))]
+            try:
+                chunks = await loop.run_in_executor(self.executor, self.policy.infer, [r for r, _ in batch])
+                if len(chunks) != len(batch):
+                    raise EvalkitError(f"policy returned {len(chunks)} chunks for {len(batch)} observations")
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), chunk in zip(batch, chunks, strict=True):
+                if not future.done():
+                    future.set_result(np.asarray(chunk))
+
+    async def close(self) -> None:
+        if self.error is None:
+            self.policy.close()
