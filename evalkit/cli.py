@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from pathlib import Path
 
@@ -109,6 +110,7 @@ def eval_main(args: argparse.Namespace) -> int:
             f"{exc}; waiting episodes were recorded as errors, re-run the same command to resume"
         ) from exc
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # already exiting: a further Ctrl-C changes nothing
         print(
             f"\nevalkit: interrupted; finished episodes are kept in {config.run_dir()}, re-run to resume",
             file=sys.stderr,
