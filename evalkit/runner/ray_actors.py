@@ -21,7 +21,7 @@ import numpy as np
 
 from evalkit.core.episode import EpisodeSpec
 from evalkit.core.errors import EvalkitError
-from evalkit.core.policy import PolicyMeta, PolicyOptions, PolicyRequest
+from evalkit.core.policy import Observation, PolicyMeta, PolicyOptions, PolicyRequest
 from evalkit.core.protocol import SuiteSpec
 from evalkit.runner.worker import EnvHost, Message
 
@@ -44,37 +44,41 @@ class EnvActor:
     def ready(self) -> int:
         return os.getpid()
 
-    def begin(self, spec: EpisodeSpec, record_video: bool) -> Message:
+    # Each call returns (message, observation): the driver fetches only the small message and hands the
+    # observation's object reference to a replica, so images go from env actor to replica without the driver.
+    def begin(self, spec: EpisodeSpec, record_video: bool) -> tuple[Message, Observation | None]:
         return self._ship(self.host.begin(spec, record_video))
 
-    def answer(self, chunk: np.ndarray) -> Message:
+    def answer(self, chunk: np.ndarray) -> tuple[Message, Observation | None]:
         return self._ship(self.host.answer(chunk))
 
-    def abort(self) -> Message:
+    def abort(self) -> tuple[Message, None]:
         self.host.abort()
-        return ("aborted",)
+        return ("aborted",), None
 
     def close(self) -> None:
         self.host.close()
         shutil.rmtree(self.video_dir, ignore_errors=True)
 
-    def _ship(self, msg: Message) -> Message:
-        """A result carries its video's bytes (the driver writes them into the run directory)."""
+    def _ship(self, msg: Message) -> tuple[Message, Observation | None]:
+        """A request's observation travels apart; a result carries its video's bytes (the driver writes them)."""
+        if msg[0] == "request":
+            return ("request", msg[1]), msg[2]
         if msg[0] != "result":
-            return msg
+            return msg, None
         result, actions = msg[1], msg[2]
         video = None
         if result.video:
             path = self.video_dir / result.video
             video = path.read_bytes()
             path.unlink()
-        return ("result", result, actions, video)
+        return ("result", result, actions, video), None
 
 
 class PolicyReplica:
     """One policy, built in this actor from its builder ("module:function") and options. Concurrent `infer` calls
-    are gathered into one `policy.infer` (up to `max_batch`, waiting at most `max_wait_ms` for stragglers), as
-    `evalkit serve` does; the policy runs in one thread, so requests keep arriving while it infers."""
+    are gathered into one `policy.infer` (up to `max_batch`, waiting at most `max_wait_ms` for stragglers when the
+    policy was idle); the policy runs in one thread, so requests keep arriving while it infers."""
 
     def __init__(self, builder: str, options: PolicyOptions, max_batch: int, max_wait_ms: float):
         self.max_batch = max(1, max_batch)
@@ -97,18 +101,22 @@ class PolicyReplica:
     async def pid(self) -> int:
         return os.getpid()
 
-    async def infer(self, request: PolicyRequest) -> np.ndarray:
+    async def infer(self, obs: Observation, episode_id: str, seed: int, action_dim: int) -> np.ndarray:
         future = asyncio.get_running_loop().create_future()
-        self.pending.append((request, future))
+        self.pending.append((PolicyRequest(obs, episode_id, seed, action_dim), future))
         if self.batcher is None or self.batcher.done():
             self.batcher = asyncio.create_task(self._serve())
         return await future
 
     async def _serve(self) -> None:
+        """Batches until nothing is pending. Only a batch that starts on an idle policy waits for stragglers;
+        requests that arrived during an inference go into the next batch at once."""
         loop = asyncio.get_running_loop()
+        idle = True
         while self.pending:
-            if len(self.pending) < self.max_batch:
+            if idle and len(self.pending) < self.max_batch:
                 await asyncio.sleep(self.max_wait_s)
+            idle = False
             batch = [self.pending.popleft() for _ in range(min(self.max_batch, len(self.pending)))]
             try:
                 chunks = await loop.run_in_executor(self.executor, self.policy.infer, [r for r, _ in batch])

@@ -203,7 +203,7 @@ class RayRunner(Runner):
         self.replicas = replicas
         self.in_flight = [0] * len(replicas)  # requests per replica
         self.slots: list[EnvSlot] = []
-        self.refs: dict[Any, tuple[str, EnvSlot, Pending | None, int]] = {}
+        self.refs: dict[Any, tuple[str, EnvSlot, Any, int]] = {}  # ref -> (kind, slot, detail, replica)
         self.env_class = ray.remote(EnvActor).options(
             num_cpus=1, scheduling_strategy="SPREAD", max_restarts=0
         )
@@ -272,10 +272,12 @@ class RayRunner(Runner):
             if slot.ready and slot.episode is None and self.todo and self.stop_error is None:
                 spec = self._next_episode(slot.last_task)
                 slot.episode, slot.last_task = spec, (spec.suite, spec.task_id)
-                self._call_env(slot, slot.actor.begin.remote(spec, self._record_video(spec)))
+                self._call_env(slot, slot.actor.begin, spec, self._record_video(spec))
 
-    def _call_env(self, slot: EnvSlot, ref: Any) -> None:
-        self.refs[ref] = ("env", slot, None, -1)
+    def _call_env(self, slot: EnvSlot, method: Any, *args: Any) -> None:
+        """Call an env actor method; its (message, observation) come back as two objects."""
+        message, obs = method.options(num_returns=2).remote(*args)
+        self.refs[message] = ("env", slot, obs, -1)
         slot.deadline = self._deadline()
 
     def _step(self) -> None:
@@ -295,7 +297,7 @@ class RayRunner(Runner):
             if kind == "ready":
                 self._on_ready(slot, ref)
             elif kind == "env":
-                self._on_env(slot, ref)
+                self._on_env(slot, ref, item)
             else:
                 assert item is not None
                 self._on_chunk(slot, item, ref)
@@ -307,7 +309,7 @@ class RayRunner(Runner):
         except RayError:  # could not start (its node died): try again
             self._replace(slot, "env worker could not start")
 
-    def _on_env(self, slot: EnvSlot, ref: Any) -> None:
+    def _on_env(self, slot: EnvSlot, ref: Any, obs: Any) -> None:
         spec = slot.episode
         assert spec is not None
         try:
@@ -318,17 +320,15 @@ class RayRunner(Runner):
         if msg[0] == "request":
             slot.deadline = None  # waiting on the policy, which the watchdog does not time
             if self.stop_error is not None:
-                self._call_env(slot, slot.actor.abort.remote())
+                self._call_env(slot, slot.actor.abort)
                 return
-            item = Pending(slot, spec, msg[1], msg[2])
+            item = Pending(slot, spec, msg[1], obs)  # obs: the object reference, resolved in the replica
             replica = min(range(len(self.replicas)), key=self.in_flight.__getitem__)
             self.in_flight[replica] += 1
-            self.refs[self.replicas[replica].infer.remote(item.request(self.action_dim))] = (
-                "infer",
-                slot,
-                item,
-                replica,
+            call = self.replicas[replica].infer.remote(
+                obs, spec.episode_id, spec.request_seed(msg[1]), self.action_dim
             )
+            self.refs[call] = ("infer", slot, item, replica)
             return
         slot.episode, slot.deadline = None, None
         if msg[0] == "result" and msg[3] is not None:
@@ -354,9 +354,9 @@ class RayRunner(Runner):
             )
             chunk = None
         if chunk is None:
-            self._call_env(slot, slot.actor.abort.remote())
+            self._call_env(slot, slot.actor.abort)
         else:
-            self._call_env(slot, slot.actor.answer.remote(chunk))
+            self._call_env(slot, slot.actor.answer, chunk)
 
     def _watchdog(self) -> None:
         now = time.monotonic()

@@ -136,7 +136,9 @@ def test_a_stopped_worker_is_killed_retried_then_recorded_as_error(tmp_path):
     import time
 
     config, suites, episodes, store = _setup(tmp_path, episode_timeout_s=15.0, max_attempts=2)
-    runner = Runner(config, suites, ScriptedPolicy(lambda req: np.zeros((10, 7))), store, tmp_path, progress=False)
+    runner = Runner(
+        config, suites, ScriptedPolicy(lambda req: np.zeros((10, 7))), store, tmp_path, progress=False
+    )
     identity = store.identity
     store.close()
 
