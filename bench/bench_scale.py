@@ -9,7 +9,8 @@ runner or the Ray backend, real worker processes / actors, real store. Ratios ar
 - env busy: harness observations/s / (N x one bare env loop's observations/s), with a policy faster than the envs;
 - Ray over local: Ray's episodes/h / the local runner's, same workers, same scenario.
 
-Rates are taken over the steady part of each run (from the 10% to the 90% quantile of served observations),
+Rates are taken over the steady part of each run (from when all N envs had started an episode to when the last N
+episodes began),
 so process start-up and the last stragglers do not count; end-to-end wall times are printed too.
 
     python bench/bench_scale.py --quick     # < 5 min here; ends with one line of the three ratios
@@ -112,7 +113,7 @@ def run(
 
     registry.BUILDERS[builder] = f"scale_models:{builder}"
     log_dir = Path(os.environ[scale_models.BUSY_LOG])
-    for old in log_dir.glob("*.tsv"):
+    for old in log_dir.glob("*.tsv"):  # each run's logs only
         old.unlink()
     config = EvalConfig(
         suite=SUITE,
@@ -131,20 +132,18 @@ def run(
     rows = np.array(
         [
             [float(x) for x in line.split("\t")]
-            for f in log_dir.glob("*.tsv")
-            for line in f.read_text().split("\n")
-            if line
+            for f in log_dir.glob("policy-*.tsv")
+            for line in f.read_text().split()
         ]
-    )
-    rows = rows[np.argsort(rows[:, 1])]
-    served = np.cumsum(rows[:, 2])
-    lo = rows[np.searchsorted(served, 0.1 * served[-1]), 1]
-    hi = rows[np.searchsorted(served, 0.9 * served[-1]), 1]
+    ).reshape(-1, 3)
+    starts = np.sort([float(t) for f in log_dir.glob("env-*.tsv") for t in f.read_text().split()])
+    # steady state: from when all N envs had started an episode to when the last N episodes began
+    lo, hi = starts[workers - 1], starts[-workers]
     window = hi - lo
     busy = np.clip(np.minimum(rows[:, 1], hi) - np.maximum(rows[:, 0], lo), 0, None).sum()
     in_window = rows[(rows[:, 1] > lo) & (rows[:, 1] <= hi)]
     obs_per_s = in_window[:, 2].sum() / window
-    per_episode = served[-1] / (episodes // workers * workers)
+    per_episode = rows[:, 2].sum() / len(starts)
     return Result(
         name,
         "ray" if ray else "local",
@@ -172,7 +171,7 @@ def main() -> None:
     else:
         step_ms, render_ms = args.step_ms, args.render_ms
     print(f"LIBERO here: step {step_ms:.1f} ms, render (2 cameras, 224x224) {render_ms:.1f} ms", flush=True)
-    acc_workers, env_workers, per_worker, max_steps = (32, 8, 3, 50) if args.quick else (64, 16, 6, 100)
+    acc_workers, env_workers, per_worker, max_steps = (32, 8, 8, 50) if args.quick else (64, 16, 12, 100)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     (tmp / "tasks").mkdir()

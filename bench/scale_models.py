@@ -54,9 +54,14 @@ class ModelledEnv:
         self.render_s = float(os.environ[RENDER_MS]) / 1000
         self.size = suite.protocol.image_size
         self.language = suite.task(task_id).language
+        self.log = None
 
     def reset(self, episode: EpisodeSpec) -> None:
         self.steps = 0
+        if self.log is None:
+            self.log = open(Path(os.environ[BUSY_LOG]) / f"env-{uuid.uuid4().hex}.tsv", "a")  # noqa: SIM115
+        self.log.write(f"{time.time():.6f}\n")  # episode starts: the bench's steady window is cut from these
+        self.log.flush()
 
     def observe(self, cameras: bool, privileged: bool = False) -> dict[str, Any]:
         obs: dict[str, Any] = {"observation/state": np.zeros(BODY.state_dim), "prompt": self.language}
@@ -78,7 +83,8 @@ class ModelledEnv:
         return {}
 
     def close(self) -> None:
-        pass
+        if self.log is not None:
+            self.log.close()
 
 
 def make_env(suite: SuiteSpec, task_id: int) -> ModelledEnv:
@@ -125,13 +131,12 @@ class ModelledPolicy:
             embodiment=BODY.name,
             action_mode="eef_delta",
         )
-        self.log = open(Path(os.environ[BUSY_LOG]) / f"{uuid.uuid4().hex}.tsv", "a")  # noqa: SIM115
+        self.log = open(Path(os.environ[BUSY_LOG]) / f"policy-{uuid.uuid4().hex}.tsv", "a")  # noqa: SIM115
 
     def infer(self, batch):
-        start = time.perf_counter()
+        start = time.time()
         time.sleep(self.a_s + self.b_s * len(batch))
-        end = time.perf_counter()
-        self.log.write(f"{time.time() - (end - start):.6f}\t{time.time():.6f}\t{len(batch)}\n")
+        self.log.write(f"{start:.6f}\t{time.time():.6f}\t{len(batch)}\n")
         self.log.flush()
         return [np.zeros((10, req.action_dim), np.float32) for req in batch]
 

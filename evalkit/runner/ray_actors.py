@@ -14,19 +14,27 @@ import os
 import shutil
 import tempfile
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from evalkit.core.episode import EpisodeSpec
 from evalkit.core.errors import EvalkitError
-from evalkit.core.policy import Observation, PolicyMeta, PolicyOptions, PolicyRequest
+from evalkit.core.policy import Observation, PolicyMeta, PolicyOptions, PolicyRequest, PolicyUnavailableError
 from evalkit.core.protocol import SuiteSpec
+from evalkit.runner.runner import validate_chunk
 from evalkit.runner.worker import EnvHost, Message
 
 
 class EnvActor:
+    """Runs whole episodes, asking the policy replicas itself (the driver is not on the path of an observation).
+
+    `run` is a streaming generator: it reports ("waiting",) before each policy call and ("stepping",) after it,
+    so the driver's watchdog times only the env, then ends with the episode's closing message."""
+
     def __init__(
         self,
         suites: dict[str, SuiteSpec],
@@ -34,45 +42,65 @@ class EnvActor:
         privileged: bool,
         video_mode: str,
         save_actions: bool,
+        replicas: list[Any],
+        index: int,
     ):
         from evalkit.rendering import configure_gl
 
         configure_gl()
         self.video_dir = Path(tempfile.mkdtemp(prefix="evalkit-actor-"))
         self.host = EnvHost(suites, self.video_dir, cameras, privileged, video_mode, save_actions)
+        self.replicas = replicas
+        self.turn = index  # replicas are taken in turn, starting from this actor's index
 
     def ready(self) -> int:
         return os.getpid()
 
-    # Each call returns (message, observation): the driver fetches only the small message and hands the
-    # observation's object reference to a replica, so images go from env actor to replica without the driver.
-    def begin(self, spec: EpisodeSpec, record_video: bool) -> tuple[Message, Observation | None]:
-        return self._ship(self.host.begin(spec, record_video))
+    def run(self, spec: EpisodeSpec, record_video: bool, action_dim: int) -> Iterator[Message]:
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
 
-    def answer(self, chunk: np.ndarray) -> tuple[Message, Observation | None]:
-        return self._ship(self.host.answer(chunk))
-
-    def abort(self) -> tuple[Message, None]:
-        self.host.abort()
-        return ("aborted",), None
+        msg = self.host.begin(spec, record_video)
+        while msg[0] == "request":
+            yield ("waiting",)
+            replica = self.replicas[self.turn % len(self.replicas)]
+            self.turn += 1
+            try:
+                reply = replica.infer.remote(msg[2], spec.episode_id, spec.request_seed(msg[1]), action_dim)
+                chunk = validate_chunk(ray.get(reply), action_dim, spec.episode_id)
+            except RayTaskError as exc:
+                self.host.abort()
+                cause = getattr(exc, "cause", None) or exc
+                kind = "unavailable" if isinstance(cause, PolicyUnavailableError) else "policy_error"
+                yield (kind, str(cause).splitlines()[0] if str(cause) else type(cause).__name__)
+                return
+            except RayActorError as exc:  # restarted as often as allowed, and died again
+                self.host.abort()
+                yield ("unavailable", f"policy replica died: {str(exc).splitlines()[0]}")
+                return
+            except EvalkitError as exc:  # actions of the wrong shape, non-finite: the run stops
+                self.host.abort()
+                yield ("policy_error", str(exc))
+                return
+            yield ("stepping",)
+            msg = self.host.answer(chunk)
+        yield self._ship(msg)
 
     def close(self) -> None:
         self.host.close()
         shutil.rmtree(self.video_dir, ignore_errors=True)
 
-    def _ship(self, msg: Message) -> tuple[Message, Observation | None]:
-        """A request's observation travels apart; a result carries its video's bytes (the driver writes them)."""
-        if msg[0] == "request":
-            return ("request", msg[1]), msg[2]
+    def _ship(self, msg: Message) -> Message:
+        """A result carries its video's bytes (the driver writes them into the run directory)."""
         if msg[0] != "result":
-            return msg, None
+            return msg
         result, actions = msg[1], msg[2]
         video = None
         if result.video:
             path = self.video_dir / result.video
             video = path.read_bytes()
             path.unlink()
-        return ("result", result, actions, video), None
+        return ("result", result, actions, video)
 
 
 class PolicyReplica:

@@ -1,9 +1,10 @@
 """`evalkit eval --ray`: env workers and policy replicas as Ray actors, the driver keeping store, manifest, resume
 and progress bar. Imported only with `--ray`; Ray is the optional extra `pip install -e '.[ray]'`.
 
-The driver never blocks on inference: it waits on whatever Ray objects are in flight (env steps and policy calls
-on every replica) and reacts to each as it arrives. An observation goes to the replica with the fewest requests in
-flight; each replica batches what it receives (`PolicyReplica`). Faults:
+The driver never blocks on inference, and is not on an observation's path: each env actor runs whole episodes and
+sends its observations to the replicas itself (in turn), and each replica batches what it receives from all env
+actors (`PolicyReplica`). The driver schedules episodes, follows each one's reports (a streaming generator: waiting
+on the policy / stepping / the result) for the watchdog, and stores results. Faults:
 - an env actor that dies (its node lost) or makes no progress for `episode_timeout_s`: its episode is retried on
   a new actor, wherever the cluster places it, and stored once;
 - a replica that dies: Ray restarts it and re-sends its in-flight requests (`max_restarts`/`max_task_retries`);
@@ -27,11 +28,11 @@ from evalkit.core.policy import PolicyMeta, PolicyOptions, PolicyUnavailableErro
 from evalkit.core.protocol import SuiteSpec
 from evalkit.rundir.store import EpisodeStore
 from evalkit.runner.config import EvalConfig
-from evalkit.runner.runner import POLL_S, Pending, Runner, validate_chunk
+from evalkit.runner.runner import POLL_S, Runner
 
 try:
     import ray
-    from ray.exceptions import RayActorError, RayError, RayTaskError
+    from ray.exceptions import RayError
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise EvalkitError("--ray needs Ray: pip install -e '.[ray]'") from exc
 
@@ -179,7 +180,8 @@ class EnvSlot:
     ready: bool = False
     episode: EpisodeSpec | None = None
     last_task: tuple[str, int] | None = None
-    deadline: float | None = None
+    deadline: float | None = None  # it owes a report by then (None: idle, or waiting on the policy)
+    stream: Any = None  # the ObjectRefGenerator of the episode in progress
 
 
 class _Meta:
@@ -201,9 +203,9 @@ class RayRunner(Runner):
         super().__init__(config, suites, _Meta(meta), store, run_dir, progress)  # type: ignore[arg-type]
         self.meta = meta
         self.replicas = replicas
-        self.in_flight = [0] * len(replicas)  # requests per replica
         self.slots: list[EnvSlot] = []
-        self.refs: dict[Any, tuple[str, EnvSlot, Any, int]] = {}  # ref -> (kind, slot, detail, replica)
+        self.waitables: dict[Any, tuple[str, EnvSlot]] = {}  # ready refs and episode streams
+        self.started = 0
         self.env_class = ray.remote(EnvActor).options(
             num_cpus=1, scheduling_strategy="SPREAD", max_restarts=0
         )
@@ -216,9 +218,12 @@ class RayRunner(Runner):
             self.meta.privileged,
             self.config.video,
             self.config.save_actions,
+            self.replicas,
+            self.started,
         )
+        self.started += 1
         slot = EnvSlot(actor)
-        self.refs[actor.ready.remote()] = ("ready", slot, None, -1)
+        self.waitables[actor.ready.remote()] = ("ready", slot)
         return slot
 
     def _stop_envs(self, interrupted: bool) -> None:
@@ -228,19 +233,25 @@ class RayRunner(Runner):
         for slot in self.slots:
             with contextlib.suppress(Exception):
                 ray.kill(slot.actor)
-        self.slots, self.refs = [], {}
+        self.slots, self.waitables = [], {}
 
     def kill_now(self) -> None:
         for slot in self.slots:
             with contextlib.suppress(Exception):
                 ray.kill(slot.actor)
 
-    def _replace(self, slot: EnvSlot, reason: str) -> None:  # type: ignore[override]
+    def _drop(self, slot: EnvSlot) -> EpisodeSpec | None:
+        """Kill the slot's actor and start another in its place; returns the episode it was running."""
         with contextlib.suppress(Exception):
             ray.kill(slot.actor)
+        self.waitables = {w: v for w, v in self.waitables.items() if v[1] is not slot}
         self.slots[self.slots.index(slot)] = self._start_env()
-        if slot.episode is not None:
-            spec, slot.episode = slot.episode, None
+        spec, slot.episode = slot.episode, None
+        return spec
+
+    def _replace(self, slot: EnvSlot, reason: str) -> None:  # type: ignore[override]
+        spec = self._drop(slot)
+        if spec is not None:
             self._retry(spec, reason)
 
     # -- the loop --------------------------------------------------------------------------------------------
@@ -272,91 +283,66 @@ class RayRunner(Runner):
             if slot.ready and slot.episode is None and self.todo and self.stop_error is None:
                 spec = self._next_episode(slot.last_task)
                 slot.episode, slot.last_task = spec, (spec.suite, spec.task_id)
-                self._call_env(slot, slot.actor.begin, spec, self._record_video(spec))
-
-    def _call_env(self, slot: EnvSlot, method: Any, *args: Any) -> None:
-        """Call an env actor method; its (message, observation) come back as two objects."""
-        message, obs = method.options(num_returns=2).remote(*args)
-        self.refs[message] = ("env", slot, obs, -1)
-        slot.deadline = self._deadline()
+                slot.stream = slot.actor.run.options(num_returns="streaming").remote(
+                    spec, self._record_video(spec), self.action_dim
+                )
+                self.waitables[slot.stream] = ("episode", slot)
+                slot.deadline = self._deadline()
 
     def _step(self) -> None:
-        """Wait for anything in flight (at most POLL_S), then handle everything that is ready."""
-        if not self.refs:
+        """Wait for anything to report (at most POLL_S), then handle everything that has."""
+        if not self.waitables:
             time.sleep(POLL_S)
             return
-        ready, _ = ray.wait(list(self.refs), num_returns=1, timeout=POLL_S)
+        ready, _ = ray.wait(list(self.waitables), num_returns=1, timeout=POLL_S)
         if ready:
-            ready, _ = ray.wait(list(self.refs), num_returns=len(self.refs), timeout=0)
-        for ref in ready:
-            kind, slot, item, replica = self.refs.pop(ref)
-            if kind == "infer":
-                self.in_flight[replica] -= 1
-            if slot not in self.slots:
-                continue  # replaced meanwhile; its episode is being retried
+            ready, _ = ray.wait(list(self.waitables), num_returns=len(self.waitables), timeout=0)
+        for waitable in ready:
+            if waitable not in self.waitables:
+                continue  # its slot was dropped while handling an earlier one
+            kind, slot = self.waitables[waitable]
             if kind == "ready":
-                self._on_ready(slot, ref)
-            elif kind == "env":
-                self._on_env(slot, ref, item)
+                del self.waitables[waitable]
+                try:
+                    ray.get(waitable)
+                    slot.ready = True
+                except RayError:  # could not start (its node died): try again
+                    self._replace(slot, "env worker could not start")
             else:
-                assert item is not None
-                self._on_chunk(slot, item, ref)
+                self._on_report(slot)
 
-    def _on_ready(self, slot: EnvSlot, ref: Any) -> None:
-        try:
-            ray.get(ref)
-            slot.ready = True
-        except RayError:  # could not start (its node died): try again
-            self._replace(slot, "env worker could not start")
-
-    def _on_env(self, slot: EnvSlot, ref: Any, obs: Any) -> None:
+    def _on_report(self, slot: EnvSlot) -> None:
         spec = slot.episode
         assert spec is not None
         try:
-            msg = ray.get(ref)
-        except RayError as exc:
+            msg = ray.get(next(slot.stream))
+        except (RayError, StopIteration) as exc:
             self._replace(slot, f"env worker lost ({type(exc).__name__}; its node died?)")
             return
-        if msg[0] == "request":
-            slot.deadline = None  # waiting on the policy, which the watchdog does not time
-            if self.stop_error is not None:
-                self._call_env(slot, slot.actor.abort)
-                return
-            item = Pending(slot, spec, msg[1], obs)  # obs: the object reference, resolved in the replica
-            replica = min(range(len(self.replicas)), key=self.in_flight.__getitem__)
-            self.in_flight[replica] += 1
-            call = self.replicas[replica].infer.remote(
-                obs, spec.episode_id, spec.request_seed(msg[1]), self.action_dim
-            )
-            self.refs[call] = ("infer", slot, item, replica)
+        if msg[0] == "waiting":
+            slot.deadline = None  # the policy's time, which the watchdog does not count
             return
-        slot.episode, slot.deadline = None, None
+        if msg[0] == "stepping":
+            slot.deadline = self._deadline()
+            return
+        del self.waitables[slot.stream]
+        slot.episode, slot.deadline, slot.stream = None, None, None
+        if msg[0] == "policy_error":
+            raise EvalkitError(f"policy failed: {msg[1]}")
+        if msg[0] == "unavailable":
+            self.stop_error = PolicyUnavailableError(msg[1])
+            self._store(self._error_result(spec, f"policy unavailable: {msg[1]}"))
+            for other in list(self.slots):  # episodes waiting on the policy: recorded as errors, not failures
+                if other.episode is not None:
+                    lost = self._drop(other)
+                    assert lost is not None
+                    self._store(self._error_result(lost, f"policy unavailable: {msg[1]}"))
+            return
         if msg[0] == "result" and msg[3] is not None:
             path = self.run_dir / msg[1].video
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(msg[3])
         self._handle_end(spec, msg[:3])
-
-    def _on_chunk(self, slot: EnvSlot, item: Pending, ref: Any) -> None:
-        if slot.episode != item.spec:
-            return
-        try:
-            chunk = validate_chunk(ray.get(ref), self.action_dim, item.spec.episode_id)
-        except RayTaskError as exc:
-            cause = _cause(exc)
-            if not isinstance(cause, PolicyUnavailableError):
-                raise EvalkitError(f"policy failed: {str(cause).splitlines()[0]}") from None
-            self.stop_error = cause
-            chunk = None
-        except RayActorError as exc:  # restarted REPLICA_RESTARTS times and died again
-            self.stop_error = PolicyUnavailableError(
-                f"policy replica died: {str(_cause(exc)).splitlines()[0]}"
-            )
-            chunk = None
-        if chunk is None:
-            self._call_env(slot, slot.actor.abort)
-        else:
-            self._call_env(slot, slot.actor.answer, chunk)
 
     def _watchdog(self) -> None:
         now = time.monotonic()
