@@ -164,7 +164,7 @@ def _episode_running_on(node, thread, timeout=240):
                 title = " ".join(child.cmdline())
             except psutil.Error:
                 continue
-            if "ray::EnvActor.begin" in title or "ray::EnvActor.answer" in title:
+            if "ray::EnvActor.run" in title:
                 return
         time.sleep(0.05)
     raise AssertionError("no episode ran on the node")
