@@ -18,6 +18,9 @@ OUT ?=
 VIDEO ?=
 SEED ?=
 TASKS ?=
+RAY ?=
+REPLICAS ?=
+GPUS ?=
 RUN ?=
 BASE ?=
 NEW ?=
@@ -26,9 +29,10 @@ RESULTS ?= results
 EVAL_ARGS := --suite $(SUITE) --policy $(POLICY) \
 	$(if $(CKPT),--checkpoint $(CKPT)) $(if $(EPISODES),--episodes-per-task $(EPISODES)) \
 	$(if $(WORKERS),--workers $(WORKERS)) $(if $(BATCH),--batch-size $(BATCH)) $(if $(OUT),--out $(OUT)) \
-	$(if $(VIDEO),--video $(VIDEO)) $(if $(SEED),--seed $(SEED)) $(if $(TASKS),--tasks $(TASKS))
+	$(if $(VIDEO),--video $(VIDEO)) $(if $(SEED),--seed $(SEED)) $(if $(TASKS),--tasks $(TASKS)) \
+	$(if $(RAY),--ray $(RAY)) $(if $(REPLICAS),--policy-replicas $(REPLICAS)) $(if $(GPUS),--gpus-per-replica $(GPUS))
 
-.PHONY: setup eval test report leaderboard regress serve demo clean-venv
+.PHONY: setup eval test report leaderboard regress serve demo gpu-check clean-venv
 
 setup: $(VENV)/.installed
 
@@ -36,7 +40,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,ray]'
 	touch $@
 
 eval: setup
@@ -63,6 +67,10 @@ serve: setup
 demo: setup
 	$(BIN)/evalkit eval --suite droid_demo --policy oracle --video all --out $(RESULTS)/demo
 	$(BIN)/evalkit report $(RESULTS)/demo
+
+# Is this machine's GPU ready for pi05? Parity, latency, FLOP/s, memory, a LIBERO run through Ray (tiny on a CPU).
+gpu-check: setup
+	$(BIN)/python bench/gpu_check.py
 
 clean-venv:
 	rm -rf $(VENV)
