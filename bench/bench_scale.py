@@ -157,6 +157,50 @@ def run(
     )
 
 
+# openpi's LIBERO protocol: 4 suites x 10 tasks x 50 episodes, max_steps 220/280/300/520 (tasks/libero/*.yaml)
+OPENPI_EPISODES, OPENPI_MAX_STEPS = 2000, (220, 280, 300, 520)
+
+
+def projected_obs_per_s(envs: int, replicas: int, env_s: float, max_batch: int = 64) -> float:
+    """Closed loop of `envs` envs (env_s of stepping and rendering per observation) over `replicas` replicas that
+    take a + b*B for a batch of B: a replica's batch period P holds the envs that wait on it, B = n P / (env_s + P),
+    capped at max_batch (then the replica is saturated). Solved by fixed-point iteration."""
+    a, b, n = A_MS / 1000, B_MS / 1000, envs / replicas
+    period = a
+    for _ in range(200):
+        batch = min(max_batch, n * period / (env_s + period))
+        period = a + b * batch
+    if batch >= max_batch:
+        return replicas * max_batch / period
+    return envs / (env_s + period)
+
+
+def projection(bare_obs_per_s: float) -> None:
+    """README table: episodes/h for openpi's LIBERO protocol from this machine's per-core env rate."""
+    env_s = 1 / bare_obs_per_s
+    obs_per_episode = sum(m / 5 for m in OPENPI_MAX_STEPS) / len(
+        OPENPI_MAX_STEPS
+    )  # no early success: worst case
+    print(
+        f"projection (openpi LIBERO, {OPENPI_EPISODES} episodes, {obs_per_episode:.0f} observations/episode at "
+        f"most, {env_s * 1000:.0f} ms of env per observation per core, pi0.5 modelled as {A_MS:g} + {B_MS:g} B ms):"
+    )
+    print("| cluster | env workers | policy replicas | observations/s | episodes/h | 2,000 episodes |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, nodes, gpus in (
+        ("1 node, 64 cores, 1 H100", 1, 1),
+        ("1 node, 64 cores, 8 H100", 1, 8),
+        ("4 nodes, 64 cores + 1 H100 each", 4, 4),
+    ):
+        envs = nodes * 64 - gpus  # a CPU per replica
+        rate = projected_obs_per_s(envs, gpus, env_s)
+        per_h = rate * 3600 / obs_per_episode
+        print(
+            f"| {name} | {envs} | {gpus} | {rate:.0f} | {per_h:,.0f} | {OPENPI_EPISODES / per_h * 60:.1f} min |"
+        )
+    print("| vla-eval (AI2), 1 H100 node, 50 shards | | | | ~6,700 | 18 min |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -257,6 +301,7 @@ def main() -> None:
     ray_over_local = min(
         by[n, "ray"].episodes_per_h / by[n, "local"].episodes_per_h for n in ("accelerator", "env")
     )
+    projection(bare)
     print(f"(total {time.time() - t0:.0f} s; the minimum over local and Ray for each ratio)")
     print(f"accelerator_busy={accelerator:.3f} env_busy={env:.3f} ray_over_local={ray_over_local:.3f}")
 
