@@ -76,7 +76,7 @@ class LocalBackend:
         if self.runner is not None:
             self.runner.kill_now()
 
-    def close(self) -> None:
+    def close(self, graceful: bool = True) -> None:
         self.policy.close()
 
 
@@ -132,8 +132,10 @@ def evaluate(config: EvalConfig, progress: bool = True, command: list[str] | Non
         backend = start_backend(config, suites)
         try:
             _evaluate(config, suites, all_episodes, backend, progress, command)
-        finally:
-            backend.close()
+        except BaseException:
+            backend.close(graceful=False)  # e.g. Ctrl-C: no waiting on a replica in the middle of a batch
+            raise
+        backend.close()
     return config.run_dir()
 
 

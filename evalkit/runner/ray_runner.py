@@ -111,7 +111,7 @@ class RayBackend:
                 ) from None
             self.meta: PolicyMeta = metas[0]
         except BaseException:
-            self.close()
+            self.close(graceful=False)
             raise
 
     def _check_resources(self, config: EvalConfig) -> None:
@@ -161,9 +161,10 @@ class RayBackend:
             with contextlib.suppress(Exception):
                 ray.kill(replica)
 
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            ray.get([r.close.remote() for r in self.replicas], timeout=10)
+    def close(self, graceful: bool = True) -> None:
+        if graceful:
+            with contextlib.suppress(Exception):
+                ray.get([r.close.remote() for r in self.replicas], timeout=10)
         for replica in self.replicas:
             with contextlib.suppress(Exception):
                 ray.kill(replica)
