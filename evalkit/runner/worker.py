@@ -1,12 +1,18 @@
-"""The env worker: one process, one simulator, one episode at a time.
+"""The env side: one simulator, one episode at a time, driven one policy call at a time.
 
-The worker runs the episode loop of the protocol (settle steps, then ask for a chunk when the queue is empty and
-execute its first `replan_steps` actions) and talks to the runner over a pipe:
+`EnvHost` runs the episode loop of the protocol (settle steps, then ask for a chunk when the queue is empty and
+execute its first `replan_steps` actions) as a state machine: `begin` starts an episode and `answer` gives it the
+chunk it asked for; each returns the next message for the runner:
 
+    ("request", call_index, obs) | ("result", EpisodeResult, actions | None) | ("crashed", message)
+
+The local runner drives a host in a worker process over a pipe (`worker_main`); the Ray runner drives one inside
+an actor (`evalkit.runner.ray_actors`). Cameras are rendered only for a policy request that needs them or a video
+frame.
+
+Pipe protocol of `worker_main`:
     runner -> worker: ("episode", EpisodeSpec, record_video) | ("chunk", actions) | ("abort",) | ("stop",)
-    worker -> runner: ("request", call_index, obs) | ("result", EpisodeResult) | ("aborted",) | ("crashed", message)
-
-Cameras are rendered only for a policy request that needs them or a video frame.
+    worker -> runner: a host message above | ("aborted",)
 """
 
 from __future__ import annotations
@@ -14,42 +20,104 @@ from __future__ import annotations
 import contextlib
 import importlib
 import signal
+import sys
 import time
 from collections import deque
+from collections.abc import Generator
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from evalkit.core.episode import EpisodeResult, EpisodeSpec
+from evalkit.core.policy import Observation
 from evalkit.core.protocol import SuiteSpec
 from evalkit.paths import safe_component
 from evalkit.suites.base import SimEnv
 from evalkit.video import EpisodeVideo, video_name
 
+Message = tuple[Any, ...]
+Episode = Generator[Observation, np.ndarray, tuple[EpisodeResult, np.ndarray | None]]
 
-class EpisodeAborted(Exception):
-    """The runner dropped the episode (the policy could not answer); nothing is recorded by the worker."""
 
+class EnvHost:
+    """One simulator (kept across episodes of the same task) and the episode in progress on it."""
 
-class EpisodeLoop:
     def __init__(
         self,
-        conn: Connection,
+        suites: dict[str, SuiteSpec],
         run_dir: Path,
         cameras: bool,
         privileged: bool,
         video_mode: str,
         save_actions: bool,
     ):
-        self.conn = conn
-        self.run_dir = run_dir
+        self.suites = suites
+        self.run_dir = Path(run_dir)
         self.cameras = cameras
         self.privileged = privileged
         self.video_mode = video_mode
         self.save_actions = save_actions
+        self.env: SimEnv | None = None
+        self.env_key: tuple[str, int] | None = None
+        self.episode: Episode | None = None
+        self.calls = 0
 
-    def run(self, env: SimEnv, suite: SuiteSpec, spec: EpisodeSpec, record_video: bool) -> EpisodeResult:
+    # -- the runner's side ---------------------------------------------------------------------------------
+    def begin(self, spec: EpisodeSpec, record_video: bool) -> Message:
+        self.abort()
+        try:
+            suite = self.suites[spec.suite]
+            if self.env_key != (spec.suite, spec.task_id):
+                self.close()
+                kind = importlib.import_module(f"evalkit.suites.{suite.kind}")
+                self.env = kind.make_env(suite, spec.task_id)
+                self.env_key = (spec.suite, spec.task_id)
+            self.episode, self.calls = self._run(self.env, suite, spec, record_video), 0
+            return self._advance(None)
+        except Exception as exc:  # a simulator fault: the runner retries the episode, then records `error`
+            return self._crashed(exc)
+
+    def answer(self, chunk: np.ndarray) -> Message:
+        if self.episode is None:
+            return ("crashed", "no episode is waiting for actions")
+        try:
+            return self._advance(chunk)
+        except Exception as exc:
+            return self._crashed(exc)
+
+    def abort(self) -> None:
+        """Drop the episode in progress (its video is discarded); nothing is recorded."""
+        if self.episode is not None:
+            episode, self.episode = self.episode, None
+            with contextlib.suppress(Exception):
+                episode.close()
+
+    def close(self) -> None:
+        self.abort()
+        if self.env is not None:
+            with contextlib.suppress(Exception):
+                self.env.close()
+        self.env, self.env_key = None, None
+
+    def _advance(self, chunk: np.ndarray | None) -> Message:
+        assert self.episode is not None
+        try:
+            obs = next(self.episode) if chunk is None else self.episode.send(chunk)
+        except StopIteration as done:
+            self.episode = None
+            result, actions = done.value
+            return ("result", result, actions)
+        self.calls += 1
+        return ("request", self.calls - 1, obs)
+
+    def _crashed(self, exc: Exception) -> Message:
+        self.close()
+        return ("crashed", f"{type(exc).__name__}: {exc}"[:500])
+
+    # -- one episode -----------------------------------------------------------------------------------------
+    def _run(self, env: SimEnv, suite: SuiteSpec, spec: EpisodeSpec, record_video: bool) -> Episode:
         proto = suite.protocol
         task = suite.task(spec.task_id).language
         start = time.perf_counter()
@@ -73,12 +141,9 @@ class EpisodeLoop:
                 if not queue:
                     obs = env.observe(cameras=self.cameras, privileged=self.privileged)
                     sent = time.perf_counter()
-                    self.conn.send(("request", len(latency_ms), obs))
-                    reply = self.conn.recv()
-                    if reply[0] == "abort":
-                        raise EpisodeAborted
+                    chunk = yield obs
                     latency_ms.append((time.perf_counter() - sent) * 1000)
-                    queue.extend(reply[1][: proto.replan_steps])
+                    queue.extend(chunk[: proto.replan_steps])
                 action = queue.popleft()
                 success = bool(env.step(action))
                 steps += 1
@@ -86,7 +151,7 @@ class EpisodeLoop:
                     executed.append(action)
                 if video:
                     video.add(env.frame())
-        except BaseException:
+        except BaseException:  # including GeneratorExit (an aborted episode) and SystemExit (SIGTERM)
             if video:
                 video.discard()
             raise
@@ -97,11 +162,10 @@ class EpisodeLoop:
             else:
                 name = video_name(spec.suite, spec.task_id, spec.init_state, spec.seed, task, success)
                 video_path = video.finish(name, success)
-        if self.save_actions:
-            path = self.run_dir / "actions" / f"{safe_component(spec.episode_id.replace('/', '_'))}.npz"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(path, actions=np.asarray(executed, dtype=np.float32).reshape(len(executed), -1))
-        return EpisodeResult(
+        actions = (
+            np.asarray(executed, dtype=np.float32).reshape(len(executed), -1) if self.save_actions else None
+        )
+        result = EpisodeResult(
             spec=spec,
             task=task,
             success=success,
@@ -114,6 +178,18 @@ class EpisodeLoop:
             video=video_path,
             error=video.failure if video else None,  # "video not saved: ..." (the outcome stands)
         )
+        return result, actions
+
+
+def save_actions(run_dir: Path, spec: EpisodeSpec, actions: np.ndarray) -> None:
+    """Executed actions of one episode, `actions/<episode id>.npz` (written by the runner, whatever the backend)."""
+    path = Path(run_dir) / "actions" / f"{safe_component(spec.episode_id.replace('/', '_'))}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, actions=actions)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)  # unwinds the episode, so a partial video is discarded
 
 
 def worker_main(
@@ -125,44 +201,29 @@ def worker_main(
     video_mode: str,
     save_actions: bool,
 ) -> None:
-    """Entry point of a worker process (started with the spawn method, so GL contexts are created here)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
+    """Entry point of a worker process (started with the spawn method, so GL contexts are created here).
+
+    The runner starts it with SIGINT ignored (Ctrl-C is the runner's to handle) and stops it with SIGTERM.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     from evalkit.rendering import configure_gl
 
     configure_gl()
-    loop = EpisodeLoop(conn, Path(run_dir), cameras, privileged, video_mode, save_actions)
-    env: SimEnv | None = None
-    env_key: tuple[str, int] | None = None
+    host = EnvHost(suites, Path(run_dir), cameras, privileged, video_mode, save_actions)
     try:
         while True:
             msg = conn.recv()
             if msg[0] == "stop":
                 break
-            _, spec, record_video = msg
-            suite = suites[spec.suite]
-            try:
-                if env_key != (spec.suite, spec.task_id):
-                    _close(env)
-                    env, env_key = None, None
-                    kind = importlib.import_module(f"evalkit.suites.{suite.kind}")
-                    env = kind.make_env(suite, spec.task_id)
-                    env_key = (spec.suite, spec.task_id)
-                conn.send(("result", loop.run(env, suite, spec, record_video)))
-            except EpisodeAborted:
+            if msg[0] == "episode":
+                conn.send(host.begin(msg[1], msg[2]))
+            elif msg[0] == "chunk":
+                conn.send(host.answer(msg[1]))
+            elif msg[0] == "abort":
+                host.abort()
                 conn.send(("aborted",))
-            except (
-                Exception
-            ) as exc:  # a simulator fault: the runner retries the episode, then records `error`
-                conn.send(("crashed", f"{type(exc).__name__}: {exc}"[:500]))
-                _close(env)
-                env, env_key = None, None
-    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+    except (EOFError, BrokenPipeError, KeyboardInterrupt, SystemExit):
         pass
     finally:
-        _close(env)
-
-
-def _close(env: SimEnv | None) -> None:
-    if env is not None:
-        with contextlib.suppress(Exception):
-            env.close()
+        host.close()

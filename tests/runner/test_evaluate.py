@@ -94,10 +94,14 @@ def _wait_for_rows(run, n, proc, timeout=240):
 
 def test_interrupted_run_resumes_only_missing_episodes(tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.Popen(_eval_cmd(run), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_eval_cmd(run), stderr=subprocess.PIPE, text=True, start_new_session=True)
     _wait_for_rows(run, 1, proc)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
+    sent = time.time()
     assert proc.wait(timeout=60) == 130
+    assert time.time() - sent < 5  # "stopping…" at once, then workers terminated, not waited for
+    err = proc.stderr.read()
+    assert "stopping…" in err and "Traceback" not in err
     before = {(r["init_state"]): r["finished_at"] for r in read_rows(run)}
     assert 1 <= len(before) < 4
     assert read_manifest(run)["sessions"][-1]["status"] == "interrupted"
@@ -108,6 +112,29 @@ def test_interrupted_run_resumes_only_missing_episodes(tmp_path):
     assert all(before[r["init_state"]] == r["finished_at"] for r in rows if r["init_state"] in before)
     sessions = read_manifest(run)["sessions"]
     assert len(sessions) == 2 and sessions[1]["episodes_run"] == 4 - len(before)
+
+
+def test_a_second_ctrl_c_exits_at_once_without_worker_traces(tmp_path):
+    """Both presses while the workers are still booting (where a worker used to print a KeyboardInterrupt trace)."""
+    run = tmp_path / "run"
+    # its own process group, signalled as a whole, as a terminal's Ctrl-C is
+    proc = subprocess.Popen(
+        _eval_cmd(run, "--workers", "2"), stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.time() + 120
+    while not (run / "manifest.json").exists() and time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    time.sleep(0.5)  # workers are being spawned and importing
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    sent = time.time()
+    assert proc.wait(timeout=30) == 130
+    assert time.time() - sent < 2
+    err = proc.stderr.read()
+    assert "stopping…" in err
+    assert "SpawnProcess" not in err and "Traceback" not in err, err
 
 
 def test_killed_worker_loses_nothing(tmp_path):

@@ -11,6 +11,7 @@ from evalkit.rundir.store import EpisodeStore, RunIdentity
 from evalkit.runner import EvalConfig
 from evalkit.runner.evaluate import resolve_suites
 from evalkit.runner.runner import Runner, validate_chunk
+from tests.helpers import read_rows
 
 
 class ScriptedPolicy:
@@ -124,3 +125,41 @@ def test_the_runner_batches_pending_observations_up_to_batch_size(tmp_path, batc
     rows = store.rows()
     assert sum(policy.batches) == sum(r["policy_calls"] for r in rows) == 8  # 6 steps, replan 5: 2 calls each
     assert max(policy.batches) == batch_size
+
+
+def test_a_stopped_worker_is_killed_retried_then_recorded_as_error(tmp_path):
+    """SIGSTOP the worker of episode 0 on each of its two attempts: the watchdog kills it, retries the episode
+    once, then records it as `error`; episode 1 then runs normally on a fresh worker."""
+    import os
+    import signal
+    import threading
+    import time
+
+    config, suites, episodes, store = _setup(tmp_path, episode_timeout_s=15.0, max_attempts=2)
+    runner = Runner(
+        config, suites, ScriptedPolicy(lambda req: np.zeros((10, 7))), store, tmp_path, progress=False
+    )
+    identity = store.identity
+    store.close()
+
+    def run_with_own_store():  # SQLite connections belong to their thread
+        runner.store = EpisodeStore(tmp_path, identity)
+        runner.run(episodes, episodes)
+
+    thread = threading.Thread(target=run_with_own_store)
+    thread.start()
+    stopped: set[int] = set()
+    while thread.is_alive() and len(stopped) < 2:
+        for worker in list(runner.workers):
+            spec = worker.episode
+            if spec is not None and spec.init_state == 0 and worker.process.pid not in stopped:
+                os.kill(worker.process.pid, signal.SIGSTOP)
+                stopped.add(worker.process.pid)
+        time.sleep(0.05)
+    thread.join(timeout=180)
+    assert not thread.is_alive()
+    rows = {r["init_state"]: r for r in read_rows(tmp_path)}
+    assert len(stopped) == 2
+    assert rows[0]["termination"] == "error"
+    assert "no progress for 15 s" in rows[0]["error"] and "after 2 attempts" in rows[0]["error"]
+    assert rows[1]["termination"] == "max_steps" and rows[1]["steps"] == 6

@@ -1,0 +1,219 @@
+"""`evalkit eval --ray` on a simulated multi-node Ray cluster (ray.cluster_utils.Cluster: a head and two worker
+nodes on this machine), with real LIBERO scenes: same per-episode results as the local runner, node loss,
+replica loss, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from evalkit.runner import EvalConfig, evaluate
+from tests.helpers import read_manifest, read_rows
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+KEYS = ("task_id", "init_state", "seed", "success", "steps", "termination", "policy_calls")
+FEEDBACK = "tests.runner.policies:make_state_feedback_policy"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One Ray cluster for the whole module (starting Ray takes ~10 s here): head with 2 CPUs, two 2-CPU nodes."""
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    workers = [cluster.add_node(num_cpus=2) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+    yield cluster, workers
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture
+def feedback(monkeypatch):
+    from evalkit.policies import registry
+
+    monkeypatch.setitem(registry.BUILDERS, "feedback", FEEDBACK)
+
+
+def _config(out, **kw):
+    base = dict(
+        suite="libero_spatial",
+        policy="feedback",
+        out=out,
+        tasks=(0, 1),
+        episodes_per_task=2,
+        max_steps=12,
+        workers=2,
+        batch_size=2,
+        save_actions=True,
+    )
+    return EvalConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    """The reference: the same episodes through the local runner."""
+    from evalkit.policies import registry
+
+    registry.BUILDERS["feedback"] = FEEDBACK
+    try:
+        return evaluate(_config(tmp_path_factory.mktemp("local") / "run"), progress=False)
+    finally:
+        del registry.BUILDERS["feedback"]
+
+
+def _same_results(run, reference):
+    rows = read_rows(run)
+    assert [{k: r[k] for k in KEYS} for r in rows] == [{k: r[k] for k in KEYS} for r in read_rows(reference)]
+    assert len({(r["task_id"], r["init_state"]) for r in rows}) == len(rows) == 4  # each stored exactly once
+    for name in sorted(p.name for p in (reference / "actions").iterdir()):
+        a, b = (np.load(d / "actions" / name)["actions"] for d in (run, reference))
+        assert a.shape == (12, 7) and np.array_equal(a, b)
+
+
+def _cluster_is_idle(timeout=30):
+    """Every CPU of the cluster free again: no actor of the run is left."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if ray.available_resources().get("CPU", 0) == ray.cluster_resources().get("CPU", -1):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_ray_run_stores_the_local_runs_results(cluster, feedback, local_run, tmp_path):
+    run = evaluate(_config(tmp_path / "run", ray="auto", workers=3, policy_replicas=2), progress=False)
+    _same_results(run, local_run)
+    execution = read_manifest(run)["execution"]
+    assert execution["backend"] == "ray" and execution["ray_version"] == ray.__version__
+    assert execution["nodes"] == 3 and execution["resources"]["CPU"] == 6
+    assert execution["workers"] == 3 and execution["policy_replicas"] == 2
+    assert read_manifest(local_run)["execution"]["backend"] == "local"
+    assert _cluster_is_idle()
+
+
+def _run_in_thread(config):
+    box = {}
+
+    def target():
+        try:
+            box["run"] = evaluate(config, progress=False)
+        except BaseException as exc:  # handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, box
+
+
+def _wait_for_rows(run, n, thread, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline and thread.is_alive():
+        if (run / "episodes.sqlite").exists():
+            try:
+                if len(read_rows(run)) >= n:
+                    return
+            except Exception:
+                pass
+        time.sleep(0.1)
+    raise AssertionError("no episode finished in time")
+
+
+def _replica_pids():
+    pids = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"ray::PolicyReplica" in f.read():
+                    pids.append(int(pid))
+        except (OSError, ValueError):
+            pass
+    return pids
+
+
+def test_a_killed_replica_is_restarted_and_its_requests_resent(cluster, feedback, local_run, tmp_path, capfd):
+    config = _config(tmp_path / "run", ray="auto", policy_replicas=1, max_steps=12)
+    thread, box = _run_in_thread(config)
+    _wait_for_rows(config.out, 1, thread)
+    (pid,) = _replica_pids()
+    os.kill(pid, signal.SIGKILL)  # its in-flight requests are lost with it
+    thread.join(timeout=300)
+    assert "error" not in box, box.get("error")
+    _same_results(box["run"], local_run)
+    assert _cluster_is_idle()
+
+
+def _episode_running_on(node, thread, timeout=240):
+    """Wait until an env actor of `node` (a child of its raylet) is inside an episode."""
+    psutil = pytest.importorskip("psutil")
+    from ray._private import ray_constants
+
+    raylet = psutil.Process(node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
+    deadline = time.time() + timeout
+    while time.time() < deadline and thread.is_alive():
+        for child in raylet.children():
+            try:
+                title = " ".join(child.cmdline())
+            except psutil.Error:
+                continue
+            if "ray::EnvActor.run" in title:
+                return
+        time.sleep(0.05)
+    raise AssertionError("no episode ran on the node")
+
+
+def test_a_lost_node_loses_no_episode(cluster, feedback, local_run, tmp_path, capfd):
+    head, workers = cluster
+    config = _config(tmp_path / "run", ray="auto", workers=3, max_steps=12)
+    thread, box = _run_in_thread(config)
+    _episode_running_on(workers[0], thread)
+    head.remove_node(workers[0])  # its env actor dies mid-episode
+    try:
+        thread.join(timeout=300)
+        assert "error" not in box, box.get("error")
+        _same_results(box["run"], local_run)
+        assert "env worker lost" in capfd.readouterr().err  # an episode was retried elsewhere
+        assert all(r["termination"] != "error" for r in read_rows(box["run"]))
+    finally:
+        workers[0] = head.add_node(num_cpus=2)
+        head.wait_for_nodes()
+    assert _cluster_is_idle()
+
+
+def test_ctrl_c_stops_the_actors_and_keeps_finished_episodes(cluster, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "evalkit.cli", "eval", "--suite", "libero_spatial", "--policy", "zero"]
+    cmd += ["--tasks", "0", "--episodes-per-task", "6", "--max-steps", "60", "--workers", "2", "--quiet"]
+    cmd += ["--ray", cluster[0].address, "--out", str(run)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not ((run / "episodes.sqlite").exists() and read_rows(run)) and time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    sent = time.time()
+    assert proc.wait(timeout=30) == 130
+    assert time.time() - sent < 5
+    err = proc.stderr.read()
+    assert "stopping…" in err and "Traceback" not in err
+    assert 1 <= len(read_rows(run)) < 6
+    assert read_manifest(run)["sessions"][-1]["status"] == "interrupted"
+    assert _cluster_is_idle()
+
+
+def test_without_the_flag_ray_is_not_imported(tmp_path):
+    code = (
+        "import sys; from evalkit.cli import main; "
+        f"rc = main(['eval', '--suite', 'libero_spatial', '--policy', 'zero', '--tasks', '0', "
+        f"'--episodes-per-task', '1', '--max-steps', '2', '--workers', '1', '--quiet', '--out', r'{tmp_path}']); "
+        "assert rc == 0 and 'ray' not in sys.modules, sorted(m for m in sys.modules if m.startswith('ray'))"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
