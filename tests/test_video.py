@@ -16,7 +16,7 @@ from evalkit.paths import MAX_COMPONENT
 from evalkit.video import FAILURE_PREFIX, EpisodeVideo, check_mp4, video_name
 
 REPO = Path(__file__).resolve().parents[1]
-N_FRAMES = 1000  # 64x64 frames: ~65 kB of mdat, then an ~11 kB moov written last (the trailer)
+N_FRAMES = 2500  # 64x64 frames: ~110 kB of mdat, then the moov written last (the trailer)
 
 
 def frames(n: int = N_FRAMES):

@@ -169,7 +169,11 @@ def _evaluate(config, suites, all_episodes, backend, progress, command) -> None:
                 finished = store.finished()
                 todo = [spec for spec in all_episodes if spec not in finished]
                 if progress:
-                    print(describe_plan(suites, all_episodes, todo, resolved.workers, backend.meta.name, str(run_dir)))
+                    print(
+                        describe_plan(
+                            suites, all_episodes, todo, resolved.workers, backend.meta.name, str(run_dir)
+                        )
+                    )
                 runner = backend.make_runner(resolved, suites, store, run_dir, progress)
                 try:
                     runner.run(todo, all_episodes)

@@ -103,7 +103,9 @@ def test_kind_base_through_the_cli(tmp_path):
     assert listing.returncode == 0 and "cannot run here and are hidden" in listing.stdout
     listing = evalkit("suites", "--all", env={"EVALKIT_TASKS": str(tmp_path)})
     assert listing.returncode == 0 and "Traceback" not in listing.stderr
-    assert any(line.startswith("weird") and "not a suite kind" in line for line in listing.stdout.splitlines())
+    assert any(
+        line.startswith("weird") and "not a suite kind" in line for line in listing.stdout.splitlines()
+    )
 
 
 @pytest.mark.parametrize("name", ["../../../x", "a/b", "..", "tab\there", "back\\slash"])
