@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import zipfile
 
@@ -30,14 +31,14 @@ def test_equals_torch_load(dimension: str) -> None:
 
 class _Exploit:
     def __reduce__(self):
-        return (print, ("pwned",))
+        return (os.system, ("echo pwned",))
 
 
 def test_refuses_other_globals(tmp_path) -> None:
     path = tmp_path / "evil.pruned_init"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("evil/data.pkl", pickle.dumps(_Exploit(), protocol=2))
-    with pytest.raises(EvalkitError, match=r"refusing (__builtin__|builtins)\.print"):
+    with pytest.raises(EvalkitError, match=r"refusing (posix|os)\.system"):
         load_init_states(str(path))
 
 
