@@ -6,7 +6,6 @@ import argparse
 import importlib
 import signal
 import sys
-from pathlib import Path
 
 from evalkit.core.errors import EvalkitError
 
@@ -27,56 +26,12 @@ EXTERNAL_COMMANDS = {
 def eval_arguments(parser: argparse.ArgumentParser) -> None:
     from evalkit.cli_args import add_dataclass_arguments
     from evalkit.core.policy import PolicyOptions
-    from evalkit.runner.config import VIDEO_MODES
+    from evalkit.runner.config import EvalConfig
 
     parser.add_argument("--suite", required=True, help="suite or group name (see `evalkit suites`)")
     add_dataclass_arguments(parser, PolicyOptions, title="policy")
-    run = parser.add_argument_group("run")
-    run.add_argument("--episodes-per-task", type=int, help="default: the protocol's (50 for openpi LIBERO)")
-    run.add_argument("--tasks", type=int, nargs="+", help="task ids (default: all)")
-    run.add_argument("--workers", type=int, help="env worker processes (default: available cores)")
-    run.add_argument(
-        "--batch-size", type=int, default=16, help="max observations per policy call (default: 16)"
-    )
-    run.add_argument("--out", type=Path, help="run directory (default: results/<suite>__<policy>)")
-    run.add_argument(
-        "--video", choices=VIDEO_MODES, default="none", help="which episodes to film (default: none)"
-    )
-    run.add_argument("--seed", type=int, help="default: the protocol's (7 for openpi LIBERO)")
-    run.add_argument("--max-steps", type=int, help="override the per-suite step budget")
-    run.add_argument("--protocol", help="protocol preset: openpi (default), lerobot, droid, droid_jointpos")
-    run.add_argument(
-        "--save-actions", action="store_true", help="also store executed actions (actions/*.npz)"
-    )
-    run.add_argument(
-        "--episode-timeout",
-        type=float,
-        default=600.0,
-        metavar="SECONDS",
-        help="kill an env worker that makes no progress this long and retry its episode (default: 600)",
-    )
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
-    ray = parser.add_argument_group("Ray (optional extra: pip install -e '.[ray]')")
-    ray.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        metavar="ADDRESS",
-        help="run env workers and policy replicas as Ray actors: `local` (the default when given without a "
-        "value) starts Ray in this process, `auto` or ray://host:10001 joins a running cluster",
-    )
-    ray.add_argument(
-        "--policy-replicas",
-        type=int,
-        default=1,
-        help="policy replicas, each batching dynamically (default: 1)",
-    )
-    ray.add_argument(
-        "--gpus-per-replica",
-        type=float,
-        default=0.0,
-        help="GPUs per policy replica; a fraction shares a GPU, e.g. 0.5 (default: 0, CPU)",
-    )
+    add_dataclass_arguments(parser, EvalConfig)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def eval_main(args: argparse.Namespace) -> int:
@@ -86,24 +41,8 @@ def eval_main(args: argparse.Namespace) -> int:
     from evalkit.report.summary import console_summary
     from evalkit.runner import EvalConfig, evaluate
 
-    config = EvalConfig(
-        suite=args.suite,
-        policy=dataclass_from_arguments(PolicyOptions, args),
-        out=args.out,
-        episodes_per_task=args.episodes_per_task,
-        tasks=tuple(args.tasks) if args.tasks else None,
-        workers=args.workers,
-        batch_size=args.batch_size,
-        video=args.video,
-        seed=args.seed,
-        max_steps=args.max_steps,
-        protocol=args.protocol,
-        save_actions=args.save_actions,
-        episode_timeout_s=args.episode_timeout,
-        ray=args.ray,
-        policy_replicas=args.policy_replicas,
-        gpus_per_replica=args.gpus_per_replica,
-    )
+    policy = dataclass_from_arguments(PolicyOptions, args)
+    config = dataclass_from_arguments(EvalConfig, args, suite=args.suite, policy=policy)
     try:
         run_dir = evaluate(config, progress=not args.quiet)
     except PolicyUnavailableError as exc:

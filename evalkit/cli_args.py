@@ -1,7 +1,7 @@
 """Command-line flags generated from config dataclasses, so that each default and help text lives in one place.
 
-A dataclass field becomes a flag when its metadata carries `flag` and `help` (see `evalkit.core.policy`); its
-default is the field's default and `--help` shows it.
+A dataclass field becomes a flag when its metadata carries one (`evalkit.core.flags.flag`); its default is the
+field's default, `--help` shows it, and fields that name a group are listed under that heading.
 """
 
 from __future__ import annotations
@@ -16,11 +16,16 @@ T = TypeVar("T")
 def add_dataclass_arguments(
     parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (), title: str | None = None
 ) -> None:
-    group = parser.add_argument_group(title) if title else parser
+    """Flags for the fields of `cls` that carry one, under their group's heading (or `title`)."""
+    groups: dict[str | None, Any] = {}
     for f in dataclasses.fields(cls):
         meta = f.metadata
         if "flag" not in meta or f.name in skip:
             continue
+        heading = meta.get("group") or title
+        if heading not in groups:
+            groups[heading] = parser.add_argument_group(heading) if heading else parser
+        group = groups[heading]
         kwargs: dict[str, Any] = dict(meta["argparse"])
         help_text = meta["help"]
         if f.default is not dataclasses.MISSING and kwargs.get("action") != "store_true":

@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from evalkit.core.errors import EvalkitError
+from evalkit.core.flags import flag
 
 Observation = dict[str, Any]
 Dtype = Literal["float32", "bfloat16"]
@@ -72,57 +73,52 @@ class PolicyUnavailableError(EvalkitError):
     """
 
 
-def _flag(flag: str, help: str, **argparse: Any) -> dict[str, Any]:
-    """Field metadata from which `evalkit eval` and `evalkit serve` generate their policy options."""
-    return {"flag": flag, "help": help, "argparse": argparse}
-
-
 @dataclass(frozen=True)
 class PolicyOptions:
     """How to build a policy. `eval` and `serve` generate their policy flags from the fields that carry a flag."""
 
     name: str = field(
-        metadata=_flag("--policy", "zero, random, pi05, oracle, or ws://host:port", required=True)
+        metadata=flag("--policy", "zero, random, pi05, oracle, or ws://host:port", required=True)
     )
     embodiment: str = "libero"  # the suite's (eval) or --embodiment (serve)
     action_dim: int | None = None  # action dims the suite executes; default: the embodiment's
     checkpoint: str | None = field(
-        default=None, metadata=_flag("--checkpoint", "pi0.5 checkpoint: a local directory or a hub id")
+        default=None, metadata=flag("--checkpoint", "pi0.5 checkpoint: a local directory or a hub id")
     )
     config: str | None = field(
         default=None,
-        metadata=_flag(
+        metadata=flag(
             "--config",
             "the checkpoint's training config: pi05_libero, pi05_droid or pi05_droid_jointpos "
             "(default: from the checkpoint's own metadata; never guessed from its path)",
         ),
     )
     norm_stats: str | None = field(
-        default=None, metadata=_flag("--norm-stats", "norm_stats.json to use instead of the checkpoint's")
+        default=None, metadata=flag("--norm-stats", "norm_stats.json to use instead of the checkpoint's")
     )
     tokenizer: str | None = field(
         default=None,
-        metadata=_flag(
+        metadata=flag(
             "--tokenizer",
             "PaliGemma SentencePiece model (default: the checkpoint's, then $EVALKIT_TOKENIZER, then openpi's cache)",
         ),
     )
-    device: str = field(default="cpu", metadata=_flag("--device", "torch device: cpu, cuda, cuda:1, ..."))
+    device: str = field(default="cpu", metadata=flag("--device", "torch device: cpu, cuda, cuda:1, ..."))
     dtype: Dtype = field(
-        default="float32", metadata=_flag("--dtype", "model dtype", choices=("float32", "bfloat16"))
+        default="float32", metadata=flag("--dtype", "model dtype", choices=("float32", "bfloat16"))
     )
     compile: bool = field(
-        default=False, metadata=_flag("--compile", "torch.compile the sampler", action="store_true")
+        default=False, metadata=flag("--compile", "torch.compile the sampler", action="store_true")
     )
     api_key: str | None = field(
         default=None,
-        metadata=_flag(
+        metadata=flag(
             "--api-key", "API key of a remote policy server (or set EVALKIT_API_KEY); never stored"
         ),
     )
     timeout_s: float | None = field(
         default=None,
-        metadata=_flag(
+        metadata=flag(
             "--policy-timeout",
             "seconds a remote policy may take per request (default: sized from the server's measured latency)",
             type=float,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from evalkit.core.flags import flag
 from evalkit.core.policy import PolicyOptions
 
 VideoMode = Literal["none", "failures", "all", "first-per-task"]
@@ -22,29 +23,94 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+RUN, RAY = "run", "Ray (optional extra: pip install -e '.[ray]')"
+
+
 @dataclass(frozen=True)
 class EvalConfig:
+    """One evaluation. `evalkit eval` generates its run and Ray flags from the fields that carry one."""
+
     suite: str
     policy: PolicyOptions  # a bare name is accepted and means PolicyOptions(name=...)
-    out: Path | None = None  # run directory; default results/<suite>__<policy>
-    episodes_per_task: int | None = None  # default: the suite protocol's
-    tasks: tuple[int, ...] | None = None  # task ids; default: all
-    workers: int | None = None  # env worker processes; default: available cores
-    batch_size: int = 16  # max observations per policy call
-    video: VideoMode = "none"
-    seed: int | None = None  # default: the suite protocol's
-    max_steps: int | None = None  # default: the suite protocol's
-    protocol: str | None = None  # protocol preset (e.g. openpi, lerobot); default: the suite's
+    out: Path | None = field(
+        default=None,
+        metadata=flag("--out", "run directory (default: results/<suite>__<policy>)", RUN, type=Path),
+    )
+    episodes_per_task: int | None = field(
+        default=None,
+        metadata=flag("--episodes-per-task", "default: the protocol's (50 for openpi LIBERO)", RUN, type=int),
+    )
+    tasks: tuple[int, ...] | None = field(
+        default=None, metadata=flag("--tasks", "task ids (default: all)", RUN, type=int, nargs="+")
+    )
+    workers: int | None = field(
+        default=None,
+        metadata=flag("--workers", "env worker processes (default: available cores)", RUN, type=int),
+    )
+    batch_size: int = field(
+        default=16, metadata=flag("--batch-size", "max observations per policy call", RUN, type=int)
+    )
+    video: VideoMode = field(
+        default="none", metadata=flag("--video", "which episodes to film", RUN, choices=VIDEO_MODES)
+    )
+    seed: int | None = field(
+        default=None, metadata=flag("--seed", "default: the protocol's (7 for openpi LIBERO)", RUN, type=int)
+    )
+    max_steps: int | None = field(
+        default=None, metadata=flag("--max-steps", "override the per-suite step budget", RUN, type=int)
+    )
+    protocol: str | None = field(
+        default=None,
+        metadata=flag("--protocol", "protocol preset: openpi (default), lerobot, droid, droid_jointpos", RUN),
+    )
     max_attempts: int = 3  # tries per episode when its env worker dies or its simulator raises
-    save_actions: bool = False  # also store every executed action (actions/*.npz)
-    episode_timeout_s: float = 600.0  # an env worker silent this long is killed and its episode retried
-    ray: str | None = None  # run on Ray: "local", "auto" or "ray://host:10001"; None = local processes
-    policy_replicas: int = 1  # with Ray: policy replicas (actors), each batching dynamically
-    gpus_per_replica: float = 0.0  # with Ray: GPUs per replica (a fraction shares a GPU)
+    save_actions: bool = field(
+        default=False,
+        metadata=flag(
+            "--save-actions", "also store executed actions (actions/*.npz)", RUN, action="store_true"
+        ),
+    )
+    episode_timeout_s: float = field(
+        default=600.0,
+        metadata=flag(
+            "--episode-timeout",
+            "kill an env worker that makes no progress this long and retry its episode",
+            RUN,
+            type=float,
+            metavar="SECONDS",
+        ),
+    )
+    ray: str | None = field(
+        default=None,
+        metadata=flag(
+            "--ray",
+            "run env workers and policy replicas as Ray actors: `local` (the default when given without a value) "
+            "starts Ray in this process, `auto` or ray://host:10001 joins a running cluster",
+            RAY,
+            nargs="?",
+            const="local",
+            metavar="ADDRESS",
+        ),
+    )
+    policy_replicas: int = field(
+        default=1,
+        metadata=flag("--policy-replicas", "policy replicas, each batching dynamically", RAY, type=int),
+    )
+    gpus_per_replica: float = field(
+        default=0.0,
+        metadata=flag(
+            "--gpus-per-replica",
+            "GPUs per policy replica; a fraction shares a GPU, e.g. 0.5",
+            RAY,
+            type=float,
+        ),
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.policy, str):
             object.__setattr__(self, "policy", PolicyOptions(name=self.policy))
+        if self.tasks is not None:
+            object.__setattr__(self, "tasks", tuple(self.tasks))
 
     def run_dir(self) -> Path:
         if self.out is not None:
