@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.report.chromium import Browser, chromium_binary
+from tests.report.chromium import Browser
+from tests.system import need_chromium
 
 REPO = Path(__file__).resolve().parents[1]
 UNTESTED = "# untested:"
@@ -97,8 +98,7 @@ def test_readme_commands_run_as_printed(tmp_path):
     assert "evalkit: oracle on 1 suite, 2 tasks: 2 episodes to run" in output  # the plan, said up front
     assert "exit code 1" in output or "exit code 3" in output  # regress: oracle -> zero is a drop
 
-    if chromium_binary() is None and not os.environ.get("CI"):
-        return
+    need_chromium()
     browser = Browser(tmp_path / "chromium-profile")
     try:
         session = browser.open(compare.as_uri())

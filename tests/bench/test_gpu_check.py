@@ -5,9 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.system import import_or_skip
 
-pytest.importorskip("ray")
+import_or_skip("ray", "make setup installs the [ray] extra")
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py"
 
 

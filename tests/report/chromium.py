@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
+
+from tests.system import chromium_binary
 
 FLAGS = [
     "--headless",
@@ -23,10 +24,6 @@ FLAGS = [
     "--remote-debugging-port=0",
     "--remote-allow-origins=*",
 ]
-
-
-def chromium_binary() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 class Browser:

@@ -1,19 +1,14 @@
 """The HTML report and leaderboard in a real headless Chromium: no console errors, plots drawn, a video loads."""
 
-import os
-
 import pytest
 
 from evalkit.report.leaderboard import write_leaderboard
 from evalkit.report.report import write_report
-from tests.report.chromium import Browser, chromium_binary
+from tests.report.chromium import Browser
 from tests.report.runs import grid, write_run
 from tests.report.test_report import write_mp4
 
-# Outside CI a developer without chromium may skip these; in CI (CI=true) a missing browser is a failure.
-pytestmark = pytest.mark.skipif(
-    chromium_binary() is None and not os.environ.get("CI"), reason="chromium is not installed"
-)
+pytestmark = pytest.mark.usefixtures("chromium")
 
 VIDEO_STATE = """
 new Promise((resolve) => {

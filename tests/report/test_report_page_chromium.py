@@ -1,8 +1,6 @@
 """What a reader sees, checked in a real headless Chromium: the report's title, instruction labels, stage order and
 posters, and the side-by-side comparison of two runs."""
 
-import os
-
 import numpy as np
 import pytest
 
@@ -10,12 +8,10 @@ from evalkit.report.compare import write_comparison
 from evalkit.report.report import write_report
 from evalkit.rundir.manifest import read_manifest
 from evalkit.suites import registry
-from tests.report.chromium import Browser, chromium_binary
+from tests.report.chromium import Browser
 from tests.report.runs import grid, write_run
 
-pytestmark = pytest.mark.skipif(
-    chromium_binary() is None and not os.environ.get("CI"), reason="chromium is not installed"
-)
+pytestmark = pytest.mark.usefixtures("chromium")
 
 KEYS = grid("droid_demo", 4, 2)
 (DEMO,) = registry.resolve("droid_demo")

@@ -4,7 +4,6 @@ LIBERO-Object, zero policy, spawned env workers (which import LIBERO-plus; this 
 from __future__ import annotations
 
 import math
-import os
 
 import pandas as pd
 import pytest
@@ -15,7 +14,7 @@ from evalkit.rundir.run import load_run
 from evalkit.runner.config import EvalConfig
 from evalkit.runner.evaluate import evaluate
 from evalkit.suites.liberoplus.catalog import suite_variants
-from tests.report.chromium import Browser, chromium_binary
+from tests.report.chromium import Browser
 
 SUITE = "liberoplus_object"
 
@@ -89,9 +88,7 @@ def test_other_runs_have_no_section(tmp_path) -> None:
     assert robustness_section(run) is None
 
 
-@pytest.mark.skipif(
-    chromium_binary() is None and not os.environ.get("CI"), reason="chromium is not installed"
-)
+@pytest.mark.usefixtures("chromium")
 def test_section_in_chromium(run_dir, tmp_path) -> None:
     files = write_report(run_dir, tmp_path / "report", formats=["html"])
     browser = Browser(tmp_path / "chromium-profile")

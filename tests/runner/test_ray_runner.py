@@ -16,8 +16,9 @@ import pytest
 
 from evalkit.runner import EvalConfig, evaluate
 from tests.helpers import read_manifest, read_rows
+from tests.system import import_or_skip
 
-ray = pytest.importorskip("ray")
+ray = import_or_skip("ray", "make setup installs the [ray] extra")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 KEYS = ("task_id", "init_state", "seed", "success", "steps", "termination", "policy_calls")

@@ -21,8 +21,10 @@ and LIBERO-plus patches robosuite); `_build` refuses if LIBERO is already loaded
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
+import types
 
 import numpy as np
 
@@ -35,6 +37,58 @@ from evalkit.suites.robosuite_logs import quiet_robosuite_import
 NOISY_CAMERA = "agentview"  # env_wrapper.py: obs["agentview_image"] only
 
 
+class _WandPlaceholder:
+    """Stands in for Wand's `library` and `Image` while upstream's env_wrapper.py is imported: the module binds them
+    at import time (`from wand.api import library`, `class MotionImage(WandImage)`) but only its motion-blur noise
+    calls them, and evalkit applies that noise itself (`noise.py`, which imports the real Wand when a motion-blur
+    variant runs). Any use of the placeholder raises, so nothing can silently skip the blur."""
+
+    def __init__(self, *args, **kwargs):
+        if args or kwargs:  # `WandImage(...)`: upstream's own motion blur, which evalkit never calls
+            raise RuntimeError(
+                "upstream's motion blur is not used by evalkit (see evalkit.suites.liberoplus.noise)"
+            )
+
+    def __getattr__(self, name: str) -> _WandPlaceholder:
+        return _WandPlaceholder()
+
+    def __setattr__(self, name: str, value) -> None:  # `library.MagickMotionBlurImage.argtypes = (...)`
+        pass
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError(
+            "upstream's motion blur is not used by evalkit (see evalkit.suites.liberoplus.noise)"
+        )
+
+
+@contextlib.contextmanager
+def wand_not_loaded():
+    """Import upstream's env_wrapper.py without loading ImageMagick: `wand`, `wand.api` and `wand.image` are
+    placeholders for the duration of the import, then removed again (a real `import wand` later gets the real one).
+    Without this, every LIBERO-plus variant fails on a machine without libMagickWand, though only motion blur
+    (noise codes 1-10) needs it."""
+    names = ("wand", "wand.api", "wand.image")
+    saved = {name: sys.modules.get(name) for name in names}
+    if all(saved.values()):  # the real Wand is loaded already: nothing to keep from loading
+        yield
+        return
+    package = types.ModuleType("wand")
+    package.__path__ = []  # a package, so `wand.api` resolves to the placeholder below
+    api, image = types.ModuleType("wand.api"), types.ModuleType("wand.image")
+    api.library = _WandPlaceholder()
+    image.Image = _WandPlaceholder
+    package.api, package.image = api, image
+    sys.modules.update({"wand": package, "wand.api": api, "wand.image": image})
+    try:
+        yield
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
 def import_liberoplus_control_env(assets):
     """LIBERO-plus's ControlEnv with evalkit's config and asset paths (in a worker process only)."""
     if "libero.libero" in sys.modules:
@@ -42,7 +96,6 @@ def import_liberoplus_control_env(assets):
             "this process already imported LIBERO; LIBERO-plus must run in a worker of its own "
             "(run LIBERO and LIBERO-plus suites in separate evalkit runs)"
         )
-    import contextlib
     import io
 
     from evalkit.suites.liberoplus.assets import point_env_at_assets
@@ -52,6 +105,7 @@ def import_liberoplus_control_env(assets):
     # stdout: the config notice; stderr: gym's "unmaintained" notice (gym is imported by envs/venv.py)
     with (
         quiet_robosuite_import(),
+        wand_not_loaded(),
         contextlib.redirect_stdout(io.StringIO()),
         contextlib.redirect_stderr(io.StringIO()),
     ):

@@ -16,6 +16,7 @@ import pytest
 
 from evalkit.suites.liberoplus import noise
 from evalkit.suites.liberoplus.assets import package_root
+from tests.system import need_imagemagick
 
 UPSTREAM_FUNCTIONS = (
     "motion_blur",
@@ -109,9 +110,7 @@ def test_noise_matches_upstream(upstream: dict, code: int) -> None:
 
 @pytest.mark.parametrize("code", [1, 5, 10])
 def test_motion_blur_matches_upstream(upstream: dict, code: int) -> None:
-    reason = noise.motion_blur_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
+    need_imagemagick()
     frame = _frame(code)
     expected = _upstream(upstream, code, frame, seed=99)
     got = noise.apply_noise(frame, code, np.random.RandomState(99))
