@@ -27,10 +27,12 @@ def eval_arguments(parser: argparse.ArgumentParser) -> None:
     from evalkit.cli_args import add_dataclass_arguments
     from evalkit.core.policy import PolicyOptions
     from evalkit.runner.config import EvalConfig
+    from evalkit.trackers.config import TrackerOptions
 
     parser.add_argument("--suite", required=True, help="suite or group name (see `evalkit suites`)")
     add_dataclass_arguments(parser, PolicyOptions, title="policy")
     add_dataclass_arguments(parser, EvalConfig)
+    add_dataclass_arguments(parser, TrackerOptions)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -40,9 +42,16 @@ def eval_main(args: argparse.Namespace) -> int:
     from evalkit.report.report import report_link, write_report
     from evalkit.report.summary import console_summary
     from evalkit.runner import EvalConfig, evaluate
+    from evalkit.trackers.base import check_trackers
+    from evalkit.trackers.config import TrackerOptions
+    from evalkit.trackers.log import log_run
 
     policy = dataclass_from_arguments(PolicyOptions, args)
     config = dataclass_from_arguments(EvalConfig, args, suite=args.suite, policy=policy)
+    tracking = dataclass_from_arguments(TrackerOptions, args)
+    trackers = check_trackers(
+        tracking
+    )  # before anything runs: an unknown tracker or missing extra is one line
     try:
         run_dir = evaluate(config, progress=not args.quiet)
     except PolicyUnavailableError as exc:
@@ -60,6 +69,8 @@ def eval_main(args: argparse.Namespace) -> int:
     report = write_report(run_dir)
     print(f"\nrun directory: {run_dir}")
     print(f"report: {report_link(report)}")
+    for line in log_run(trackers, run_dir, tracking):
+        print(f"logged to {line}")
     return 0
 
 
