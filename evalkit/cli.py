@@ -15,6 +15,10 @@ EXTERNAL_COMMANDS = {
     "report": ("evalkit.report.cli", "write a run's report (markdown, CSV, Parquet, HTML)"),
     "leaderboard": ("evalkit.report.cli", "compare checkpoints across runs"),
     "regress": ("evalkit.report.cli", "paired regression test of a candidate run against a baseline"),
+    "export": (
+        "evalkit.report.export",
+        "export a run for leaderboards: per-episode Parquet, eval_results.json, Hugging Face .eval_results YAML",
+    ),
     "convert": ("evalkit.models.pi05.cli", "convert a pi0.5 checkpoint to evalkit's safetensors layout"),
     "make-tiny-checkpoint": (
         "evalkit.models.pi05.cli",
