@@ -42,19 +42,20 @@ TRACKER_OPTION_NAMES = {f.name for f in dataclasses.fields(TrackerOptions)}
 class EvalResult:
     """What `evaluate` returns; the frames are read back from the run's store, as the reports read them."""
 
-    episodes: (
-        pd.DataFrame
-    )  # one row per episode: suite, task_id, init_state, seed, success, steps, termination...
-    summary: (
-        pd.DataFrame
-    )  # per suite: tasks, episodes, successes, success_pct, ci95_low_pct, ci95_high_pct, errors
-    tasks: pd.DataFrame  # the same per task
-    overall: dict[
-        str, Any
-    ]  # pooled over all episodes with an outcome: episodes, successes, success_pct, ci95_*
-    average_pct: float  # mean of the suite rates (openpi's convention)
-    run_dir: Path | None  # None when the temporary run directory was removed
-    logged: list[str]  # where each tracker's records went
+    # one row per episode: suite, task_id, init_state, seed, success, steps, termination, ...
+    episodes: pd.DataFrame
+    # per suite: tasks, episodes, successes, success_pct, ci95_low_pct, ci95_high_pct, errors
+    summary: pd.DataFrame
+    # the same per task
+    tasks: pd.DataFrame
+    # pooled over all episodes with an outcome: episodes, successes, success_pct, ci95_*
+    overall: dict[str, Any]
+    # mean of the suite rates (openpi's convention)
+    average_pct: float
+    # None when the temporary run directory was removed
+    run_dir: Path | None
+    # where each tracker's records went
+    logged: list[str]
 
     @property
     def success_pct(self) -> float:
