@@ -18,16 +18,20 @@ Scalar = str | int | float | bool | None
 
 @dataclass(frozen=True)
 class EpisodeVideo:
-    tag: str  # e.g. videos/droid_demo/task03/init000
+    # e.g. videos/droid_demo/task03/init000
+    tag: str
     path: Path
     caption: str
 
 
 @dataclass
 class RunRecord:
-    name: str  # the run directory's name
-    metrics: dict[str, float]  # finite values only
-    config: dict[str, Scalar]  # flat: protocol fingerprint, policy and checkpoint provenance, run options
+    # the run directory's name
+    name: str
+    # finite values only
+    metrics: dict[str, float]
+    # flat: protocol fingerprint, policy and checkpoint provenance, run options
+    config: dict[str, Scalar]
     videos: list[EpisodeVideo] = field(default_factory=list)
 
 

@@ -32,9 +32,12 @@ MAX_DEPTH = 8  # checkpoints/<config>/<exp>/<step>/ lies a few levels down; no d
 @dataclass(frozen=True, order=True)
 class Checkpoint:
     step: int
-    path: Path  # what is evaluated: the directory a loader takes (lerobot: .../pretrained_model)
-    layout: str  # openpi_jax, openpi_pytorch, lerobot, evalkit
-    in_progress: bool = False  # written under a temporary name: never loaded
+    # what is evaluated: the directory a loader takes (lerobot: .../pretrained_model)
+    path: Path
+    # openpi_jax, openpi_pytorch, lerobot, evalkit
+    layout: str
+    # written under a temporary name: never loaded
+    in_progress: bool = False
 
     @property
     def name(self) -> str:
