@@ -53,7 +53,10 @@ class MlflowTracker:
             client().search_experiments(max_results=1)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EvalkitError(f"--log mlflow: the MLflow tracking store cannot be used: {first}") from None
+            raise EvalkitError(
+                f"--log mlflow: the MLflow tracking store cannot be used (set MLFLOW_TRACKING_URI, e.g. to your "
+                f"server's http:// address): {first}"
+            ) from None
 
     def open(
         self, run_name: str, config: dict[str, Scalar], options: TrackerOptions, run_dir: Path
