@@ -50,14 +50,18 @@ HETEROGENEOUS_PP = ((15, -25), (15, -15))
 HETEROGENEOUS_BASELINE = 0.80
 
 
+def max_phi(base: float, cand: float) -> float:
+    """The largest phi correlation two Bernoulli outcomes with these success rates can have."""
+    low, high = sorted((base, cand))
+    return math.sqrt(low * (1 - high) / (high * (1 - low))) if low > 0 and high < 1 else 0.0
+
+
 def paired_outcomes(
     rng, base: np.ndarray, cand: np.ndarray, rho: float, shape
 ) -> tuple[np.ndarray, np.ndarray]:
     """Paired Bernoulli outcomes with success rates base, cand (broadcast to shape) and phi correlation rho."""
     both = base * cand + rho * np.sqrt(base * (1 - base) * cand * (1 - cand))
     lost, gained = base - both, cand - both
-    if np.any(lost < 0) or np.any(gained < 0):
-        raise ValueError("correlation too high for these success rates")
     u = rng.random(shape)
     baseline = u < both + lost
     candidate = (u < both) | ((u >= both + lost) & (u < both + lost + gained))
@@ -85,7 +89,8 @@ def fixed_n(baseline: np.ndarray, candidate: np.ndarray, alpha: float, max_drop:
 
 
 def cell(rng, base: float, drop_pp: float, args) -> dict:
-    baseline, candidate = paired_outcomes(rng, base, base - drop_pp / 100, args.rho, (args.runs, args.pairs))
+    rho = min(args.rho, max_phi(base, base - drop_pp / 100))
+    baseline, candidate = paired_outcomes(rng, base, base - drop_pp / 100, rho, (args.runs, args.pairs))
     seq = first_decisions(candidate.astype(float) - baseline, args.alpha, args.max_drop)
     fixed = fixed_n(baseline, candidate, args.alpha, args.max_drop)
     null = "pass" if drop_pp >= args.max_drop else "fail" if drop_pp <= 0 else None
@@ -99,6 +104,7 @@ def cell(rng, base: float, drop_pp: float, args) -> dict:
         "fixed_pass": float(np.mean(fixed == 1)),
         "fixed_fail": float(np.mean(fixed == -1)),
         "type1": None if null is None else float(np.mean(seq.verdict == (1 if null == "pass" else -1))),
+        "rho": rho,
     }
 
 
@@ -108,7 +114,8 @@ def heterogeneous(rng, favourable_pp: float, unfavourable_pp: float, args) -> fl
     diff = np.array([favourable_pp] * half + [unfavourable_pp] * (TASKS - half)) / 100
     rounds = math.ceil(args.pairs / TASKS)
     base = np.full(TASKS, HETEROGENEOUS_BASELINE)
-    baseline, candidate = paired_outcomes(rng, base, base + diff, args.rho, (args.runs, rounds, TASKS))
+    rho = min([args.rho] + [max_phi(b, c) for b, c in zip(base, base + diff, strict=True)])
+    baseline, candidate = paired_outcomes(rng, base, base + diff, rho, (args.runs, rounds, TASKS))
     x = (candidate.astype(float) - baseline).reshape(args.runs, -1)[:, : args.pairs]
     seq = first_decisions(x, args.alpha, args.max_drop)
     null_verdict = 1 if diff.mean() <= -args.max_drop / 100 + 1e-12 else -1
@@ -162,6 +169,9 @@ def main() -> int:
         f"heterogeneous tasks, favourable first in each round (baseline {pct(HETEROGENEOUS_BASELINE)}): "
         f"pass at the margin {pct(hetero[0])}, fail at no drop {pct(hetero[1])}"
     )
+    capped = [f"{pct(r['baseline'])} −{r['drop']:g} pp: {r['rho']:.3f}" for r in rows if r["rho"] < args.rho]
+    if capped:
+        print(f"phi capped at the largest possible for these rates: {'; '.join(capped)}")
     print(
         f"Monte-Carlo standard error of a rate near alpha: {100 * se:.1f} pp; wall {time.perf_counter() - start:.0f} s"
     )
