@@ -1,8 +1,9 @@
 """Proof by simulation of the anytime-valid paired gate (`evalkit.report.sequential`) against the fixed-N gate.
 
-    .venv/bin/python bench/bench_sequential.py [--quick] [--runs 2000] [--alpha 0.05] [--max-drop 5] [--pairs 500]
+    .venv/bin/python bench/bench_sequential.py [--quick] [--runs 2000] [--alpha 0.05] [--suites 1] [--max-drop 5] [--pairs 500]
 
-Each simulated run is a sequence of `--pairs` paired episodes (baseline, candidate), i.i.d. paired Bernoulli with the
+A row is one suite (`--suites K` tests it at alpha / K, the Bonferroni split `evalkit regress` uses for suite rows,
+K = 4 for the LIBERO protocol). Each simulated run is a sequence of `--pairs` paired episodes (baseline, candidate), i.i.d. paired Bernoulli with the
 cell's success rates and phi correlation `--rho` between the two outcomes of a pair. The sequential gate stops at its
 first decision (pass: a drop larger than the margin ruled out; fail: a significant drop) or undecided after all
 pairs; the fixed-N gate (today's `evalkit regress`: exact McNemar and Newcombe's paired interval at 1 − 2·alpha,
@@ -91,8 +92,8 @@ def fixed_n(baseline: np.ndarray, candidate: np.ndarray, alpha: float, max_drop:
 def cell(rng, base: float, drop_pp: float, args) -> dict:
     rho = min(args.rho, max_phi(base, base - drop_pp / 100))
     baseline, candidate = paired_outcomes(rng, base, base - drop_pp / 100, rho, (args.runs, args.pairs))
-    seq = first_decisions(candidate.astype(float) - baseline, args.alpha, args.max_drop)
-    fixed = fixed_n(baseline, candidate, args.alpha, args.max_drop)
+    seq = first_decisions(candidate.astype(float) - baseline, args.row_alpha, args.max_drop)
+    fixed = fixed_n(baseline, candidate, args.row_alpha, args.max_drop)
     null = "pass" if drop_pp >= args.max_drop else "fail" if drop_pp <= 0 else None
     return {
         "baseline": base,
@@ -117,7 +118,7 @@ def heterogeneous(rng, favourable_pp: float, unfavourable_pp: float, args) -> fl
     rho = min([args.rho] + [max_phi(b, c) for b, c in zip(base, base + diff, strict=True)])
     baseline, candidate = paired_outcomes(rng, base, base + diff, rho, (args.runs, rounds, TASKS))
     x = (candidate.astype(float) - baseline).reshape(args.runs, -1)[:, : args.pairs]
-    seq = first_decisions(x, args.alpha, args.max_drop)
+    seq = first_decisions(x, args.row_alpha, args.max_drop)
     null_verdict = 1 if diff.mean() <= -args.max_drop / 100 + 1e-12 else -1
     return float(np.mean(seq.verdict == null_verdict))
 
@@ -147,6 +148,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="500 simulated runs per cell instead of 2000")
     parser.add_argument("--runs", type=int, default=None, help="simulated runs per cell (default 2000)")
     parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument(
+        "--suites", type=int, default=1, help="suites in the run: each row tests at alpha / suites"
+    )
     parser.add_argument("--max-drop", type=float, default=5.0, help="margin, percentage points")
     parser.add_argument(
         "--pairs", type=int, default=500, help="the fixed-N design's paired episodes per suite"
@@ -155,16 +159,17 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.runs = args.runs or (500 if args.quick else 2000)
+    args.row_alpha = args.alpha / args.suites
     start = time.perf_counter()
     rng = np.random.default_rng(args.seed)
     rows = [cell(rng, base, drop, args) for base in BASELINES for drop in DROPS_PP]
     hetero = [heterogeneous(rng, fav, unfav, args) for fav, unfav in HETEROGENEOUS_PP]
     print(
-        f"# sequential vs fixed-N paired gate: alpha {args.alpha:g}, margin {args.max_drop:g} pp, "
+        f"# sequential vs fixed-N paired gate: alpha {args.row_alpha:g} per row, margin {args.max_drop:g} pp, "
         f"{args.runs} runs per cell, up to {args.pairs} pairs, phi {args.rho:g}"
     )
     print("\n".join(table(rows, args.pairs)))
-    se = math.sqrt(args.alpha * (1 - args.alpha) / args.runs)
+    se = math.sqrt(args.row_alpha * (1 - args.row_alpha) / args.runs)
     print(
         f"heterogeneous tasks, favourable first in each round (baseline {pct(HETEROGENEOUS_BASELINE)}): "
         f"pass at the margin {pct(hetero[0])}, fail at no drop {pct(hetero[1])}"
