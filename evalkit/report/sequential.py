@@ -31,8 +31,10 @@ The guarantee, exactly:
   <= alpha when it is not worse, whatever the stopping rule: stopping as soon as decided, stopping for any other
   reason at any time, or never stopping. Continuing after a decision is allowed; a pass may then turn into a fail
   (never the reverse), since both can be true of a drop smaller than the margin.
-- Conditions: the pairs are fed in an order fixed before any outcome is seen (the run's episode order); each pair
-  once; never reordered, filtered or weighted by outcome; one test object for the whole run (restarting it, or
+- Conditions: the pairs are fed in an order fixed before any outcome is seen: the run's planned episode order, not
+  the order in which episodes finish (a success ends an episode early, so finishing order depends on outcomes; a
+  finished pair waits until every pair planned before it has been fed); each pair once; never reordered, filtered
+  or weighted by outcome; one test object for the whole run (restarting it, or
   choosing alpha or the margin after looking, voids the guarantee). Several rows (suites) need the caller's
   Bonferroni split of alpha, as in the fixed-N gate.
 It does not cover: per-task differences that vary combined with a task order that is not exchangeable (a
@@ -61,6 +63,8 @@ BET_CAP = 0.9
 # Constant bets in the mixture, evenly spaced on (0, c / (1 + m0)]; 20, 40 and 100 decide alike (the bench).
 BETS = 20
 _BISECTIONS = 50
+# e-values are reported up to e^700 (a float holds up to about e^709)
+MAX_LOG_E = 700.0
 
 
 def bet_grid(null: float) -> np.ndarray:
@@ -196,8 +200,8 @@ class SequentialPairedTest:
             high=-self._fail.bound,
             verdict=verdict,
             decided_at=self._decided_at,
-            e_pass=math.exp(self._pass.log_k_max),
-            e_fail=math.exp(self._fail.log_k_max),
+            e_pass=math.exp(min(self._pass.log_k_max, MAX_LOG_E)),
+            e_fail=math.exp(min(self._fail.log_k_max, MAX_LOG_E)),
         )
 
 

@@ -126,6 +126,8 @@ def test_a_broken_checkpoint_fails_within_a_few_pairs():
     assert first.high <= 0 and first.e_fail >= 1 / ALPHA
     assert states[first.pairs - 2].verdict == "undecided" and states[first.pairs - 2].high > 0
     assert states[-1].verdict == "fail" and states[-1].high < -0.5
+    # the evidence keeps growing past what a float holds: the e-value is capped, nothing overflows
+    assert evaluate_sequence(np.ones(1200), np.zeros(1200), ALPHA, MAX_DROP).e_fail == math.exp(700)
 
 
 def test_progress_outcomes_give_the_same_test_on_binary_data_and_accept_fractions():
