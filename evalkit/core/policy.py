@@ -110,7 +110,9 @@ class PolicyOptions:
     compile: bool = field(
         default=False,
         metadata=flag(
-            "--compile", "torch.compile the sampler (CUDA graphs on CUDA), one graph per batch bucket", action="store_true"
+            "--compile",
+            "torch.compile the sampler (CUDA graphs on CUDA), one graph per batch bucket",
+            action="store_true",
         ),
     )
     trim: bool = field(

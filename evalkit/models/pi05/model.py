@@ -74,7 +74,10 @@ def trim_prefix(
     """Drop what no observation of the batch attends to: an image slot masked for every observation becomes None
     (not encoded), and prompt positions past the longest prompt (rounded up to a multiple of `step`) are cut.
     Reads the masks (a device sync on an accelerator): call it before a compiled sampler, on CPU tensors if you can."""
-    kept = {k: v is not None and image_masks.get(k) is not None and bool(image_masks[k].any()) for k, v in images.items()}
+    kept = {
+        k: v is not None and image_masks.get(k) is not None and bool(image_masks[k].any())
+        for k, v in images.items()
+    }
     length = kept_prompt_length(token_mask, token_mask.shape[1], step)
     return (
         {k: v if kept[k] else None for k, v in images.items()},
@@ -136,6 +139,7 @@ class Pi05Model(nn.Module):
         self.action_out_proj = nn.Linear(e, config.action_dim)
         self.time_mlp_in = nn.Linear(e, e)
         self.time_mlp_out = nn.Linear(e, e)
+        self._time_frequencies: dict[torch.device, Tensor] = {}
 
     @classmethod
     def empty(
@@ -187,7 +191,9 @@ class Pi05Model(nn.Module):
         encoded = [k for k in keys if images[k] is not None]
         dropped = [k for k in keys if (images[k] is None) != (image_masks[k] is None)]
         if dropped:
-            raise EvalkitError(f"image slot {dropped[0]!r}: image and mask must both be None or both be given")
+            raise EvalkitError(
+                f"image slot {dropped[0]!r}: image and mask must both be None or both be given"
+            )
         size = self.config.siglip.image_size
         b = image_masks[encoded[0]].shape[0] if encoded else 0
         for k in encoded:
@@ -202,7 +208,9 @@ class Pi05Model(nn.Module):
         pg = self.paligemma_with_expert.paligemma.model
         d = self.config.paligemma.width
         if not encoded:  # (0, 0, D): embed_prefix widens it to the batch
-            return torch.zeros(0, 0, d, device=self.device), torch.zeros(0, 0, dtype=torch.bool, device=self.device)
+            return torch.zeros(0, 0, d, device=self.device), torch.zeros(
+                0, 0, dtype=torch.bool, device=self.device
+            )
         stacked = torch.cat(
             [images[k].to(self.device, torch.float32) for k in encoded], dim=0
         )  # (n·B, 224, 224, 3)
@@ -254,17 +262,24 @@ class Pi05Model(nn.Module):
         """Sinusoidal embedding of the flow time, t (B,) → (B, E) = [sin(arg), cos(arg)], float32 like JAX.
 
         period_k = min_period·(max_period/min_period)^(k/(E/2−1)); arg = t · (2π / period)."""
-        c = self.config
-        half = c.action_expert.width // 2
-        f32 = dict(dtype=torch.float32, device=self.device)
-        # jnp.linspace(0, 1, half) in float32: iota · (1/(half−1)), endpoint exactly 1
-        fraction = torch.arange(half, **f32) * torch.tensor(1.0 / max(half - 1, 1), **f32)
-        fraction[-1] = 1.0
-        ratio = torch.tensor(c.time_max_period / c.time_min_period, **f32)
-        period = torch.tensor(c.time_min_period, **f32) * torch.pow(ratio, fraction)
-        freq = 1.0 / period * 2.0 * torch.tensor(math.pi, **f32)
-        arg = t.to(**f32)[:, None] * freq[None, :]
+        arg = t.to(self.device, torch.float32)[:, None] * self.time_frequencies()[None, :]
         return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)
+
+    def time_frequencies(self) -> Tensor:
+        """2π / period_k (E/2,) float32 on the model's device; computed once per device, so that a captured CUDA
+        graph never copies a constant from the host."""
+        device = self.device
+        if device not in self._time_frequencies:
+            c = self.config
+            half = c.action_expert.width // 2
+            f32 = dict(dtype=torch.float32, device=device)
+            # jnp.linspace(0, 1, half) in float32: iota · (1/(half−1)), endpoint exactly 1
+            fraction = torch.arange(half, **f32) * torch.tensor(1.0 / max(half - 1, 1), **f32)
+            fraction[-1] = 1.0
+            ratio = torch.tensor(c.time_max_period / c.time_min_period, **f32)
+            period = torch.tensor(c.time_min_period, **f32) * torch.pow(ratio, fraction)
+            self._time_frequencies[device] = 1.0 / period * 2.0 * torch.tensor(math.pi, **f32)
+        return self._time_frequencies[device]
 
     def time_conditioning(self, t: Tensor) -> Tensor:
         """adaRMS conditioning (B, E) = swish(time_mlp_out(swish(time_mlp_in(time_embedding(t)))))."""

@@ -3,8 +3,10 @@
 A batch of n observations is padded to a bucket (`batch_bucket`: 1, 2, 4, ... 64, capped at the largest batch the
 caller will send) by repeating its first observation with zero noise; the padding rows are dropped from the result.
 The prefix is trimmed on the CPU before anything reaches the device (`model.trim_prefix`: image slots masked for the
-whole batch are not encoded, the prompt is cut to a multiple of 32 positions), so a compiled sampler (`compile=True`:
-`torch.compile`, with CUDA-graph capture on CUDA) meets a handful of shapes: (batch bucket, prompt length, slots).
+whole batch are not encoded, the prompt is cut to a multiple of 32 positions), so a compiled sampler meets a handful
+of shapes: (batch bucket, prompt length, slots). `compile=True` captures the whole sampler (prefix pass and every
+denoising step) as one CUDA graph per shape on CUDA (`CudaGraphs`: a capture costs one run, no compiler), and
+`torch.compile`s it on a CPU.
 
 Every row's computation is independent of the other rows' values, and at a fixed shape of its own (a row of a
 matmul does not depend on which row it is). It can depend on the shape: matmul kernels pick their blocking from the
@@ -85,14 +87,14 @@ class Pi05Sampler:
         if options.deterministic:
             make_deterministic(self.device)
         self.shapes: set[tuple[int, int, int]] = set()  # (batch, prompt length, image slots) met so far
-        run = self._run
-        if options.compile:
+        self._compiled = self._run
+        if options.compile and self.device.type == "cuda":
+            self._compiled = CudaGraphs(self._run)
+        elif options.compile:
             import torch._dynamo.config
 
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
-            mode = "reduce-overhead" if self.device.type == "cuda" else None
-            run = torch.compile(self._run, mode=mode, dynamic=False)
-        self._compiled = run
+            self._compiled = torch.compile(self._run, dynamic=False)
 
     def __call__(
         self, images: Images, image_masks: Images, tokens: Tensor, token_mask: Tensor, noise: Tensor
@@ -145,3 +147,55 @@ def _padder(n: int, size: int, device: torch.device):
         return x.to(device, non_blocking=True)
 
     return pad
+
+
+class CudaGraphs:
+    """`fn` captured as one CUDA graph per input shape, replayed with the new inputs copied into the captured ones.
+
+    All graphs share one memory pool; that is safe because replays never overlap and each result is copied out
+    before the next replay. `fn`'s constants must already live on the device (the first, uncaptured warm-up run
+    creates them), since a capture cannot copy from the host."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, list[Tensor], Tensor]] = {}
+        self.pool = None
+
+    def __call__(self, *args) -> Tensor:
+        flat = _tensors(args)
+        key = tuple(None if x is None else (tuple(x.shape), x.dtype) for x in flat)
+        if key not in self.graphs:
+            self.graphs[key] = self._capture(args)
+        graph, inputs, out = self.graphs[key]
+        for target, value in zip(inputs, [x for x in flat if x is not None], strict=True):
+            target.copy_(value)
+        graph.replay()
+        return out.clone()
+
+    def _capture(self, args) -> tuple[torch.cuda.CUDAGraph, list[Tensor], Tensor]:
+        static = _map_tensors(args, lambda x: x.clone())
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            self.fn(*static)  # warm-up: cuBLAS workspaces, kernel choices, device constants
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            out = self.fn(*static)
+        self.pool = graph.pool()
+        return graph, [x for x in _tensors(static) if x is not None], out
+
+
+def _tensors(args) -> list[Tensor | None]:
+    """The tensors of (dicts of) tensors, None slots included, in a fixed order."""
+    out: list[Tensor | None] = []
+    for arg in args:
+        out.extend(arg[k] for k in sorted(arg)) if isinstance(arg, dict) else out.append(arg)
+    return out
+
+
+def _map_tensors(args, fn):
+    def one(x):
+        return None if x is None else fn(x)
+
+    return [{k: one(v) for k, v in a.items()} if isinstance(a, dict) else one(a) for a in args]
