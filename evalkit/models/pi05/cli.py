@@ -48,7 +48,10 @@ def convert_arguments(parser: argparse.ArgumentParser) -> None:
         "--tokenizer", default=None, help="PaliGemma SentencePiece model to copy into the output"
     )
     parser.add_argument(
-        "--dtype", default="float32", choices=("float32", "bfloat16"), help="stored weight dtype"
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="stored weight dtype (default: float32)",
     )
 
 
@@ -216,8 +219,13 @@ def make_tiny_checkpoint(out: Path, embodiment: str = "libero", seed: int = 0) -
 
 def make_tiny_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output directory")
-    parser.add_argument("--embodiment", default="libero", choices=("libero", "droid"))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--embodiment",
+        default="libero",
+        choices=("libero", "droid"),
+        help="robot whose training config and norm stats it mimics (default: libero)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
 
 
 def make_tiny_checkpoint_main(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from evalkit.models.pi05.checkpoint.configs import Behaviour
 from evalkit.models.pi05.checkpoint.shapes import EVALKIT_FORMAT
 from evalkit.models.pi05.config import Pi05Config
 from evalkit.models.pi05.normalize import FeatureNorm, NormSpec, read_openpi_norm_stats
+from evalkit.paths import inside
 
 
 class EvalkitLayout:
@@ -37,7 +38,7 @@ class EvalkitLayout:
         spec = info.get("normalization", {})
         if not spec.get("stats_file") and override is None:
             raise EvalkitError(f"{path}/config.json names no norm stats file")
-        stats_file = override or path / spec["stats_file"]
+        stats_file = override or inside(path, spec["stats_file"], "read", named_in=path / "config.json")
         if not stats_file.is_file():
             raise EvalkitError(
                 f"missing norm stats {stats_file}; pass --norm-stats FILE or re-run evalkit convert"

@@ -15,6 +15,7 @@ from evalkit.models.pi05.checkpoint.io import WEIGHTS_FILE, WEIGHTS_INDEX, read_
 from evalkit.models.pi05.checkpoint.shapes import P
 from evalkit.models.pi05.config import Pi05Config
 from evalkit.models.pi05.normalize import NormSpec, openpi_norm_spec
+from evalkit.paths import inside
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def openpi_norm_stats(
     if stats_file is None:
         if behaviour.asset_id is None:
             raise EvalkitError(f"{path}: no asset id to find norm stats under; pass --norm-stats FILE")
-        stats_file = path / "assets" / behaviour.asset_id / "norm_stats.json"
+        stats_file = inside(path, Path("assets", behaviour.asset_id, "norm_stats.json"), "read")
         if not stats_file.is_file():
             found = openpi_assets(path)
             raise EvalkitError(

@@ -131,3 +131,21 @@ def test_orbax_params_tree_converts(tmp_path, reference):
     ckpt = load_checkpoint(out)
     assert ckpt.behaviour.name == "pi05_libero" and ckpt.config.action_horizon == 10
     assert_same_tensors(ckpt.state_dict(), reference)
+
+
+@pytest.mark.parametrize(
+    ("add", "defaults"),
+    [
+        (cli.convert_arguments, ["--dtype"]),
+        (cli.make_tiny_checkpoint_arguments, ["--embodiment", "--seed"]),
+    ],
+)
+def test_help_shows_every_default(add, defaults):
+    parser = argparse.ArgumentParser()
+    add(parser)
+    for action in parser._actions:
+        if action.option_strings and action.default not in (None, argparse.SUPPRESS):
+            assert f"(default: {action.default})" in (action.help or ""), action.option_strings
+    assert {a.option_strings[0] for a in parser._actions if a.default not in (None, argparse.SUPPRESS)} >= set(
+        defaults
+    )
