@@ -110,8 +110,10 @@ def flop_table() -> list[dict[str, float | str]]:
 
     rows = []
     for name, prompt in TRIMMED_PROMPT.items():
-        behaviour = NAMED_CONFIGS[name]
-        c = Pi05Config.full(action_horizon=behaviour.action_horizon, max_token_len=behaviour.max_token_len)
+        training_config = NAMED_CONFIGS[name]
+        c = Pi05Config.full(
+            action_horizon=training_config.action_horizon, max_token_len=training_config.max_token_len
+        )
         full, trimmed = count_flops(c, 1), count_flops(c, 1, slots=2, prompt_len=prompt)
         rows.append(
             {

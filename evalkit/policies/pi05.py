@@ -101,10 +101,10 @@ class Pi05Policy:
             raise EvalkitError(
                 f"pi05 has no transforms for embodiment {embodiment!r} (have {', '.join(EMBODIMENTS)})"
             )
-        trained_on = checkpoint.behaviour.embodiment
+        trained_on = checkpoint.training_config.embodiment
         if trained_on is not None and trained_on != embodiment:
             raise EvalkitError(
-                f"checkpoint {checkpoint.path} ({checkpoint.behaviour.name}) is a {trained_on} policy; "
+                f"checkpoint {checkpoint.path} ({checkpoint.training_config.name}) is a {trained_on} policy; "
                 f"it cannot drive a {embodiment} suite"
             )
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -113,7 +113,7 @@ class Pi05Policy:
         self.checkpoint = checkpoint
         self.config = checkpoint.config
         self.device = torch.device(device)
-        self.action_mode: str | None = checkpoint.behaviour.action_mode
+        self.action_mode: str | None = checkpoint.training_config.action_mode
         self.tokenizer = PaligemmaTokenizer(
             find_tokenizer(checkpoint.path, tokenizer),
             self.config.max_token_len,
@@ -132,7 +132,7 @@ class Pi05Policy:
             "pi05 %s (%s layout, config %s): horizon %d, %s, norm %s/%s, %s on %s",
             checkpoint.path,
             checkpoint.layout,
-            checkpoint.behaviour.name,
+            checkpoint.training_config.name,
             self.config.action_horizon,
             "state in prompt" if self.config.discrete_state_input else "no state in prompt",
             checkpoint.norm.state.mode,
@@ -194,7 +194,7 @@ class Pi05Policy:
             if not np.all(np.isfinite(chunk)):
                 raise EvalkitError(f"{request.episode_id}: pi05 produced non-finite actions")
             chunk = self.checkpoint.norm.actions.unnormalize(chunk)
-            if self.checkpoint.behaviour.absolute_joint_actions:
+            if self.checkpoint.training_config.absolute_joint_actions:
                 chunk[..., :7] += inputs.state[:7]  # openpi AbsoluteActions(make_bool_mask(7, -1))
             out.append(np.ascontiguousarray(chunk[..., : self.io.action_dim], dtype=np.float32))
         return out

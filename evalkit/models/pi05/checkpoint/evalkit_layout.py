@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.core.errors import EvalkitError
-from evalkit.models.pi05.checkpoint.configs import Behaviour
+from evalkit.models.pi05.checkpoint.configs import TrainingConfig
 from evalkit.models.pi05.checkpoint.shapes import EVALKIT_FORMAT
 from evalkit.models.pi05.config import Pi05Config
 from evalkit.models.pi05.normalize import FeatureNorm, NormSpec, read_openpi_norm_stats
@@ -25,14 +25,14 @@ class EvalkitLayout:
     def key_map(self, keys: list[str]) -> dict[str, str] | None:
         return None
 
-    def training_config(self, path: Path, info: dict[str, Any], name: str | None) -> Behaviour:
-        behaviour = Behaviour.from_dict(info.get("behaviour", {}))
-        if name is not None and name != behaviour.name:
-            raise EvalkitError(f"{path} was converted with config {behaviour.name}, not {name}")
-        return behaviour
+    def training_config(self, path: Path, info: dict[str, Any], name: str | None) -> TrainingConfig:
+        training_config = TrainingConfig.from_dict(info.get("behaviour", {}))
+        if name is not None and name != training_config.name:
+            raise EvalkitError(f"{path} was converted with config {training_config.name}, not {name}")
+        return training_config
 
     def norm_stats(
-        self, path: Path, info: dict[str, Any], behaviour: Behaviour, override: Path | None
+        self, path: Path, info: dict[str, Any], training_config: TrainingConfig, override: Path | None
     ) -> tuple[NormSpec, tuple[Path, ...]]:
         """Stats in openpi's norm_stats.json format; modes (and eps) in config.json["normalization"]."""
         spec = info.get("normalization", {})

@@ -39,7 +39,9 @@ def test_a_shard_inside_the_checkpoint_loads(tmp_path):
 def test_a_shard_outside_the_checkpoint_is_refused(tmp_path, shard):
     d = sharded(tmp_path, shard)
     assert (tmp_path / "outside.safetensors").is_file()  # it is there and readable: only the check refuses it
-    with pytest.raises(EvalkitError, match=r"index.json: refusing to read .*outside.safetensors: it is outside"):
+    with pytest.raises(
+        EvalkitError, match=r"index.json: refusing to read .*outside.safetensors: it is outside"
+    ):
         load_checkpoint(d, "pi05_libero", model_config_file=FIXTURE_CONFIG)
 
 
@@ -69,7 +71,9 @@ def test_norm_stats_named_in_config_json_stay_inside(tiny, tmp_path, where):
     shutil.copytree(tiny, d)
     info = json.loads((d / "config.json").read_text())
     outside = tmp_path / "outside"
-    shutil.copytree((d / info["normalization"]["stats_file"]).parent, outside)  # readable stats, out of the dir
+    shutil.copytree(
+        (d / info["normalization"]["stats_file"]).parent, outside
+    )  # readable stats, out of the dir
     (d / "link").symlink_to(outside, target_is_directory=True)
     info["normalization"]["stats_file"] = where
     (d / "config.json").write_text(json.dumps(info))
