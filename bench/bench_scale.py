@@ -189,7 +189,9 @@ def projection(step_ms: float) -> None:
 
     row = next(r for r in flop_table() if r["config"] == "pi05_libero")
     env_s = (5 * step_ms + EGL_RENDER_MS) / 1000  # replan_steps = 5 (openpi examples/libero/main.py)
-    obs_per_episode = sum(m / 5 for m in OPENPI_MAX_STEPS) / len(OPENPI_MAX_STEPS)  # no early success: worst case
+    obs_per_episode = sum(m / 5 for m in OPENPI_MAX_STEPS) / len(
+        OPENPI_MAX_STEPS
+    )  # no early success: worst case
     print(
         f"projection (openpi LIBERO, {OPENPI_EPISODES} episodes, {obs_per_episode:.0f} observations/episode at most; "
         f"env {env_s * 1000:.0f} ms per observation per core = 5 steps x {step_ms:.1f} ms + {EGL_RENDER_MS:g} ms EGL; "
@@ -198,10 +200,15 @@ def projection(step_ms: float) -> None:
     print("| GPUs | prefix | GFLOP/obs | policy obs/s | env cores to feed it | 2,000 episodes |")
     print("|---:|---|---:|---:|---:|---:|")
     for gpus in (1, 8):
-        for label, gflop in (("untrimmed (openpi)", row["whole_gflop"]), ("trimmed", row["whole_gflop_trimmed"])):
+        for label, gflop in (
+            ("untrimmed (openpi)", row["whole_gflop"]),
+            ("trimmed", row["whole_gflop_trimmed"]),
+        ):
             rate = gpus * ASSUMED_MFU * H100_BF16_FLOPS / (gflop * 1e9)
             minutes = OPENPI_EPISODES * obs_per_episode / rate / 60
-            print(f"| {gpus} | {label} | {gflop:,.0f} | {rate:,.0f} | {rate * env_s:,.0f} | {minutes:.1f} min |")
+            print(
+                f"| {gpus} | {label} | {gflop:,.0f} | {rate:,.0f} | {rate * env_s:,.0f} | {minutes:.1f} min |"
+            )
     print("| vla-eval (AI2), 1 H100 node, 50 shards | | | | | 18 min |")
 
 
