@@ -132,9 +132,11 @@ def test_discovered_suites_resolve_and_unrunnable_ones_say_why():
     assert mug.protocol.max_steps == 220 and len(mug.tasks) == 10
     (milk,) = registry.resolve("libero_10_with_milk")  # 2 of its 10 tasks lack initial states
     assert milk.protocol.max_steps == 520 and len(milk.tasks) == 8
-    assert sorted(milk.options["unavailable_tasks"]) == sorted(
-        set(range(10)) - {t.task_id for t in milk.tasks}
-    )
+    missing = milk.availability.unavailable
+    assert sorted(t.task_id for t in missing) == sorted(set(range(10)) - {t.task_id for t in milk.tasks})
+    assert milk.availability.by_reason() == {"init_states missing": 2}
+    with pytest.raises(EvalkitError, match=rf"task {missing[0].task_id} \({missing[0].name}\) is unavailable here"):
+        registry.resolve("libero_10_with_milk", tasks=[missing[0].task_id])
     with pytest.raises(
         EvalkitError, match=r"none of its 10 tasks has its files installed \(bddl, init_states"
     ) as info:
