@@ -89,10 +89,15 @@ def suites_main(args: argparse.Namespace) -> int:
         key.removeprefix("tag:"): tuple(v) for key, v in vars(args).items() if key.startswith("tag:") and v
     }
     query = dataclass_from_arguments(SuitesQuery, args, tags=tags)
-    width = shutil.get_terminal_size((0, 0)).columns
+    width = terminal_width()
     lines = _listing(query.all, width) if query.name is None else _one(query, width)
     print("\n".join(lines))
     return 0
+
+
+def terminal_width() -> int:
+    """Columns of the terminal (COLUMNS first); 0 when stdout is not a terminal: piped lines are not cut."""
+    return shutil.get_terminal_size((0, 0)).columns
 
 
 # -- every suite, one line each ----------------------------------------------------------------------------------
@@ -103,25 +108,20 @@ def _listing(show_all: bool, width: int) -> list[str]:
     shown = [i for i in infos if i.available or show_all]
     hidden = [i for i in infos if not i.available]
     lines = _suite_lines(shown, width)
+    notes = []
     if hidden and not show_all:  # name the most common reason, by one example of it
         pattern = [re.sub(r"'[^']*'|\d+", "", info.description) for info in hidden]
         example = hidden[pattern.index(max(pattern, key=pattern.count))]
-        lines += [
-            "",
-            *_wrap(
-                f"{len(hidden)} more suites cannot run here and are hidden (e.g. {example.description}); "
-                "`evalkit suites --all` lists them with the reason.",
-                width,
-            ),
-        ]
-    lines += [
-        "",
-        *_wrap(
-            "`evalkit suites NAME` shows a suite's protocol, what cannot run here and why, and its "
-            "tasks (filter them by tag, e.g. --dimension camera; --ids feeds `evalkit eval --tasks`).",
-            width,
-        ),
-    ]
+        notes.append(
+            f"{len(hidden)} more suites cannot run here and are hidden (e.g. {example.description}); "
+            "`evalkit suites --all` lists them with the reason."
+        )
+    notes.append(
+        "`evalkit suites NAME` shows a suite's protocol, what cannot run here and why, and its tasks (filter them "
+        "by tag, e.g. --dimension camera; --ids feeds `evalkit eval --tasks`)."
+    )
+    for note in notes:
+        lines += ["", *_wrap(note, width, hang=0)]
     return lines
 
 
@@ -284,7 +284,7 @@ def _fit(line: str, width: int) -> str:
     return line if not width or len(line) <= width else line[: width - 1] + "…"
 
 
-def _wrap(text: str, width: int) -> list[str]:
-    """`text` wrapped to `width` (0: one line); continuation lines are indented 2 more than the first."""
-    indent = " " * (len(text) - len(text.lstrip()) + 2)
+def _wrap(text: str, width: int, hang: int = 2) -> list[str]:
+    """`text` wrapped to `width` (0: one line); continuation lines are indented `hang` more than the first."""
+    indent = " " * (len(text) - len(text.lstrip()) + hang)
     return textwrap.wrap(text, width, subsequent_indent=indent, break_on_hyphens=False) if width else [text]
