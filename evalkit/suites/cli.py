@@ -16,12 +16,12 @@ import re
 import shutil
 import textwrap
 from dataclasses import dataclass, field
-from typing import Any
 
 from evalkit.core.errors import EvalkitError
 from evalkit.core.flags import flag
 from evalkit.core.protocol import EvalProtocol, SuiteSpec, Tags
-from evalkit.suites.registry import SuiteInfo
+from evalkit.suites import registry
+from evalkit.suites.kinds import suite_kind, task_tags
 
 # a tag whose values are this few gets a runnable/total breakdown in `evalkit suites NAME`
 MAX_BREAKDOWN_VALUES = 8
@@ -60,9 +60,19 @@ class SuitesQuery:
     tags: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TaskRow:
+    """One task of `evalkit suites NAME`'s table."""
+
+    task_id: int
+    tags: Tags
+    # "yes", or "no [n]": reason n of the availability lines
+    runs: str
+    instruction: str
+
+
 def suites_arguments(parser: argparse.ArgumentParser) -> None:
     from evalkit.cli_args import add_dataclass_arguments
-    from evalkit.suites.kinds import task_tags
 
     parser.add_argument("name", nargs="?", metavar="NAME", help="a suite or group to show in full")
     add_dataclass_arguments(parser, SuitesQuery)
@@ -102,9 +112,7 @@ def terminal_width() -> int:
 
 # -- every suite, one line each ----------------------------------------------------------------------------------
 def _listing(show_all: bool, width: int) -> list[str]:
-    from evalkit.suites.registry import list_suites
-
-    infos = list_suites(include_unavailable=True)
+    infos = registry.list_suites(include_unavailable=True)
     shown = [i for i in infos if i.available or show_all]
     hidden = [i for i in infos if not i.available]
     lines = _suite_lines(shown, width)
@@ -125,7 +133,7 @@ def _listing(show_all: bool, width: int) -> list[str]:
     return lines
 
 
-def _suite_lines(infos: list[SuiteInfo], width: int) -> list[str]:
+def _suite_lines(infos: list[registry.SuiteInfo], width: int) -> list[str]:
     """A table: name, kind, runnable tasks, unavailable tasks, description (or why it cannot run)."""
     rows = [("NAME", "KIND", "TASKS", "UNAVAILABLE", "DESCRIPTION")]
     for info in infos:
@@ -140,8 +148,6 @@ def _suite_lines(infos: list[SuiteInfo], width: int) -> list[str]:
 
 # -- one suite in full -------------------------------------------------------------------------------------------
 def _one(query: SuitesQuery, width: int) -> list[str]:
-    from evalkit.suites import registry
-
     if registry.is_group(query.name):
         if query.tags or query.unavailable or query.ids or query.protocol:
             raise EvalkitError(
@@ -153,7 +159,7 @@ def _one(query: SuitesQuery, width: int) -> list[str]:
     reasons = list(spec.availability.by_reason())
     rows = _task_rows(spec, query, reasons)
     if query.ids:
-        ids = [row["id"] for row in rows if row["runs"] == "yes"]
+        ids = [str(row.task_id) for row in rows if row.runs == "yes"]
         if not ids:
             raise EvalkitError(f"no task of {spec.name!r} that can run here matches the filters")
         return [" ".join(ids)]
@@ -211,18 +217,16 @@ def _count(group: list[Tags], tag: str, value: str) -> int:
 # -- the tasks ---------------------------------------------------------------------------------------------------
 def _tag_keys(spec: SuiteSpec) -> list[str]:
     """The tags the suite's tasks carry: in the order its kind declares them, then any others."""
-    from evalkit.suites.kinds import suite_kind
-
     present = dict.fromkeys(k for t in (*spec.tasks, *spec.availability.unavailable) for k in t.tags)
     declared = [k for k in suite_kind(spec.kind).task_tags if k in present]
     return declared + [k for k in present if k not in declared]
 
 
-def _task_rows(spec: SuiteSpec, query: SuitesQuery, reasons: list[str]) -> list[dict[str, Any]]:
-    """The tasks (runnable and not, by id) that pass the filters, as table rows; RUNS numbers `reasons`."""
-    rows = [_row(t.task_id, t.language, t.tags, "yes") for t in spec.tasks if not query.unavailable]
+def _task_rows(spec: SuiteSpec, query: SuitesQuery, reasons: list[str]) -> list[TaskRow]:
+    """The tasks (runnable and not, by id) that pass the filters; a row that cannot run numbers its reason."""
+    rows = [TaskRow(t.task_id, t.tags, "yes", t.language) for t in spec.tasks if not query.unavailable]
     rows += [
-        _row(t.task_id, t.language, t.tags, f"no [{reasons.index(t.reason) + 1}]")
+        TaskRow(t.task_id, t.tags, f"no [{reasons.index(t.reason) + 1}]", t.language)
         for t in spec.availability.unavailable
     ]
     keys = _tag_keys(spec)
@@ -231,30 +235,26 @@ def _task_rows(spec: SuiteSpec, query: SuitesQuery, reasons: list[str]) -> list[
             raise EvalkitError(
                 f"{spec.name}'s tasks have no {tag} tag (their tags: {', '.join(keys) or 'none'})"
             )
-        known = {str(row["tags"][tag]) for row in rows if tag in row["tags"]}
+        known = {str(row.tags[tag]) for row in rows if tag in row.tags}
         unknown = [v for v in wanted if v not in known]
         if unknown:
             raise EvalkitError(
                 f"no task of {spec.name} has {tag} {', '.join(unknown)} (its values: {', '.join(sorted(known))})"
             )
-        rows = [row for row in rows if str(row["tags"].get(tag)) in wanted]
-    return sorted(rows, key=lambda row: int(row["id"]))
+        rows = [row for row in rows if str(row.tags.get(tag)) in wanted]
+    return sorted(rows, key=lambda row: row.task_id)
 
 
-def _row(task_id: int, language: str, tags: Tags, runs: str) -> dict[str, Any]:
-    return {"id": str(task_id), "tags": tags, "runs": runs, "instruction": language}
-
-
-def _tasks_table(spec: SuiteSpec, rows: list[dict[str, Any]], width: int) -> list[str]:
+def _tasks_table(spec: SuiteSpec, rows: list[TaskRow], width: int) -> list[str]:
     """The tasks' table. On a terminal, a tag column whose values would not fit MAX_TAG_WIDTH is left out."""
     keys = _tag_keys(spec)
     columns = [
-        k for k in keys if not width or all(len(str(r["tags"].get(k, ""))) <= MAX_TAG_WIDTH for r in rows)
+        k for k in keys if not width or all(len(str(row.tags.get(k, ""))) <= MAX_TAG_WIDTH for row in rows)
     ]
     table = [("ID", *(k.upper() for k in columns), "RUNS", "INSTRUCTION")]
     for row in rows:
         table.append(
-            (row["id"], *(str(row["tags"].get(k, "")) for k in columns), row["runs"], row["instruction"])
+            (str(row.task_id), *(str(row.tags.get(k, "")) for k in columns), row.runs, row.instruction)
         )
     filters = " ".join(f"--{k.replace('_', '-')} VALUE" for k in keys)
     title = (
