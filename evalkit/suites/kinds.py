@@ -3,7 +3,8 @@
 A kind is a `SuiteKind` (evalkit.suites.base) registered here by name as "module:Class", imported on first use.
 Adding a kind takes a package that defines its `SuiteKind` and one registration: a line in `KINDS` for a kind
 shipped with evalkit, or `$EVALKIT_SUITE_KINDS` (`name=module:Class`, several separated by commas) for one that
-lives elsewhere; the variable reaches env worker processes and Ray workers, which inherit the environment.
+lives elsewhere. Env workers look kinds up too: the local runner's worker processes and the Ray workers of a cluster
+started on this machine inherit the variable; a cluster started elsewhere needs it (and the module) set there.
 """
 
 from __future__ import annotations

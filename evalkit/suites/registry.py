@@ -49,7 +49,7 @@ class SuiteInfo:
 class SuiteEntry:
     name: str
     data: dict[str, Any]
-    # the YAML file, or "<kind>.discover()"
+    # the YAML file, or "<kind> kind's discover()"
     source: str
 
     @property
