@@ -78,7 +78,7 @@ def main() -> int:
     parser.add_argument("--task", default="put_red_block_in_bowl")
     args = parser.parse_args()
 
-    from evalkit.suites.droid import make_env
+    from evalkit.suites.kinds import make_env
     from evalkit.suites.registry import resolve
 
     suite = resolve("droid")[0]

@@ -47,7 +47,7 @@ def mode_bare(args: argparse.Namespace) -> dict:
 
     from evalkit.core.episode import EpisodeSpec
     from evalkit.rendering import configure_gl
-    from evalkit.suites.libero import make_env
+    from evalkit.suites.kinds import make_env
 
     configure_gl()
     suite = _suite(args.max_steps)
@@ -109,7 +109,7 @@ def mode_render(args: argparse.Namespace) -> dict:
         elapsed = time.perf_counter() - start
         env.close()
     else:
-        from evalkit.suites.libero import make_env
+        from evalkit.suites.kinds import make_env
 
         env = make_env(suite, TASK)
         env.reset(EpisodeSpec(suite.name, TASK, 0, 7))

@@ -45,7 +45,7 @@ def measure_libero(steps: int = 20, renders: int = 5) -> tuple[float, float]:
     from evalkit.suites import registry
 
     check_gl()
-    from evalkit.suites.libero import make_env
+    from evalkit.suites.kinds import make_env
 
     (suite,) = registry.resolve("libero_spatial", tasks=(0,), episodes_per_task=1)
     env = make_env(suite, 0)

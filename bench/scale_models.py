@@ -2,16 +2,15 @@
 time, and a policy whose batch latency is modelled as a + b*B (about pi0.5 on an H100 for a = 60 ms, b = 4 ms).
 
 Everything else is real: the suite goes through evalkit's registry (a YAML file in a temporary $EVALKIT_TASKS
-directory, `kind: modelled`), and the runner, its env workers and the Ray actors are evalkit's own. The kind is
-registered as `evalkit.suites.modelled` by `register()`, which runs in every process that may build an env: the
-bench itself, the local runner's spawned workers (which re-import the bench's main module) and Ray workers
-(`worker_process_setup_hook`). Costs reach those processes through environment variables.
+directory, `kind: modelled`), and the runner, its env workers and the Ray actors are evalkit's own. `register()`
+registers the kind `modelled` in $EVALKIT_SUITE_KINDS, which every process that may build an env inherits: the
+local runner's spawned workers and Ray workers (this module must be importable there: the bench puts its folder on
+PYTHONPATH for Ray). Costs reach those processes through environment variables too.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +22,8 @@ from evalkit.core.embodiment import embodiment
 from evalkit.core.episode import EpisodeSpec
 from evalkit.core.policy import PolicyMeta, PolicyOptions
 from evalkit.core.protocol import SuiteSpec, TaskSpec, protocol_from_dict
+from evalkit.suites.base import SuiteKind
+from evalkit.suites.kinds import KINDS_ENV
 
 KIND = "modelled"
 STEP_MS = "BENCH_STEP_MS"  # a LIBERO step without rendering
@@ -32,18 +33,25 @@ BODY = embodiment("libero")
 
 
 def register() -> None:
-    """Make this module the suite kind `evalkit.suites.modelled` in this process."""
-    sys.modules.setdefault(f"evalkit.suites.{KIND}", sys.modules[__name__])
+    """Register the suite kind `modelled` for this process and the env processes it starts."""
+    entry = f"{KIND}=scale_models:ModelledKind"
+    kinds = [k for k in os.environ.get(KINDS_ENV, "").split(",") if k.strip()]
+    if entry not in kinds:
+        os.environ[KINDS_ENV] = ",".join([*kinds, entry])
 
 
 # -- the suite kind ------------------------------------------------------------------------------------------------
-def load_suite(name: str, data: dict[str, Any]) -> SuiteSpec:
-    protocol = protocol_from_dict(data["protocol"], where=f"suite {name!r}")
-    tasks = tuple(
-        TaskSpec(i, f"task{i}", f"modelled task {i}", protocol.episodes_per_task)
-        for i in range(int(data["tasks"]))
-    )
-    return SuiteSpec(name, KIND, BODY.name, protocol, tasks)
+class ModelledKind(SuiteKind):
+    def load_suite(self, name: str, data: dict[str, Any]) -> SuiteSpec:
+        protocol = protocol_from_dict(data["protocol"], where=f"suite {name!r}")
+        tasks = tuple(
+            TaskSpec(i, f"task{i}", f"modelled task {i}", protocol.episodes_per_task)
+            for i in range(int(data["tasks"]))
+        )
+        return SuiteSpec(name, KIND, BODY.name, protocol, tasks)
+
+    def make_env(self, suite: SuiteSpec, task_id: int) -> ModelledEnv:
+        return ModelledEnv(suite, task_id)
 
 
 class ModelledEnv:
@@ -76,6 +84,9 @@ class ModelledEnv:
         self.steps += 1
         return False
 
+    def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return -np.ones(BODY.action_dim), np.ones(BODY.action_dim)
+
     def frame(self) -> np.ndarray:
         return np.zeros((*self.size, 3), np.uint8)
 
@@ -85,10 +96,6 @@ class ModelledEnv:
     def close(self) -> None:
         if self.log is not None:
             self.log.close()
-
-
-def make_env(suite: SuiteSpec, task_id: int) -> ModelledEnv:
-    return ModelledEnv(suite, task_id)
 
 
 def suite_yaml(name: str, tasks: int, episodes_per_task: int, max_steps: int) -> str:

@@ -11,6 +11,7 @@ from evalkit.core.errors import EvalkitError
 
 # Subcommands implemented elsewhere: name -> module exposing <name>_arguments(parser) and <name>_main(args).
 EXTERNAL_COMMANDS = {
+    "suites": ("evalkit.suites.cli", "list suites, or show one with its protocol and tasks"),
     "serve": ("evalkit.serving.cli", "serve a policy over openpi's websocket protocol"),
     "report": ("evalkit.report.cli", "write a run's report (markdown, CSV, Parquet, HTML)"),
     "leaderboard": ("evalkit.report.cli", "compare checkpoints across runs"),
@@ -78,41 +79,6 @@ def eval_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def suites_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--all", action="store_true", help="also list suites that cannot run here, with the reason"
-    )
-
-
-def suites_main(args: argparse.Namespace) -> int:
-    import re
-    import shutil
-    import textwrap
-
-    from evalkit.suites.registry import list_suites
-
-    infos = list_suites(include_unavailable=True)
-    shown = [i for i in infos if i.available or args.all]
-    hidden = [i for i in infos if not i.available]
-    width = max(len(info.name) for info in shown)
-    indent = width + 2 + 8 + 12
-    columns = max(indent + 30, shutil.get_terminal_size((120, 24)).columns)
-    for info in shown:
-        tasks = f"{info.n_tasks:>4} tasks" if info.available else "unavailable"
-        lines = textwrap.wrap(info.description, columns - indent) or [""]
-        print(f"{info.name:<{width}}  {info.kind:<7} {tasks:<12}{lines[0]}")
-        for line in lines[1:]:
-            print(" " * indent + line)
-    if hidden and not args.all:  # name the most common reason, by one example of it
-        pattern = [re.sub(r"'[^']*'|\d+", "", info.description) for info in hidden]
-        example = hidden[pattern.index(max(pattern, key=pattern.count))]
-        print(
-            f"\n{len(hidden)} more suite(s) cannot run here and are hidden (e.g. {example.description}); "
-            "`evalkit suites --all` lists them with the reason."
-        )
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     # No abbreviated flags: `--api SECRET` would be taken as --api-key yet escape the manifest's redaction of the
     # command line, and an abbreviation that a new flag makes ambiguous would change what old commands mean.
@@ -120,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="evalkit", description="Simulation benchmark harness for pi0.5 policies", allow_abbrev=False
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    own = {"eval": "evaluate a policy on a suite", "suites": "list suites and their task counts"}
+    own = {"eval": "evaluate a policy on a suite"}
     for name, help_text in own.items():
         globals()[f"{name}_arguments"](sub.add_parser(name, help=help_text, allow_abbrev=False))
     for name, (module_name, help_text) in EXTERNAL_COMMANDS.items():
@@ -136,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     name = args.command.replace("-", "_")
     module = (
         sys.modules[__name__]
-        if args.command in ("eval", "suites")
+        if args.command == "eval"
         else importlib.import_module(EXTERNAL_COMMANDS[args.command][0])
     )
     try:

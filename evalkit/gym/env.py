@@ -13,7 +13,7 @@ Cameras are rendered on demand. `images="every_step"` renders them for every obs
 
 from __future__ import annotations
 
-import importlib
+import numbers
 from typing import Any
 
 import gymnasium
@@ -26,15 +26,23 @@ from evalkit.core.errors import EvalkitError
 from evalkit.core.protocol import SuiteSpec
 from evalkit.gym import spaces as evalkit_spaces
 from evalkit.suites.base import SimEnv
+from evalkit.suites.kinds import make_env
 
 IMAGE_MODES = ("every_step", "policy_steps")
+
+
+def index_argument(value: Any, what: str) -> int:
+    """`task` and `init_state` are integers (a numpy integer too); "0", 1.5 and True are refused, not converted."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise EvalkitError(f"{what} must be an integer, not {value!r} ({type(value).__name__})")
+    return int(value)
 
 
 def resolve_suite(suite: str, task: int, protocol: str | None, max_steps: int | None) -> SuiteSpec:
     """The suite (one, not a group) with `task` selected and the protocol preset / step budget applied."""
     from evalkit.suites import registry
 
-    specs = registry.resolve(suite, protocol=protocol, max_steps=max_steps, tasks=(int(task),))
+    specs = registry.resolve(suite, protocol=protocol, max_steps=max_steps, tasks=(task,))
     if len(specs) != 1:
         raise EvalkitError(f"{suite!r} is a group of {len(specs)} suites; make one of its suites")
     return specs[0]
@@ -63,21 +71,17 @@ class EvalkitEnv(gymnasium.Env, EzPickle):
         from evalkit.rendering import configure_gl
 
         configure_gl()  # before any simulator module is imported in this process (spawned vector-env workers)
-        self.suite = resolve_suite(suite, task, protocol, max_steps)
-        self.task_id = int(task)
+        self.task_id = index_argument(task, "task")
+        self.suite = resolve_suite(suite, self.task_id, protocol, max_steps)
         self.protocol = self.suite.protocol
         self.instruction = self.suite.task(self.task_id).language
         self.images = images
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": self.protocol.control_hz}
         self.init_state = init_state
-        kind = importlib.import_module(f"evalkit.suites.{self.suite.kind}")
-        self.sim: SimEnv = kind.make_env(self.suite, self.task_id)
-        limits = None
-        if hasattr(self.sim, "joint_low"):  # DroidEnv: joint-position actions are bounded by the joint limits
-            limits = (self.sim.joint_low, self.sim.joint_high)
+        self.sim: SimEnv = make_env(self.suite, self.task_id)
         self.observation_space = evalkit_spaces.observation_space(self.suite)
-        self.action_space = evalkit_spaces.action_space(self.suite, limits)
+        self.action_space = evalkit_spaces.action_space(self.suite, self.sim.action_bounds())
         self.episode: EpisodeSpec | None = None
         self.steps = 0
         self.success = False
@@ -91,7 +95,7 @@ class EvalkitEnv(gymnasium.Env, EzPickle):
 
     @init_state.setter
     def init_state(self, value: int) -> None:
-        value = int(value)
+        value = index_argument(value, "init_state")
         n = self.suite.task(self.task_id).num_init_states
         if not 0 <= value < n:
             raise EvalkitError(
@@ -177,6 +181,8 @@ class EvalkitEnv(gymnasium.Env, EzPickle):
             "instruction": self.instruction,
             "steps": self.steps,
             "episode_id": self.episode.episode_id,
-            "policy_step": policy_step,  # a policy would be asked for a new chunk with this observation
-            "images_fresh": images_fresh,  # images rendered for this step (False: copies of the previous ones)
+            # a policy would be asked for a new chunk with this observation
+            "policy_step": policy_step,
+            # images rendered for this step (False: copies of the previous ones)
+            "images_fresh": images_fresh,
         }

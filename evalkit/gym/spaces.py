@@ -92,24 +92,11 @@ def observation_space(suite: SuiteSpec) -> spaces.Dict:
     return spaces.Dict(entries)
 
 
-def action_space(suite: SuiteSpec, joint_limits: tuple[np.ndarray, np.ndarray] | None = None) -> spaces.Box:
-    """The embodiment's action vector with the bounds the simulator enforces.
-
-    - eef_delta (LIBERO): 6 OSC_POSE deltas + gripper, each in [-1, 1] (robosuite's OSC controller clips its input
-      to input_min/input_max = -1/1, robosuite controllers/config/osc_pose.json; the gripper is -1 open .. 1 close).
-    - joint_velocity (DROID): 7 joint velocities in [-1, 1] (DROID RobotIKSolver), gripper position in [0, 1].
-    - joint_position (DROID): 7 joint targets within the arm's joint limits (`joint_limits`), gripper in [0, 1].
-    """
-    proto = suite.protocol
-    if proto.action_mode == "eef_delta":
-        return spaces.Box(-1.0, 1.0, (proto.action_dim,), np.float32)
-    if proto.action_mode == "joint_velocity":
-        low = np.array([-1.0] * (proto.action_dim - 1) + [0.0], np.float32)
-        return spaces.Box(low, np.ones(proto.action_dim, np.float32), dtype=np.float32)
-    if proto.action_mode == "joint_position":
-        if joint_limits is None:
-            raise ValueError(f"suite {suite.name}: joint_position actions need the arm's joint limits")
-        low = np.append(np.asarray(joint_limits[0], np.float32), 0.0).astype(np.float32)
-        high = np.append(np.asarray(joint_limits[1], np.float32), 1.0).astype(np.float32)
-        return spaces.Box(low, high, dtype=np.float32)
-    raise ValueError(f"suite {suite.name}: no action space for action mode {proto.action_mode!r}")
+def action_space(suite: SuiteSpec, bounds: tuple[np.ndarray, np.ndarray]) -> spaces.Box:
+    """The embodiment's action vector with the bounds its simulator clips actions to (`SimEnv.action_bounds`)."""
+    low, high = (np.asarray(b, np.float32).reshape(-1) for b in bounds)
+    if low.shape != (suite.protocol.action_dim,) or high.shape != low.shape:
+        raise ValueError(
+            f"suite {suite.name}: action bounds of shape {low.shape}, not ({suite.protocol.action_dim},)"
+        )
+    return spaces.Box(low, high, dtype=np.float32)

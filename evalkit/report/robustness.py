@@ -1,8 +1,8 @@
 """The LIBERO-plus robustness section of a report: success by perturbation dimension and by level.
 
-Episodes of `liberoplus` suites are grouped by the dimension and level their variant name encodes
-(`evalkit.suites.liberoplus.variants`), pooled across suites, with Wilson 95% intervals, beside the published
-pi0.5 figures (community runs, LIBERO-plus issue #57), which are shown, never pooled.
+Episodes of `liberoplus` suites are grouped by their task's `dimension` and `level` tags (what the variant name
+encodes), as the run's manifest records them, pooled across suites, with Wilson 95% intervals, beside the
+published pi0.5 figures (community runs, LIBERO-plus issue #57), which are shown, never pooled.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ PUBLISHED_PI05 = {
     "layout": 86.4,
     "overall": 84.2,
 }
+# LIBERO-plus's perturbation dimensions, in the paper's order
+DIMENSIONS = tuple(d for d in PUBLISHED_PI05 if d != "overall")
 LEVEL_MEANING = {
     "noise": "severity 1-10 within the noise type (motion, Gaussian, zoom, fog, glass)",
     "layout": "target displacement level 1-5 (`_levelL_`); added-object variants carry no level",
@@ -35,31 +37,27 @@ LEVEL_MEANING = {
 
 @dataclass
 class RobustnessSection:
-    by_dimension: pd.DataFrame  # dimension, variants, successes, success_pct, ci95_*, published_pi05_pct
-    by_level: pd.DataFrame  # dimension, level, variants, successes, success_pct, ci95_*
+    # dimension, variants, successes, success_pct, ci95_*, published_pi05_pct
+    by_dimension: pd.DataFrame
+    # dimension, level, variants, successes, success_pct, ci95_*
+    by_level: pd.DataFrame
 
 
 def _variant_episodes(run: Run) -> pd.DataFrame:
-    """Usable episodes of LIBERO-plus suites with their variant's dimension and level."""
-    from evalkit.suites.liberoplus.variants import VariantNameError, parse_variant
-
-    names = {
-        (suite, int(task["task_id"])): task["name"]
+    """Usable episodes of LIBERO-plus suites with their task's dimension and level tags."""
+    tags = {
+        (suite, int(task["task_id"])): task.get("tags") or {}
         for suite, record in run.manifest.suites.items()
         if record.kind == KIND
         for task in record.tasks
     }
-    usable = run.usable
     rows = []
-    for row in usable.itertuples():
-        name = names.get((row.suite, int(row.task_id)))
-        if name is None:
-            continue
-        try:
-            info = parse_variant(name)
-        except VariantNameError:
-            continue
-        rows.append({"dimension": info.dimension, "level": info.level, "success": bool(row.success)})
+    for row in run.usable.itertuples():
+        tag = tags.get((row.suite, int(row.task_id)), {})
+        if tag.get("dimension") in DIMENSIONS:
+            rows.append(
+                {"dimension": tag["dimension"], "level": tag.get("level"), "success": bool(row.success)}
+            )
     return pd.DataFrame(rows, columns=["dimension", "level", "success"])
 
 
@@ -77,8 +75,6 @@ def _rate_row(k: int, n: int) -> dict:
 
 def robustness_section(run: Run) -> RobustnessSection | None:
     """The section's tables, or None when the run has no LIBERO-plus episode."""
-    from evalkit.suites.liberoplus.variants import DIMENSIONS
-
     episodes = _variant_episodes(run)
     if episodes.empty:
         return None

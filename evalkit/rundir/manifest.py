@@ -92,7 +92,7 @@ class SuiteRecord:
     protocol: dict[str, Any]
     simulator: dict[str, str | None]
     protocol_fingerprint: str
-    tasks: list[dict[str, Any]]  # {task_id, name, language, progress_stages}
+    tasks: list[dict[str, Any]]  # {task_id, name, language, progress_stages, tags}
 
     @classmethod
     def of(cls, suite: SuiteSpec, versions: dict[str, str | None]) -> SuiteRecord:
@@ -112,6 +112,7 @@ class SuiteRecord:
                     "name": t.name,
                     "language": t.language,
                     "progress_stages": list(t.progress_stages),
+                    "tags": dict(t.tags),
                 }
                 for t in suite.tasks
             ],

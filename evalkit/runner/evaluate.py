@@ -138,8 +138,8 @@ def evaluate(
     check_execution(config)
     suites = resolve_suites(config)
     for suite in suites if progress and config.tasks is None else ():  # what a kind left out, and why
-        if suite.options.get("unavailable_note"):
-            print(f"evalkit: {suite.name}: {suite.options['unavailable_note']}")
+        if suite.unavailable_note():
+            print(f"evalkit: {suite.name}: {suite.unavailable_note()}")
     all_episodes = episodes_for(suites)
     backend = None
     with stop_on_interrupt(lambda: backend.kill_now() if backend is not None else None):

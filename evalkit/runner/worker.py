@@ -18,7 +18,6 @@ Pipe protocol of `worker_main`:
 from __future__ import annotations
 
 import contextlib
-import importlib
 import signal
 import sys
 import time
@@ -35,6 +34,7 @@ from evalkit.core.policy import Observation
 from evalkit.core.protocol import SuiteSpec
 from evalkit.paths import safe_component
 from evalkit.suites.base import SimEnv
+from evalkit.suites.kinds import make_env
 from evalkit.video import EpisodeVideo, video_name
 
 Message = tuple[Any, ...]
@@ -71,8 +71,7 @@ class EnvHost:
             suite = self.suites[spec.suite]
             if self.env_key != (spec.suite, spec.task_id):
                 self.close()
-                kind = importlib.import_module(f"evalkit.suites.{suite.kind}")
-                self.env = kind.make_env(suite, spec.task_id)
+                self.env = make_env(suite, spec.task_id)
                 self.env_key = (spec.suite, spec.task_id)
             self.episode, self.calls = self._run(self.env, suite, spec, record_video), 0
             return self._advance(None)

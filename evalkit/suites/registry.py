@@ -1,11 +1,11 @@
 """Suites by name: YAML files under `tasks/` (and `$EVALKIT_TASKS`), groups, protocol presets and overrides.
 
-A suite file (`tasks/<kind>/<name>.yaml`) has `name`, `kind` (the module `evalkit.suites.<kind>` that builds it)
+A suite file (`tasks/<kind>/<name>.yaml`) has `name`, `kind` (the suite kind that builds it, evalkit.suites.kinds)
 and kind-specific data; a group file has `name` and `group: [suite names]`. `extends: <suite>` inherits another
 suite's data. `protocol` is either a full mapping or the name of a preset file
 `tasks/<kind>/protocols/<preset>.yaml`, with per-suite changes under `protocols: {<preset>: {...}}`
-(schema: the comment at the top of `tasks/libero/libero_spatial.yaml`). A kind module may also offer
-`discover()`: suites its simulator package registers beyond the YAML files.
+(schema: the comment at the top of `tasks/libero/libero_spatial.yaml`). A kind may also `discover()` suites its
+simulator package registers beyond the YAML files.
 
 `resolve()` turns a name plus command-line overrides into `SuiteSpec`s; `list_suites()` feeds `evalkit suites`.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import importlib.resources
 import os
 from dataclasses import dataclass
@@ -22,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.core.errors import EvalkitError
-from evalkit.core.protocol import MAX_SEED, SuiteSpec
+from evalkit.core.protocol import MAX_PROTOCOL_SEED, SuiteSpec
+from evalkit.suites.kinds import suite_kind
 
 # The suite files shipped with evalkit (package data: `evalkit/tasks` is the repository's `tasks/`).
 PACKAGED_TASKS = Path(str(importlib.resources.files("evalkit").joinpath("tasks")))
@@ -33,17 +33,24 @@ _MAX_EXTENDS_DEPTH = 8
 @dataclass(frozen=True)
 class SuiteInfo:
     name: str
-    kind: str  # suite kind, or "group"
+    # suite kind, or "group"
+    kind: str
+    # tasks that can run here
     n_tasks: int
-    description: str  # for an unavailable suite: why it cannot run
-    available: bool = True  # False: it cannot load here (e.g. registered without its task files)
+    # for an unavailable suite: why it cannot run
+    description: str
+    # False: it cannot load here (e.g. registered without its task files)
+    available: bool = True
+    # tasks it has that cannot run here
+    n_unavailable: int = 0
 
 
 @dataclass(frozen=True)
 class SuiteEntry:
     name: str
     data: dict[str, Any]
-    source: str  # the YAML file, or "<kind>.discover()"
+    # the YAML file, or "<kind> kind's discover()"
+    source: str
 
     @property
     def is_group(self) -> bool:
@@ -87,21 +94,6 @@ def yaml_entries() -> dict[str, SuiteEntry]:
     return entries
 
 
-def _kind_module(kind: str):
-    """The module of a suite kind: a package under evalkit.suites that builds suites (`load_suite`, `make_env`)."""
-    if not kind or not kind.replace("_", "").isalnum() or not kind.isascii():
-        raise EvalkitError(f"invalid suite kind {kind!r}")
-    try:
-        module = importlib.import_module(f"evalkit.suites.{kind}")
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("evalkit.suites"):
-            raise EvalkitError(f"unknown suite kind {kind!r} (no module evalkit.suites.{kind})") from exc
-        raise
-    if not (callable(getattr(module, "load_suite", None)) and callable(getattr(module, "make_env", None))):
-        raise EvalkitError(f"{kind!r} is not a suite kind (evalkit.suites.{kind} builds no suites)")
-    return module
-
-
 def check_suite_name(name: str, source: str) -> None:
     """Suite names end up in file names (videos, the default run directory): no path syntax, no control chars."""
     bad = (
@@ -122,16 +114,13 @@ def discovered_entries(yaml: dict[str, SuiteEntry]) -> dict[str, SuiteEntry]:
     found: dict[str, SuiteEntry] = {}
     for kind in kinds:
         try:
-            module = _kind_module(kind)
+            discovered = suite_kind(kind).discover()
         except EvalkitError:
             continue  # its suites show the reason when they are loaded
-        discover = getattr(module, "discover", None)
-        if discover is None:
-            continue
-        for data in discover():
+        for data in discovered:
             name = str(data["name"])
             if name not in yaml and name not in found:
-                found[name] = SuiteEntry(name, dict(data), f"evalkit.suites.{kind}.discover()")
+                found[name] = SuiteEntry(name, dict(data), f"{kind} kind's discover()")
     return found
 
 
@@ -239,12 +228,11 @@ def build_suite(name: str, data: dict[str, Any], protocol: str | None = None) ->
     (`protocol` overrides the file's), then the suite kind builds it."""
     data = _resolve_protocol(name, data, protocol)
     kind = str(data.get("kind", ""))
-    spec = _kind_module(kind).load_suite(name, data)
+    spec = suite_kind(kind).load_suite(name, data)
     if not isinstance(spec, SuiteSpec):
-        raise EvalkitError(
-            f"evalkit.suites.{kind}.load_suite returned {type(spec).__name__}, not a SuiteSpec"
-        )
-    return spec
+        raise EvalkitError(f"suite kind {kind!r} built a {type(spec).__name__}, not a SuiteSpec")
+    description = " ".join(str(data.get("description", "")).split())
+    return dataclasses.replace(spec, description=spec.description or description)
 
 
 def _load(entry: SuiteEntry, entries: dict[str, SuiteEntry], protocol: str | None) -> SuiteSpec:
@@ -270,7 +258,7 @@ def apply_overrides(
             not isinstance(value, int)
             or isinstance(value, bool)
             or value < (0 if key == "seed" else 1)
-            or value > MAX_SEED
+            or value > MAX_PROTOCOL_SEED
         ):
             raise EvalkitError(
                 f"--{key.replace('_', '-')} must be {'in [0, 2**63)' if key == 'seed' else 'positive'}, got {value!r}"
@@ -281,10 +269,12 @@ def apply_overrides(
         ids = [int(t) for t in tasks]
         known = {t.task_id for t in spec.tasks}
         unknown = [t for t in ids if t not in known]
-        reasons = spec.options.get("unavailable_task_reasons") or {}  # a kind's tasks this machine cannot run
         for task_id in unknown:
-            if task_id in reasons:
-                raise EvalkitError(f"suite {spec.name!r}: task {task_id} is unavailable ({reasons[task_id]})")
+            missing = spec.availability.task(task_id)
+            if missing is not None:
+                raise EvalkitError(
+                    f"suite {spec.name!r}: task {task_id} ({missing.name}) is unavailable here: {missing.why}"
+                )
         if unknown:
             raise EvalkitError(
                 f"suite {spec.name!r} has no task(s) {', '.join(map(str, unknown))}; its task ids are "
@@ -308,6 +298,21 @@ def _ranges(ids: list[int]) -> str:
     return ", ".join(parts) or "none"
 
 
+def _entries_for(name: str) -> dict[str, SuiteEntry]:
+    """The suite entries, discovered ones added when `name` is not in a YAML file; an unknown name is an error."""
+    entries = yaml_entries()
+    if name not in entries:
+        entries.update(discovered_entries(entries))
+    if name not in entries:
+        raise _unknown_suite(name, entries)
+    return entries
+
+
+def is_group(name: str) -> bool:
+    """Whether `name` is a group of suites (an unknown name is an error)."""
+    return _entries_for(name)[name].is_group
+
+
 def resolve(
     name: str,
     protocol: str | None = None,
@@ -317,62 +322,31 @@ def resolve(
     tasks: tuple[int, ...] | list[int] | None = None,
 ) -> list[SuiteSpec]:
     """The suites a name stands for (a group expands to its members), with overrides applied."""
-    entries = yaml_entries()
-    if name not in entries:
-        entries.update(discovered_entries(entries))
-    if name not in entries:
-        raise _unknown_suite(name, entries)
+    entries = _entries_for(name)
     specs = []
     for entry in _expand(name, entries):
         spec = _load(entry, entries, protocol)
         specs.append(apply_overrides(spec, episodes_per_task, max_steps, seed, tasks))
-    alone = sorted({s.kind for s in specs if getattr(_kind_module(s.kind), "RUNS_ALONE", False)})
+    alone = sorted({s.kind for s in specs if suite_kind(s.kind).runs_alone})
     if alone and len({s.kind for s in specs}) > 1:  # its workers must not import another kind's simulator
         raise EvalkitError(f"suite {name!r} mixes {alone[0]} suites with other kinds; run them separately")
     return specs
 
 
-def list_suites(include_unavailable: bool = True) -> list[SuiteInfo]:
-    """Groups, YAML suites, then discovered suites, with task counts. A suite that cannot load is listed with
-    `available=False`, 0 tasks and the reason as its description; `include_unavailable=False` leaves those out."""
-    entries = _all_entries(discover=True)
-    counts: dict[str, int] = {}
-    kinds: dict[str, str] = {}
-    notes: dict[str, str] = {}  # why a suite cannot load
-    summaries: dict[str, str] = {}  # what a loadable suite says about itself
-    for entry in entries.values():
-        if entry.is_group:
-            continue
-        try:
-            spec = _load(entry, entries, None)
-            counts[entry.name], kinds[entry.name] = len(spec.tasks), spec.kind
-            if spec.options.get("summary"):  # a kind's availability line (e.g. LIBERO-plus per dimension)
-                summaries[entry.name] = f"{entry.data.get('description', '')}; {spec.options['summary']}"
-        except EvalkitError as exc:
-            counts[entry.name] = 0
-            notes[entry.name] = str(exc)
-    infos = []
-    for entry in entries.values():
-        description = " ".join(str(entry.data.get("description", "")).split())
-        available = True
-        if entry.is_group:
+def list_suites(include_unavailable: bool = True, group: str | None = None) -> list[SuiteInfo]:
+    """Groups, YAML suites, then discovered suites, with task counts (`group`: only that group's members). A suite
+    that cannot load is listed with `available=False`, 0 tasks and the reason as its description;
+    `include_unavailable=False` leaves those out."""
+    entries = _all_entries(discover=True) if group is None else _entries_for(group)
+    shown = list(entries.values()) if group is None else _expand(group, entries)
+    loaded: dict[str, SuiteSpec | str] = {}
+    for entry in shown:
+        if not entry.is_group:
             try:
-                members = _expand(entry.name, entries)
-                n = sum(counts.get(m.name, 0) for m in members)
-                description = description or f"group of {', '.join(m.name for m in members)}"
-                unavailable = [m.name for m in members if m.name in notes]
-                if unavailable:
-                    available, description = False, f"members cannot run: {', '.join(unavailable)}"
+                loaded[entry.name] = _load(entry, entries, None)
             except EvalkitError as exc:
-                n, available, description = 0, False, str(exc)
-        else:
-            n = counts[entry.name]
-            if entry.name in notes:
-                available, description = False, notes[entry.name]
-            elif entry.name in summaries:
-                description = " ".join(summaries[entry.name].split())
-        if available or include_unavailable:
-            infos.append(SuiteInfo(entry.name, kinds.get(entry.name, entry.kind), n, description, available))
+                loaded[entry.name] = str(exc)
+    infos = [_info(entry, entries, loaded) for entry in shown]
 
     def sort_key(info: SuiteInfo) -> tuple:
         return (
@@ -382,4 +356,29 @@ def list_suites(include_unavailable: bool = True) -> list[SuiteInfo]:
             info.name,
         )
 
-    return sorted(infos, key=sort_key)
+    return sorted((i for i in infos if i.available or include_unavailable), key=sort_key)
+
+
+def _info(entry: SuiteEntry, entries: dict[str, SuiteEntry], loaded: dict[str, SuiteSpec | str]) -> SuiteInfo:
+    """One line of the listing; `loaded` holds each suite's spec, or why it cannot load."""
+    if not entry.is_group:
+        spec = loaded[entry.name]
+        if isinstance(spec, str):
+            return SuiteInfo(entry.name, entry.kind, 0, spec, available=False)
+        unavailable = len(spec.availability.unavailable)
+        return SuiteInfo(entry.name, spec.kind, len(spec.tasks), spec.description, n_unavailable=unavailable)
+    description = " ".join(str(entry.data.get("description", "")).split())
+    try:
+        members = _expand(entry.name, entries)
+    except EvalkitError as exc:
+        return SuiteInfo(entry.name, "group", 0, str(exc), available=False)
+    specs = [spec for m in members if isinstance(spec := loaded[m.name], SuiteSpec)]
+    n_tasks = sum(len(spec.tasks) for spec in specs)
+    n_unavailable = sum(len(spec.availability.unavailable) for spec in specs)
+    broken = [m.name for m in members if isinstance(loaded[m.name], str)]
+    if broken:
+        return SuiteInfo(
+            entry.name, "group", n_tasks, f"members cannot run: {', '.join(broken)}", False, n_unavailable
+        )
+    description = description or f"group of {', '.join(m.name for m in members)}"
+    return SuiteInfo(entry.name, "group", n_tasks, description, n_unavailable=n_unavailable)

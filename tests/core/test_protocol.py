@@ -4,7 +4,15 @@ import pytest
 
 from evalkit.core.embodiment import EMBODIMENTS
 from evalkit.core.errors import EvalkitError
-from evalkit.core.protocol import check_embodiment, episodes_for, protocol_from_dict
+from evalkit.core.protocol import (
+    Availability,
+    SuiteSpec,
+    TaskSpec,
+    UnavailableTask,
+    check_embodiment,
+    episodes_for,
+    protocol_from_dict,
+)
 from evalkit.suites import registry
 
 
@@ -46,6 +54,11 @@ def test_protocol_must_speak_its_embodiment():
     cams = dataclasses.replace(proto, cameras=(("observation/exterior_image_1_left", "agentview"),))
     with pytest.raises(EvalkitError, match="not libero wire keys"):
         check_embodiment(cams, EMBODIMENTS["libero"], "t")
+    slow = dataclasses.replace(proto, control_hz=10.0)  # the policy's chunks would play at half speed
+    with pytest.raises(
+        EvalkitError, match=r"libero policies act at 20 Hz \(the rate of their training data\), not 10 Hz"
+    ):
+        check_embodiment(slow, EMBODIMENTS["libero"], "t")
 
 
 def test_episode_seeds_follow_the_protocol():
@@ -59,3 +72,29 @@ def test_episode_seeds_follow_the_protocol():
         episodes_for(
             [dataclasses.replace(suite, protocol=dataclasses.replace(suite.protocol, episodes_per_task=51))]
         )
+
+
+def test_availability_counts_by_reason_and_says_it_in_one_line():
+    proto = protocol_from_dict(_openpi())
+    missing = (
+        UnavailableTask(
+            3, "c", "do c", "needs asset pack: x/", "assets missing: x/c.xml", {"dimension": "light"}
+        ),
+        UnavailableTask(1, "a", "do a", "needs ImageMagick"),
+        UnavailableTask(4, "d", "do d", "needs asset pack: x/", tags={"dimension": "light"}),
+    )
+    task = TaskSpec(0, "t", "do t", 5, tags={"dimension": "camera", "level": 2})
+    suite = SuiteSpec(
+        "s", "libero", "libero", proto, (task,), availability=Availability(missing, hint="get x")
+    )
+    assert suite.availability.by_reason() == {"needs asset pack: x/": 2, "needs ImageMagick": 1}
+    assert suite.availability.task(3).why == "assets missing: x/c.xml" and suite.availability.task(1).why == (
+        "needs ImageMagick"
+    )
+    assert suite.availability.task(0) is None
+    assert suite.unavailable_note() == (
+        "3 tasks cannot run here and are not evaluated (2 needs asset pack: x/; 1 needs ImageMagick); get x; "
+        "`evalkit suites s --unavailable` lists them"
+    )
+    assert dataclasses.replace(suite, availability=Availability()).unavailable_note() == ""
+    assert {task} == {dataclasses.replace(task)}  # its tags (a dict) leave it hashable

@@ -1,6 +1,7 @@
 """Registration, spaces, episode identity, step budget, rendering and pickling of `EvalkitEnv`."""
 
 import pickle
+import re
 
 import gymnasium
 import numpy as np
@@ -96,6 +97,20 @@ def test_bad_arguments_are_one_line_errors():
         gymnasium.make("evalkit/libero_spatial-v0", init_state=50)
     with pytest.raises(EvalkitError, match="unknown protocol"):
         gymnasium.make("evalkit/droid-v0", protocol="openpi")
+
+
+@pytest.mark.parametrize("value", ["0", 1.5, True, None])
+def test_task_and_init_state_must_be_integers(value):
+    """Issue 22: task="0", 1.5 and True were taken as task 0, 1 and 1."""
+    with pytest.raises(EvalkitError, match=rf"^task must be an integer, not {re.escape(repr(value))} \("):
+        gymnasium.make("evalkit/droid-v0", task=value)
+    with pytest.raises(
+        EvalkitError, match=rf"^init_state must be an integer, not {re.escape(repr(value))} \("
+    ):
+        gymnasium.make("evalkit/droid-v0", task=0, init_state=value)
+    env = gymnasium.make("evalkit/droid-v0", task=np.int64(1), init_state=np.int32(2)).unwrapped
+    assert (env.task_id, env.init_state) == (1, 2) and type(env.task_id) is int
+    env.close()
 
 
 @pytest.fixture(scope="module")

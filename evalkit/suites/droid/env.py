@@ -17,7 +17,7 @@ import numpy as np
 from evalkit.core.episode import EpisodeSpec
 from evalkit.core.errors import EvalkitError
 from evalkit.core.policy import Observation
-from evalkit.suites.droid.config import DroidData, TaskDef
+from evalkit.suites.droid.definitions import DroidData, TaskDef
 from evalkit.suites.droid.predicates import Rubric, World, holds
 from evalkit.suites.droid.scene import FINGER_CLOSED, SceneModel, build_scene
 
@@ -165,6 +165,15 @@ class DroidEnv:
         self._mj.mj_step(self.model, d, nstep=self.cfg.substeps)
         self.steps += 1
         return bool(self.rubric.update())
+
+    def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """7 joint velocities in [-1, 1] (DROID's RobotIKSolver) or 7 joint targets within the arm's limits, then
+        the gripper position in [0, 1] (0 open, 1 closed; openpi examples/droid/main.py)."""
+        if self.cfg.action_mode == "joint_velocity":
+            low, high = -np.ones(7), np.ones(7)
+        else:
+            low, high = self.joint_low, self.joint_high
+        return np.append(low, 0.0), np.append(high, 1.0)
 
     def progress(self) -> dict[str, bool]:
         return {k: bool(v) for k, v in self.rubric.flags.items()} if self.rubric is not None else {}

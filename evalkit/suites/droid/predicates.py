@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evalkit.suites.droid.config import Predicate
+from evalkit.suites.droid.definitions import Predicate
 from evalkit.suites.droid.scene import SceneModel, geoms_aabb
 
 REACH_DISTANCE = 0.03  # grip site within this distance of an object's box counts as reaching it (m)

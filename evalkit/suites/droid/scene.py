@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from evalkit.core.errors import EvalkitError
-from evalkit.suites.droid.config import CameraDef, DroidData, ObjectDef, SceneDef
+from evalkit.suites.droid.definitions import CameraDef, DroidData, ObjectDef, SceneDef
 
 ARM_JOINTS = tuple(f"robot0_joint{i}" for i in range(1, 8))
 FINGER_JOINT = "gripper0_finger_joint"  # Robotiq's driven knuckle, 0 (open) .. 0.8 (closed)
@@ -43,21 +43,30 @@ class ObjectInfo:
     """Where one object lives in the compiled model."""
 
     name: str
-    body: int  # root body id
-    free_qpos: int | None  # qpos address of its free joint (None: fixed to the world)
-    geoms: np.ndarray  # collision geom ids of its subtree
-    local_min: np.ndarray  # bounding box of its collision geoms in its root frame
+    # root body id
+    body: int
+    # qpos address of its free joint (None: fixed to the world)
+    free_qpos: int | None
+    # collision geom ids of its subtree
+    geoms: np.ndarray
+    # bounding box of its collision geoms in its root frame
+    local_min: np.ndarray
     local_max: np.ndarray
-    upright: np.ndarray  # quaternion making the asset stand up; the sampled yaw is applied on top
-    joints: dict[str, int]  # short joint name -> joint id (articulations)
+    # quaternion making the asset stand up; the sampled yaw is applied on top
+    upright: np.ndarray
+    # short joint name -> joint id (articulations)
+    joints: dict[str, int]
 
 
 @dataclass
 class SceneModel:
-    model: object  # mujoco.MjModel
+    # mujoco.MjModel
+    model: object
     objects: dict[str, ObjectInfo]
-    arm_qpos: np.ndarray  # qpos addresses of the 7 arm joints
-    arm_dof: np.ndarray  # dof addresses of the 7 arm joints
+    # qpos addresses of the 7 arm joints
+    arm_qpos: np.ndarray
+    # dof addresses of the 7 arm joints
+    arm_dof: np.ndarray
     arm_actuators: np.ndarray
     gripper_actuators: np.ndarray
     finger_qpos: int
@@ -65,8 +74,10 @@ class SceneModel:
     gripper_geoms: np.ndarray
     finger_pad_geoms: np.ndarray
     table_geom: int
-    cameras: dict[str, int]  # camera name -> camera id
-    camera_base: dict[str, tuple[np.ndarray, np.ndarray]]  # exterior camera -> nominal (pos, quat)
+    # camera name -> camera id
+    cameras: dict[str, int]
+    # exterior camera -> nominal (pos, quat)
+    camera_base: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def _make_object(obj: ObjectDef):

@@ -16,21 +16,27 @@ from pathlib import Path
 import numpy as np
 
 from evalkit.core.errors import EvalkitError
-from evalkit.suites.libero.config import ensure_libero_config
+from evalkit.suites.libero.config_file import ensure_libero_config
 
 BASE_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
 
 
 @dataclass(frozen=True)
 class LiberoTask:
-    task_id: int  # index in the benchmark's task order 0 (the identity order openpi uses)
+    # index in the benchmark's task order 0 (the identity order openpi uses)
+    task_id: int
     name: str
-    language: str  # the benchmark's `task.language` (from the BDDL file name), what openpi sends
-    bddl_language: str  # the BDDL file's `(:language ...)`; LIBERO-PRO's perturbed instruction lives here
+    # the benchmark's `task.language` (from the BDDL file name), what openpi sends
+    language: str
+    # the BDDL file's `(:language ...)`; LIBERO-PRO's perturbed instruction lives here
+    bddl_language: str
     bddl_file: str
-    init_states_file: str  # the .npz file the package ships ("" if missing)
-    num_init_states: int  # 0 if the file is missing or empty
-    missing: tuple[str, ...]  # resources this task lacks ("bddl", "init_states", "asset:...")
+    # the .npz file the package ships ("" if missing)
+    init_states_file: str
+    # 0 if the file is missing or empty
+    num_init_states: int
+    # resources this task lacks ("bddl", "init_states", "asset:...")
+    missing: tuple[str, ...]
 
     @property
     def runnable(self) -> bool:

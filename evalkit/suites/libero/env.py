@@ -71,7 +71,7 @@ class LiberoEnv:
     # -- construction -------------------------------------------------------------------------------------
     def _build(self) -> None:
         from evalkit.rendering import configure_gl
-        from evalkit.suites.libero.config import ensure_libero_config
+        from evalkit.suites.libero.config_file import ensure_libero_config
 
         configure_gl()
         ensure_libero_config()
@@ -156,6 +156,11 @@ class LiberoEnv:
         """The main camera, upright, at render size (for videos)."""
         camera = self.protocol.cameras[0][1] if self.protocol.cameras else MAIN_CAMERA
         return rot180(self.raw_image(camera))
+
+    def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """6 OSC_POSE deltas and the gripper (-1 open .. 1 close), each in [-1, 1]: robosuite's OSC controller clips
+        its input to input_min/input_max = -1/1 (robosuite controllers/config/osc_pose.json)."""
+        return -np.ones(self.protocol.action_dim), np.ones(self.protocol.action_dim)
 
     def progress(self) -> dict[str, bool]:
         """The BDDL goal's conjuncts that held at the episode's best step (`evalkit.suites.libero.progress`)."""

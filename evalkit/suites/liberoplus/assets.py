@@ -195,7 +195,7 @@ def missing_assets(assets: Path, problem: str, categories: list[str]) -> tuple[s
 # -- runtime --------------------------------------------------------------------------------------------------
 def overlay_root(assets: Path) -> Path:
     """An evalkit-owned folder whose `assets` links to `assets` (upstream resolves `<root>/assets/...`)."""
-    from evalkit.suites.liberoplus.config import liberoplus_home
+    from evalkit.suites.liberoplus.config_file import liberoplus_home
 
     root = liberoplus_home() / "root"
     link = root / "assets"

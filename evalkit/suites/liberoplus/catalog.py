@@ -29,12 +29,17 @@ class Variant:
     task_id: int
     name: str
     info: VariantInfo
-    env_bddl: str  # the path upstream hands to ControlEnv (its name carries the view / robot / noise codes)
-    scene_bddl: str  # the BDDL file that describes the scene
+    # the path upstream hands to ControlEnv (its name carries the view / robot / noise codes)
+    env_bddl: str
+    # the BDDL file that describes the scene
+    scene_bddl: str
     init_file: str
-    upstream_prompt: str  # upstream's `Task.language`, what its evaluation sends
-    clean_prompt: str  # the base task's instruction; the rewritten one for language variants
-    missing: tuple[str, ...]  # why it cannot run here ("" = runnable)
+    # upstream's `Task.language`, what its evaluation sends
+    upstream_prompt: str
+    # the base task's instruction; the rewritten one for language variants
+    clean_prompt: str
+    # why it cannot run here ("" = runnable)
+    missing: tuple[str, ...]
 
     @property
     def runnable(self) -> bool:
@@ -61,8 +66,10 @@ _SECTION = re.compile(r"\(:(objects|fixtures)\s+(.*?)\)", re.DOTALL)
 @dataclass(frozen=True)
 class BddlFacts:
     problem: str
-    categories: tuple[str, ...]  # object and fixture categories it declares
-    language: str  # upstream's get_problem_info: the (:language ...) tokens, lower case, space-joined
+    # object and fixture categories it declares
+    categories: tuple[str, ...]
+    # upstream's get_problem_info: the (:language ...) tokens, lower case, space-joined
+    language: str
 
 
 @cache

@@ -3,7 +3,7 @@
 It is `LiberoEnv` (openpi's LIBERO client protocol, cameras rendered on demand from a snapshot of `MjData`) built
 on LIBERO-plus's `ControlEnv` (`liberoplus/envs/env_wrapper.py`), given the same BDDL path upstream's evaluation
 gives it (`bddl_files/<suite>/<variant>.bddl`; its name carries the camera, robot and noise codes), with:
-- its own `LIBERO_CONFIG_PATH` and asset root (`evalkit.suites.liberoplus.config` / `assets`);
+- its own `LIBERO_CONFIG_PATH` and asset root (`evalkit.suites.liberoplus.config_file` / `assets`);
 - the variant's init file read without pickle execution (`init_files.py`);
 - sensor noise applied by evalkit to the `agentview` frames it renders (upstream's `ControlEnv.step` corrupts
   `agentview_image` only, raw render, before the client's flip and resize; `noise.py`). Upstream draws from the
@@ -99,7 +99,7 @@ def import_liberoplus_control_env(assets):
     import io
 
     from evalkit.suites.liberoplus.assets import point_env_at_assets
-    from evalkit.suites.liberoplus.config import ensure_liberoplus_config
+    from evalkit.suites.liberoplus.config_file import ensure_liberoplus_config
 
     ensure_liberoplus_config(assets)
     # stdout: the config notice; stderr: gym's "unmaintained" notice (gym is imported by envs/venv.py)
@@ -122,10 +122,8 @@ class LiberoPlusEnv(LiberoEnv):
         if variant is None:
             raise EvalkitError(f"suite {suite.name!r} has no runnable variant {task_id}")
         files = {"bddl": variant["env_bddl"], "init_states": variant["init_file"]}
-        suite_view = dataclasses.replace(
-            suite, options={"task_files": {task_id: files}}
-        )  # what LiberoEnv reads
-        super().__init__(suite_view, task_id)
+        # what LiberoEnv reads
+        super().__init__(dataclasses.replace(suite, options={"task_files": {task_id: files}}), task_id)
         self.flat_init = bool(variant["flat_init"])
         self.noise_code = int(variant.get("noise") or 0)
         self._noise_seed = 0

@@ -51,10 +51,14 @@ class VariantInfo:
     """What a variant's name says about it."""
 
     dimension: str
-    level: int | None  # severity, where the name gives one (noise, layout displacement)
-    index: int | None  # the variant number the name carries otherwise (language_N, light_N, add_N, ...)
-    base_task: str  # the LIBERO task name it perturbs
-    params: tuple[tuple[str, object], ...] = ()  # e.g. (("noise_type", "fog"),), (("view", (H, V, S, R, E)),)
+    # severity, where the name gives one (noise, layout displacement)
+    level: int | None
+    # the variant number the name carries otherwise (language_N, light_N, add_N, ...)
+    index: int | None
+    # the LIBERO task name it perturbs
+    base_task: str
+    # e.g. (("noise_type", "fog"),), (("view", (H, V, S, R, E)),)
+    params: tuple[tuple[str, object], ...] = ()
 
     @property
     def param(self) -> dict[str, object]:

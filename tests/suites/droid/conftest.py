@@ -15,7 +15,7 @@ def droid_suite():
 @pytest.fixture(scope="session")
 def env_factory(droid_suite):
     """make(task_name) -> a DroidEnv for that task, cached for the session."""
-    from evalkit.suites.droid import make_env
+    from evalkit.suites.kinds import make_env
 
     envs = {}
 

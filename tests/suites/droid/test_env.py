@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from evalkit.core.errors import EvalkitError
-from evalkit.suites.droid import make_env
+from evalkit.suites.kinds import make_env
 from evalkit.suites.registry import PACKAGED_TASKS, build_suite
 from tests.suites.droid.conftest import episode
 

@@ -69,7 +69,7 @@ def test_oracle_solves_task(env_factory, oracle, task):
 
 
 def test_oracle_in_joint_position_mode(oracle):
-    from evalkit.suites.droid import make_env
+    from evalkit.suites.kinds import make_env
     from evalkit.suites.registry import resolve
 
     suite = resolve("droid", protocol="droid_jointpos")[0]

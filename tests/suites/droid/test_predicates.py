@@ -4,7 +4,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from evalkit.suites.droid.config import Predicate
+from evalkit.suites.droid.definitions import Predicate
 from evalkit.suites.droid.predicates import Rubric, holds
 from tests.suites.droid.conftest import episode
 

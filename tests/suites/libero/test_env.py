@@ -74,7 +74,7 @@ def reference(suite):
 def runs(suite, reference):
     """One LiberoEnv, two episodes in the opposite order to the reference: init 1 rendering cameras at every step,
     then init 0 rendering them only at replan steps (what the runner asks for)."""
-    from evalkit.suites.libero import make_env
+    from evalkit.suites.kinds import make_env
 
     env = make_env(suite, 0)
     results = {}

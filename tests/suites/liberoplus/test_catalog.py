@@ -53,16 +53,17 @@ def test_missing_assets_give_one_line_reason() -> None:
         registry.resolve("liberoplus_spatial", tasks=[light.task_id])
     message = str(err.value)
     assert "\n" not in message
-    assert f"task {light.task_id} is unavailable" in message
-    assert "scenes/lights/" in message and light.name in message
-    # the suite line says which dimensions are runnable and why the others are not
-    assert "light 0/292" in spec.options["summary"]
-    assert "scenes/lights/" in spec.options["summary"] and ASSETS_ENV in spec.options["summary"]
+    assert f"task {light.task_id} ({light.name}) is unavailable here" in message
+    assert "scenes/lights/" in message
+    # the suite's availability says which variants cannot run, why, and where the rest comes from
+    lights = [t for t in spec.availability.unavailable if t.tags["dimension"] == "light"]
+    assert len(lights) == 292 and {t.reason for t in lights} == {"needs asset pack: scenes/lights/"}
+    assert len(spec.tasks) + len(spec.availability.unavailable) == 2402
+    assert ASSETS_ENV in spec.availability.hint
     # and `evalkit eval` of the whole suite prints what it leaves out
-    assert re.match(
-        r"^\d+ of 2402 variants cannot run here and are not evaluated \(", spec.options["unavailable_note"]
-    )
-    assert "light 292 (needs asset pack: scenes/lights/)" in spec.options["unavailable_note"]
+    note = spec.unavailable_note()
+    assert re.match(rf"^{2402 - len(spec.tasks)} tasks cannot run here and are not evaluated \(", note)
+    assert "292 needs asset pack: scenes/lights/" in note and ASSETS_ENV in note
 
 
 def test_asset_pack_enables_a_dimension(tmp_path, monkeypatch) -> None:
@@ -111,9 +112,7 @@ def test_protocols_differ_in_prompt_and_fingerprint() -> None:
     assert fingerprint(upstream.protocol.fingerprint_payload()) != fingerprint(
         clean.protocol.fingerprint_payload()
     )
-    camera = next(
-        t for t in upstream.tasks if upstream.options["variants"][t.task_id]["dimension"] == "camera"
-    )
+    camera = next(t for t in upstream.tasks if t.tags["dimension"] == "camera")
     assert " view " in camera.language and " view " not in clean.task(camera.task_id).language
 
 
@@ -121,7 +120,7 @@ _UPSTREAM_BENCHMARK = """
 import contextlib, io, sys
 from evalkit.suites.liberoplus.assets import asset_root
 from evalkit.suites.liberoplus.catalog import BENCHMARK_SUITES, suite_variants
-from evalkit.suites.liberoplus.config import ensure_liberoplus_config
+from evalkit.suites.liberoplus.config_file import ensure_liberoplus_config
 from evalkit.suites.liberoplus.env import wand_not_loaded
 ensure_liberoplus_config(asset_root()[0])
 # upstream's envs import Wand at module level; as in evalkit's workers, it is kept from loading (no ImageMagick here)
@@ -163,20 +162,22 @@ def test_without_imagemagick_motion_blur_is_unavailable(monkeypatch) -> None:
     monkeypatch.setattr(noise, "motion_blur_unavailable", lambda: reason)
     spec = registry.resolve("liberoplus_goal")[0]
     variants = spec.options["variants"]
-    assert not any(v["dimension"] == "noise" and v["noise"] <= 10 for v in variants.values())
-    assert any(v["dimension"] == "noise" and v["noise"] > 10 for v in variants.values())
-    assert reason in spec.options["unavailable"]["noise"] and reason in spec.options["summary"]
+    assert not any(0 < v["noise"] <= 10 for v in variants.values())
+    assert any(v["noise"] > 10 for v in variants.values())
+    blurred = [t for t in spec.availability.unavailable if t.reason == reason]
+    assert blurred and all(t.tags["dimension"] == "noise" and t.tags["level"] <= 10 for t in blurred)
+    assert reason in spec.unavailable_note()
 
 
 def test_fog_needs_upstreams_render_size() -> None:
-    from evalkit.suites.liberoplus import load_suite
+    from evalkit.suites.kinds import suite_kind
 
     data = registry._resolve_protocol(
         "liberoplus_goal", registry.yaml_entries()["liberoplus_goal"].data, None
     )
     data["protocol"] = {**data["protocol"], "render_size": [224, 224]}
-    spec = load_suite("liberoplus_goal", data)
-    fog = [r for r in spec.options["unavailable"]["noise"] if "fog needs a 256x256 render" in r]
-    assert fog and spec.options["unavailable"]["noise"][fog[0]] == sum(
+    spec = suite_kind("liberoplus").load_suite("liberoplus_goal", data)
+    fog = [r for r in spec.availability.by_reason() if "fog needs a 256x256 render" in r]
+    assert fog and spec.availability.by_reason()[fog[0]] == sum(
         1 for v in suite_variants("libero_goal") if v.info.dimension == "noise" and 31 <= v.info.index <= 40
     )

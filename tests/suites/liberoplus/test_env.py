@@ -35,7 +35,7 @@ from evalkit.core.episode import EpisodeSpec
 from evalkit.images import apply_image_transforms
 from evalkit.suites import registry
 from evalkit.suites.libero.env import LiberoEnv
-from evalkit.suites.liberoplus import make_env
+from evalkit.suites.kinds import make_env
 from evalkit.suites.liberoplus.noise import apply_noise
 
 IDS = json.loads(sys.argv[1])

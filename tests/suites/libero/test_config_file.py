@@ -6,7 +6,7 @@ import sys
 
 import yaml
 
-from evalkit.suites.libero.config import CONFIG_KEYS, ensure_libero_config
+from evalkit.suites.libero.config_file import CONFIG_KEYS, ensure_libero_config
 
 
 def test_config_is_written_once_with_the_installed_paths(tmp_path, monkeypatch):
@@ -27,7 +27,7 @@ def test_config_is_written_once_with_the_installed_paths(tmp_path, monkeypatch):
 def test_libero_imports_headless_with_the_written_config(tmp_path):
     """A worker-like process with no stdin and a fresh HOME imports libero without prompting."""
     script = (
-        "from evalkit.suites.libero.config import ensure_libero_config; ensure_libero_config();"
+        "from evalkit.suites.libero.config_file import ensure_libero_config; ensure_libero_config();"
         "from libero.libero import get_libero_path, benchmark; import os;"
         "print(os.environ['LIBERO_CONFIG_PATH']); print(get_libero_path('bddl_files'))"
     )

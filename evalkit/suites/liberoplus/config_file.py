@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evalkit.suites.libero.config import write_config
+from evalkit.suites.libero.config_file import write_config
 
 
 def liberoplus_home() -> Path:

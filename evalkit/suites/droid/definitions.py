@@ -1,4 +1,4 @@
-"""The DROID suite's data model: scenes, objects, cameras and tasks parsed from `tasks/droid/*.yaml`.
+"""The DROID suite's definitions: scenes, objects, cameras, robot and tasks, parsed from `tasks/droid/*.yaml`.
 
 Everything here is plain data (no MuJoCo), so a suite can be listed and validated without a simulator. A task
 names a scene, an instruction and one success predicate; the progress rubric is derived from the predicate.
@@ -11,6 +11,23 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from evalkit.core.errors import EvalkitError
+from evalkit.core.protocol import EvalProtocol
+
+DROID_KNOBS = {"max_joint_delta": 0.2, "gripper_threshold": 0.5}
+SUITE_KEYS = {"name", "kind", "description", "protocol", "protocols", "sim", "scenes", "tasks", "task_names"}
+SIM_KEYS = {
+    "msaa_samples",
+    "substeps",
+    "settle_s",
+    "table_size",
+    "table_height",
+    "robot",
+    "camera_jitter_m",
+    "camera_jitter_deg",
+    "cameras",
+}
+ROBOT_KEYS = {"home", "home_noise", "base_pos", "kp", "kd"}
+
 
 PREDICATES = ("inside", "on_top", "lifted", "next_to", "joint_above", "joint_below")
 
@@ -24,36 +41,46 @@ class ObjectDef:
     asset: str
     size: tuple[float, ...] = ()
     rgba: tuple[float, float, float, float] = (0.5, 0.5, 0.5, 1.0)
-    fixed: bool = False  # welded to the table (articulated furniture)
-    x: tuple[float, float] = (0.0, 0.0)  # range of the object's position on the table (table frame, m)
+    # welded to the table (articulated furniture)
+    fixed: bool = False
+    # range of the object's position on the table (table frame, m)
+    x: tuple[float, float] = (0.0, 0.0)
     y: tuple[float, float] = (0.0, 0.0)
-    yaw: tuple[float, float] = (0.0, 0.0)  # degrees
-    z: float = 0.0  # extra height above the table top (m)
-    upright: tuple[float, float, float] = (
-        0.0,
-        0.0,
-        0.0,
-    )  # xyz Euler (deg) making the asset stand up, before yaw
-    density: float | None = None  # primitives only (kg/m^3)
-    friction: float | None = None  # sliding friction of primitives
-    joints: dict[str, tuple[float, float]] = field(default_factory=dict)  # initial ranges of articulations
+    # degrees
+    yaw: tuple[float, float] = (0.0, 0.0)
+    # extra height above the table top (m)
+    z: float = 0.0
+    # xyz Euler (deg) making the asset stand up, before yaw
+    upright: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # primitives only (kg/m^3)
+    density: float | None = None
+    # sliding friction of primitives
+    friction: float | None = None
+    # initial ranges of articulations
+    joints: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class CameraDef:
     name: str
-    pos: tuple[float, float, float] = (0.0, 0.0, 0.0)  # position: world, or gripper frame if `wrist`
-    lookat: tuple[float, float, float] = (0.0, 0.0, 0.0)  # point it looks at (same frame)
-    up: tuple[float, float, float] = (0.0, 0.0, 1.0)  # direction that is up in the image (same frame)
-    fovy: float = 60.0  # vertical field of view, degrees
-    wrist: bool = False  # mounted on the gripper
+    # position: world, or gripper frame if `wrist`
+    pos: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # point it looks at (same frame)
+    lookat: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # direction that is up in the image (same frame)
+    up: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    # vertical field of view, degrees
+    fovy: float = 60.0
+    # mounted on the gripper
+    wrist: bool = False
 
 
 @dataclass(frozen=True)
 class SceneDef:
     name: str
     objects: tuple[ObjectDef, ...]
-    min_spacing: float = 0.02  # free space (m) kept between sampled objects' footprints
+    # free space (m) kept between sampled objects' footprints
+    min_spacing: float = 0.02
 
     def object(self, name: str) -> ObjectDef:
         for obj in self.objects:
@@ -71,7 +98,8 @@ class Predicate:
     object: str | None = None
     target: str | None = None
     joint: str | None = None
-    value: float = 0.0  # joint threshold (m or rad), lift height (m) or next-to distance (m)
+    # joint threshold (m or rad), lift height (m) or next-to distance (m)
+    value: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -80,19 +108,24 @@ class TaskDef:
     scene: str
     instruction: str
     success: Predicate
-    init_joints: dict[str, tuple[float, float]] = field(
-        default_factory=dict
-    )  # per-task articulation overrides
+    # per-task articulation overrides
+    init_joints: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class RobotDef:
-    home: tuple[float, ...]  # 7 joint angles of the reset pose
-    home_noise: float  # uniform +- noise (rad) added per joint at reset
-    base_pos: tuple[float, float, float]  # robot base (world)
-    max_joint_delta: float  # joint_velocity mode: rad per step at |v| = 1 (DROID's RobotIKSolver: 0.2)
-    kp: tuple[float, ...]  # joint servo stiffness (N m / rad)
-    kd: tuple[float, ...]  # joint servo damping (N m s / rad)
+    # 7 joint angles of the reset pose
+    home: tuple[float, ...]
+    # uniform +- noise (rad) added per joint at reset
+    home_noise: float
+    # robot base (world)
+    base_pos: tuple[float, float, float]
+    # joint_velocity mode: rad per step at |v| = 1 (DROID's RobotIKSolver: 0.2)
+    max_joint_delta: float
+    # joint servo stiffness (N m / rad)
+    kp: tuple[float, ...]
+    # joint servo damping (N m s / rad)
+    kd: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -105,18 +138,28 @@ class DroidData:
     camera_jitter_m: float
     camera_jitter_deg: float
     robot: RobotDef
-    table_size: tuple[float, float, float]  # full x, y, thickness
-    table_height: float  # z of the table top
-    substeps: int  # physics steps per control step
-    settle_s: float  # physics time objects settle at reset (not counted, renders nothing)
-    msaa_samples: int  # multisampling of rendered images (each sample costs a full pass on a CPU renderer)
-    action_mode: str  # joint_velocity | joint_position
-    gripper_threshold: float  # gripper actions above it close the gripper
+    # full x, y, thickness
+    table_size: tuple[float, float, float]
+    # z of the table top
+    table_height: float
+    # physics steps per control step
+    substeps: int
+    # physics time objects settle at reset (not counted, renders nothing)
+    settle_s: float
+    # multisampling of rendered images (each sample costs a full pass on a CPU renderer)
+    msaa_samples: int
+    # joint_velocity | joint_position
+    action_mode: str
+    # gripper actions above it close the gripper
+    gripper_threshold: float
     control_hz: float
-    render_size: tuple[int, int]  # (H, W) rendered
-    image_size: tuple[int, int]  # (H, W) sent to the policy
+    # (H, W) rendered
+    render_size: tuple[int, int]
+    # (H, W) sent to the policy
+    image_size: tuple[int, int]
     image_transforms: tuple[str, ...]
-    camera_keys: tuple[tuple[str, str], ...]  # (wire key, camera name)
+    # (wire key, camera name)
+    camera_keys: tuple[tuple[str, str], ...]
 
 
 def _pair(value: Any, what: str) -> tuple[float, float]:
@@ -250,3 +293,75 @@ def parse_task(data: dict, scenes: dict[str, SceneDef]) -> TaskDef:
         success=pred,
         init_joints=init_joints,
     )
+
+
+def _parse_cameras(name: str, sim: dict) -> tuple[CameraDef, ...]:
+    cameras = []
+    for c in sim.get("cameras") or []:
+        check_keys(c, {"name", "pos", "lookat", "up", "fovy", "wrist"}, f"suite {name!r} camera")
+        cameras.append(
+            CameraDef(
+                name=str(c["name"]),
+                pos=floats(c.get("pos", [0, 0, 0]), 3, "camera pos"),  # type: ignore[arg-type]
+                lookat=floats(c.get("lookat", [0, 0, 0]), 3, "camera lookat"),  # type: ignore[arg-type]
+                up=floats(c.get("up", [0, 0, 1]), 3, "camera up"),  # type: ignore[arg-type]
+                fovy=float(c.get("fovy", 60.0)),
+                wrist=bool(c.get("wrist", False)),
+            )
+        )
+    return tuple(cameras)
+
+
+def parse_droid_data(name: str, data: dict, protocol: EvalProtocol) -> DroidData:
+    check_keys(data, SUITE_KEYS, f"suite {name!r}")
+    sim = data.get("sim") or {}
+    check_keys(sim, SIM_KEYS, f"suite {name!r} sim")
+    robot = sim.get("robot") or {}
+    check_keys(robot, ROBOT_KEYS, f"suite {name!r} sim.robot")
+    scenes = {str(k): parse_scene(str(k), v) for k, v in (data.get("scenes") or {}).items()}
+    tasks = tuple(parse_task(t, scenes) for t in data.get("tasks") or [])
+    if len({t.name for t in tasks}) != len(tasks):
+        raise EvalkitError(f"suite {name!r}: task names must be unique")
+    if data.get("task_names") is not None:
+        by_name = {t.name: t for t in tasks}
+        unknown = [n for n in data["task_names"] if n not in by_name]
+        if unknown:
+            raise EvalkitError(f"suite {name!r}: task_names has unknown tasks {unknown}")
+        tasks = tuple(by_name[n] for n in data["task_names"])
+    if not tasks:
+        raise EvalkitError(f"suite {name!r} has no tasks")
+    cameras = _parse_cameras(name, sim)
+    for wire, cam in protocol.cameras:
+        if cam not in {c.name for c in cameras}:
+            raise EvalkitError(f"suite {name!r}: protocol camera {wire!r} names unknown camera {cam!r}")
+    extra = {**DROID_KNOBS, **dict(protocol.extra)}
+    try:
+        return DroidData(
+            scenes=scenes,
+            tasks=tasks,
+            cameras=cameras,
+            camera_jitter_m=float(sim.get("camera_jitter_m", 0.0)),
+            camera_jitter_deg=float(sim.get("camera_jitter_deg", 0.0)),
+            robot=RobotDef(
+                home=floats(robot["home"], 7, "robot home"),
+                home_noise=float(robot.get("home_noise", 0.0)),
+                base_pos=floats(robot["base_pos"], 3, "robot base_pos"),  # type: ignore[arg-type]
+                max_joint_delta=float(extra["max_joint_delta"]),
+                kp=floats(robot["kp"], 7, "robot kp"),
+                kd=floats(robot["kd"], 7, "robot kd"),
+            ),
+            table_size=floats(sim["table_size"], 3, "table_size"),  # type: ignore[arg-type]
+            table_height=float(sim["table_height"]),
+            substeps=int(sim.get("substeps", 34)),
+            settle_s=float(sim.get("settle_s", 0.5)),
+            msaa_samples=int(sim.get("msaa_samples", 0)),
+            action_mode=protocol.action_mode,
+            gripper_threshold=float(extra["gripper_threshold"]),
+            control_hz=protocol.control_hz,
+            render_size=protocol.render_size,
+            image_size=protocol.image_size,
+            image_transforms=protocol.image_transforms,
+            camera_keys=protocol.cameras,
+        )
+    except KeyError as exc:
+        raise EvalkitError(f"suite {name!r}: missing sim setting {exc}") from None
