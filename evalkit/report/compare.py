@@ -19,7 +19,7 @@ from evalkit.core.errors import EvalkitError
 from evalkit.report.formatting import fmt_ci, fmt_pct, html_table, markdown_table
 from evalkit.report.stats import PairedCounts, compare_paired, wilson
 from evalkit.report.videos import DEFAULT_EMBED_BUDGET, VideoEntry, video_entry
-from evalkit.rundir.run import EPISODE_KEY, Run, load_run
+from evalkit.rundir.run import IDENTITY, Run, load_run
 
 TASK_KEY = ["suite", "task_id"]
 
@@ -99,9 +99,9 @@ def rates_table(runs: list[Run], labels: list[str]) -> pd.DataFrame:
 
 def paired_outcomes(reference: Run, other: Run) -> pd.DataFrame:
     """Episodes both runs finished (no error), joined on the episode identity."""
-    cols = [*EPISODE_KEY, "task", "success"]
+    cols = [*IDENTITY, "task", "success"]
     return reference.usable[cols].merge(
-        other.usable[[*EPISODE_KEY, "success"]], on=EPISODE_KEY, suffixes=("_ref", "_other")
+        other.usable[[*IDENTITY, "success"]], on=IDENTITY, suffixes=("_ref", "_other")
     )
 
 
@@ -154,9 +154,9 @@ def differing_pairs(
     reference: Run, other: Run, other_label: str, out_dir: Path, budget: list[int]
 ) -> list[EpisodePair]:
     """Episodes one run solved and the other did not, with both runs' videos where they were recorded."""
-    cols = [*EPISODE_KEY, "task", "success", "termination", "steps", "video"]
-    joined = reference.usable[cols].merge(other.usable[cols], on=EPISODE_KEY, suffixes=("_ref", "_other"))
-    differ = joined[joined["success_ref"] != joined["success_other"]].sort_values(EPISODE_KEY)
+    cols = [*IDENTITY, "task", "success", "termination", "steps", "video"]
+    joined = reference.usable[cols].merge(other.usable[cols], on=IDENTITY, suffixes=("_ref", "_other"))
+    differ = joined[joined["success_ref"] != joined["success_other"]].sort_values(IDENTITY)
     pairs = []
     for row in differ.itertuples(index=False):
         entries = []
@@ -167,7 +167,7 @@ def differing_pairs(
                 continue
             episode = pd.Series(
                 {
-                    **{k: getattr(row, k) for k in EPISODE_KEY},
+                    **{k: getattr(row, k) for k in IDENTITY},
                     "task": getattr(row, f"task{suffix}"),
                     "success": getattr(row, f"success{suffix}"),
                     "termination": getattr(row, f"termination{suffix}"),

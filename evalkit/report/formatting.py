@@ -31,12 +31,39 @@ def with_ci_column(frame: pd.DataFrame) -> pd.DataFrame:
     return out[cols[:at] + ["success %", "95% CI (Wilson)"] + cols[at:]]
 
 
+# Text from outside evalkit (task instructions from suite files, a policy name a remote server sends, checkpoint
+# paths, error messages) must show as text in markdown as it does in HTML: no raw HTML, no links or code spans
+# opened, no table cell split. `&` first, so that the entities added after it stay as written.
+MARKDOWN_ESCAPES = (
+    ("&", "&amp;"),
+    ("<", "&lt;"),
+    (">", "&gt;"),
+    ("\\", "\\\\"),
+    ("`", "\\`"),
+    ("*", "\\*"),
+    ("|", "\\|"),
+    ("](", "]\\("),
+    ("\r", " "),
+    ("\n", " "),
+)
+
+
+def md_text(value: Any) -> str:
+    """`value` as literal markdown text (see MARKDOWN_ESCAPES)."""
+    text = str(value)
+    for raw, escaped in MARKDOWN_ESCAPES:
+        text = text.replace(raw, escaped)
+    return text
+
+
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".1f") -> str:
+    """A pipe table; every text cell and header is literal text (`md_text`)."""
     if frame.empty:
         return "_(none)_"
-    shown = frame.astype(object).where(
-        frame.notna(), None
-    )  # NaN -> None, which tabulate prints as missingval
+    escaped = frame.map(lambda v: md_text(v) if isinstance(v, str) else v)
+    # NaN -> None, which tabulate prints as missingval
+    shown = escaped.astype(object).where(frame.notna(), None)
+    shown.columns = [md_text(c) for c in shown.columns]
     return shown.to_markdown(index=False, floatfmt=floatfmt, missingval="—")
 
 

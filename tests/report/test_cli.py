@@ -26,30 +26,31 @@ def test_report_prints_markdown(tmp_path, capsys):
 def test_regress_exit_codes(tmp_path, capsys):
     keys = grid("libero_spatial", 10, 10)  # 100 pairs: enough to rule out a 5 pp drop when nothing changed
     base = write_run(tmp_path / "a", {k: True for k in keys})
+    same = write_run(tmp_path / "a2", {k: True for k in keys}, policy_fp="a2")
     worse = write_run(tmp_path / "b", {k: i % 2 == 0 for i, k in enumerate(keys)}, policy_fp="b")
     other = write_run(
         tmp_path / "c",
         {k: True for k in keys},
         protocol_changes={"libero_spatial": {"seed": 8}},
     )
-    assert main(["regress", "--baseline", str(base), "--candidate", str(base)]) == 0
+    assert main(["regress", "--baseline", str(base), "--candidate", str(same)]) == 0
     assert main(["regress", "--baseline", str(base), "--candidate", str(worse)]) == 1
     assert main(["regress", "--baseline", str(base), "--candidate", str(other)]) == 2
     assert "seed: 7 vs 8" in capsys.readouterr().err
     assert main(["regress", "--baseline", str(base), "--candidate", str(other), "--force"]) == 0
     assert main(["regress", "--baseline", str(base), "--candidate", str(tmp_path / "missing")]) == 2
     assert main(["regress", "--baseline", str(base), "--candidate", str(worse), "--min-episodes", "200"]) == 3
-    assert main(["regress", "--baseline", str(base), "--candidate", str(base), "--max-drop", "1"]) == 3
-    assert main(["regress", "--baseline", str(base), "--candidate", str(base), "--max-drop", "-1"]) == 2
+    assert main(["regress", "--baseline", str(base), "--candidate", str(same), "--max-drop", "1"]) == 3
+    assert main(["regress", "--baseline", str(base), "--candidate", str(same), "--max-drop", "-1"]) == 2
 
 
 def test_regress_help_states_the_default_margin_and_exit_codes(capsys):
-    from evalkit.report.regress import DEFAULT_MAX_DROP
+    from evalkit.report.config import DEFAULT_MAX_DROP
 
     with pytest.raises(SystemExit):
         main(["regress", "--help"])
     out = capsys.readouterr().out
-    assert f"(default {DEFAULT_MAX_DROP:g})" in out
+    assert f"(default: {DEFAULT_MAX_DROP})" in out
     assert "3  inconclusive" in out and "not `make regress`" in out
 
 

@@ -58,7 +58,7 @@ def test_report_html_in_chromium(tmp_path, browser):
 def test_leaderboard_html_in_chromium(tmp_path, browser):
     keys = grid("libero_spatial", 2, 5)
     write_run(tmp_path / "results" / "a", {k: True for k in keys})
-    _, files = write_leaderboard([tmp_path / "results"], tmp_path / "lb", ["html"])
+    _, _, files = write_leaderboard([tmp_path / "results"], tmp_path / "lb", ["html"])
     session = browser.open(files[0].as_uri())
     rows = browser.evaluate(session, "document.querySelectorAll('#table-1 tbody tr').length")
     published = browser.evaluate(session, "document.querySelectorAll('#published tbody tr').length")

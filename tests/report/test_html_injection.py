@@ -31,7 +31,7 @@ def hostile_run(tmp_path):
 
 def test_report_and_leaderboard_do_not_run_injected_markup(tmp_path, browser, hostile_run):  # noqa: F811
     report = write_report(hostile_run, tmp_path / "report", ["html", "md"]).out_dir
-    _, files = write_leaderboard([tmp_path / "results"], tmp_path / "lb", ["html"])
+    _, _, files = write_leaderboard([tmp_path / "results"], tmp_path / "lb", ["html"])
     for page in (report / "report.html", files[0]):
         html = page.read_text()
         assert PAYLOAD not in html and "&lt;script&gt;" in html

@@ -58,7 +58,7 @@ def test_cells_and_average(results):
 
 
 def test_published_rows_are_separate(results, tmp_path):
-    markdown, files = write_leaderboard([results], tmp_path / "lb", ["md", "csv", "html"])
+    _, markdown, files = write_leaderboard([results], tmp_path / "lb", ["md", "csv", "html"])
     head, published = markdown.split("## Published reference numbers")
     assert "98.8" in published and "vla-eval" in published and "lerobot" in published
     assert "openpi" not in head.split("## Table 1")[1]  # no published row inside a measured table
