@@ -49,13 +49,14 @@ class Run:
         return dict(record.protocol) if record else {}
 
     def policy_label(self) -> str:
-        """Checkpoint identity: policy name, checkpoint path (if any) and the policy fingerprint."""
+        """Checkpoint identity: policy name, checkpoint path (if any) and the policy fingerprint (if it has one:
+        built-in policies such as oracle and zero have none)."""
         policy = self.manifest.policy
         label = policy.name
         checkpoint = self.manifest.config.get("checkpoint")
         if checkpoint:
             label += f" @ {checkpoint}"
-        if policy.fingerprint:
+        if policy.fingerprint and policy.fingerprint != "none":
             label += f" [{policy.fingerprint[:12]}]"
         return label
 
