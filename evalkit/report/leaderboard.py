@@ -113,18 +113,22 @@ def board_cells(board: Board) -> list[Cell]:
 
 
 def duplicate_notes(cells: list[Cell]) -> list[str]:
-    """Where runs of one checkpoint measured the same episodes under one protocol: which run's outcomes count."""
-    notes = []
+    """Where runs of one checkpoint measured the same episodes under one protocol: which run's outcomes count (one
+    note per checkpoint and set of runs, naming its suites)."""
+    grouped: dict[tuple[str, tuple[str, ...]], list[Cell]] = {}
     for c in cells:
         if c.overlap:
-            listed = ", ".join(
-                f"{r.run_id} ({r.path.name}, {str(r.manifest.created_at)[:19]})" for r in c.runs
-            )
-            newest = c.runs[-1]
-            notes.append(
-                f"{c.label} on {c.suite}: {c.overlap} episode(s) were measured by {len(c.runs)} runs ({listed}); "
-                f"each counts once, with the newest run's outcome ({newest.run_id}, {newest.path.name})"
-            )
+            grouped.setdefault((c.label, tuple(r.run_id for r in c.runs)), []).append(c)
+    notes = []
+    for (label, _), group in grouped.items():
+        runs = group[0].runs
+        listed = ", ".join(f"{r.run_id} ({r.path.name}, {str(r.manifest.created_at)[:19]})" for r in runs)
+        suites = ", ".join(sorted(c.suite for c in group))
+        newest = runs[-1]
+        notes.append(
+            f"{label} on {suites}: {sum(c.overlap for c in group)} episode(s) were measured by {len(runs)} runs "
+            f"({listed}); each counts once, with the newest run's outcome ({newest.run_id}, {newest.path.name})"
+        )
     return notes
 
 

@@ -111,7 +111,7 @@ class RowVerdict:
 
 @dataclass(frozen=True)
 class Coverage:
-    """How much of the baseline the candidate answers, in the suites both runs measured."""
+    """How much of the baseline (every suite it measured) the candidate answers."""
 
     # baseline episode identities (with an outcome or an error)
     baseline_episodes: int
@@ -352,9 +352,10 @@ def compare_runs(
         raise EvalkitError(f"--max-drop must be in [0, 100) percentage points, got {max_drop}")
     refuse_same_run(baseline, candidate)
     common, warnings = check_protocols(baseline, candidate, force)
+    # over every suite of the baseline: a candidate that skipped one of them lacks its episodes
+    coverage = Coverage.of(baseline.episodes, candidate.episodes)
     base_all = baseline.episodes[baseline.episodes["suite"].isin(common)]
     cand_all = candidate.episodes[candidate.episodes["suite"].isin(common)]
-    coverage = Coverage.of(base_all, cand_all)
     for name, n in (("baseline", coverage.baseline_errors), ("candidate", coverage.candidate_errors)):
         if n:
             warnings.append(f"{name}: {n} error episode(s) excluded from pairing and from the rates")

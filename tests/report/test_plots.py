@@ -7,7 +7,9 @@ import pandas as pd
 
 from evalkit.report.plots import paired_differences, steps_histogram, task_success_bars
 
-VARIANT = "pick up the black bowl between the plate and the ramekin and place it on the plate view 0 0 100 0 0"
+VARIANT = (
+    "pick up the black bowl between the plate and the ramekin and place it on the plate view 0 0 100 0 0"
+)
 
 
 def episodes(steps: list[int], termination: str = "success") -> pd.DataFrame:

@@ -285,6 +285,19 @@ def test_a_candidate_holding_half_the_baseline_never_passes_unless_allowed(tmp_p
     assert code == EXIT_OK
 
 
+def test_a_candidate_that_skipped_a_suite_of_the_baseline_never_passes_unless_allowed(tmp_path, capsys):
+    spatial, obj = grid("libero_spatial", 10, 20), grid("libero_object", 10, 20)
+    base = write_run(tmp_path / "a", outcomes(spatial + obj, failing=set()))
+    cand = write_run(tmp_path / "b", outcomes(spatial, failing=set()), policy_fp="cand")
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand))
+    assert (
+        code == EXIT_INCONCLUSIVE and "suites measured by only one run are not compared: libero_object" in out
+    )
+    assert "200/400 baseline episodes paired (200 baseline episode(s) the candidate lacks)" in out
+    code, _ = regress(capsys, "--baseline", str(base), "--candidate", str(cand), "--allow-partial")
+    assert code == EXIT_OK
+
+
 def test_a_significant_drop_fails_even_when_the_candidate_is_incomplete(tmp_path, capsys):
     base = write_run(tmp_path / "a", outcomes(FOUR_HUNDRED, failing=set()))
     cand_out = outcomes(FOUR_HUNDRED, failing=set(range(0, 400, 3)))
