@@ -51,10 +51,12 @@ Decision = Literal["regression", "no regression", "improvement", "inconclusive",
 PASSING: tuple[Decision, ...] = ("no regression", "improvement")
 
 # A paired test of one row: the episodes both runs finished (columns success_base and success_cand, bool; the
-# identity columns; finished_at_cand), in the order the candidate finished them, at one-sided level alpha. Its
-# Comparison's diff_low and diff_high are each one-sided (1 - alpha) bounds of candidate - baseline and its p_drop
-# is a p-value for a drop. A sequential test (`evalkit.report.sequential.PAIRED_TESTS`) returns bounds and a p-value
-# that stay valid at any stopping time.
+# identity columns; finished_at_cand), sorted by identity (suite, task_id, init_state, seed), at one-sided level
+# alpha. Its Comparison's diff_low and diff_high are each one-sided (1 - alpha) bounds of candidate - baseline and
+# its p_drop is a p-value for a drop. A sequential test (`evalkit.report.sequential.PAIRED_TESTS`, by the name a
+# run's stop record gives) returns bounds and a p-value that stay valid at any stopping time; it feeds the pairs in
+# the run's planned episode order, which it derives from the identities (never from finishing times, which depend
+# on outcomes).
 PairedTest = Callable[[pd.DataFrame, float], Comparison]
 SEQUENTIAL_MODULE = "evalkit.report.sequential"
 
@@ -186,7 +188,7 @@ def _paired_frame(base: pd.DataFrame, cand: pd.DataFrame) -> pd.DataFrame:
         suffixes=("_base", "_cand"),
         indicator=True,
     )
-    return merged.sort_values(["finished_at_cand", *IDENTITY], na_position="last")
+    return merged.sort_values(IDENTITY, ignore_index=True)
 
 
 def judge_row(

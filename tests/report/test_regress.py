@@ -371,8 +371,8 @@ def stop_by_decision(run_dir, verdict: str, baseline_run_id: str, test: str = "s
 
 @pytest.fixture
 def sequential_module(monkeypatch):
-    """`evalkit.report.sequential` as regress looks it up: PAIRED_TESTS by name. The stand-in test records the
-    order it was given the pairs in and answers with the fixed-N comparison (the seam, not a statistic)."""
+    """`evalkit.report.sequential` as regress looks it up: PAIRED_TESTS by name. The stand-in test records what it
+    was given and answers with the fixed-N comparison (the seam, not a statistic)."""
     import sys
     import types
 
@@ -381,7 +381,9 @@ def sequential_module(monkeypatch):
     calls = []
 
     def stand_in(pairs, alpha):
-        calls.append((list(pairs["finished_at_cand"]), alpha))
+        calls.append(
+            (pairs[["suite", "task_id", "init_state", "seed"]].to_records(index=False).tolist(), alpha)
+        )
         return mcnemar_newcombe(pairs, alpha)
 
     module = types.ModuleType("evalkit.report.sequential")
@@ -402,7 +404,9 @@ def test_a_run_stopped_by_decision_is_judged_partial_with_its_own_test(tmp_path,
         "coverage: 40/400 baseline episodes paired (360 baseline episode(s) the candidate lacks); "
         "stopped by decision (stand-in) (exit 1)"
     )
-    assert sequential_module[-1][1] == 0.05  # the stop record's alpha, not --alpha 0.1
+    identities, alpha = sequential_module[-1]
+    assert alpha == 0.05  # the stop record's alpha, not --alpha 0.1
+    assert identities == sorted(identities) and len(identities) == 40  # the pairs, in identity order
     assert "judged at its stopping rule's alpha 0.05" in out and "differs from the run's recorded" not in out
     same = write_run(tmp_path / "c", outcomes(FOUR_HUNDRED[:200], failing=set()), policy_fp="same")
     stop_by_decision(same, "pass", base_id)
