@@ -43,7 +43,9 @@ def resolve_suites(config: EvalConfig) -> list[SuiteSpec]:
 def policy_options(config: EvalConfig, suites: list[SuiteSpec]) -> PolicyOptions:
     """The policy options for these suites: its embodiment and action dims are the suites'."""
     body = embodiment(suites[0].embodiment)
-    return dataclasses.replace(config.policy, embodiment=body.name, action_dim=body.action_dim)
+    return dataclasses.replace(
+        config.policy, embodiment=body.name, action_dim=body.action_dim, max_batch=config.batch_size
+    )
 
 
 def build_policy(config: EvalConfig, suites: list[SuiteSpec]) -> Policy:
