@@ -50,14 +50,18 @@ EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 Decision = Literal["regression", "no regression", "improvement", "inconclusive", "not tested"]
 PASSING: tuple[Decision, ...] = ("no regression", "improvement")
 
-# A paired test of one row: the episodes both runs finished (columns success_base and success_cand, bool; the
-# identity columns; finished_at_cand), sorted by identity (suite, task_id, init_state, seed), at one-sided level
-# alpha. Its Comparison's diff_low and diff_high are each one-sided (1 - alpha) bounds of candidate - baseline and
-# its p_drop is a p-value for a drop. A sequential test (`evalkit.report.sequential.PAIRED_TESTS`, by the name a
-# run's stop record gives) returns bounds and a p-value that stay valid at any stopping time; it feeds the pairs in
-# the run's planned episode order, which it derives from the identities (never from finishing times, which depend
+# What a row test says: "fail" (a significant drop), "pass" (a drop larger than the margin ruled out; a fail takes
+# precedence) or "undecided".
+Verdict = Literal["pass", "fail", "undecided"]
+# A paired test of one row, called with the episodes both runs finished (columns success_base and success_cand,
+# bool; the identity columns; finished_at_cand), sorted by identity (suite, task_id, init_state, seed), the row's
+# one-sided level alpha and the margin in percentage points. It returns its Comparison (diff_low and diff_high each a
+# one-sided (1 - alpha) bound of candidate - baseline; p_drop a p-value for a drop) and its verdict, which regress
+# reports as it is. A sequential test (`evalkit.report.sequential.PAIRED_TESTS`, by the name a run's stop record
+# gives) returns bounds and a verdict valid at any stopping time, so a stopped run's verdict is its own; it feeds the
+# pairs in the run's planned episode order, derived from the identities (never from finishing times, which depend
 # on outcomes).
-PairedTest = Callable[[pd.DataFrame, float], Comparison]
+PairedTest = Callable[[pd.DataFrame, float, float], tuple[Comparison, Verdict]]
 SEQUENTIAL_MODULE = "evalkit.report.sequential"
 
 
@@ -71,10 +75,19 @@ def paired_counts(pairs: pd.DataFrame) -> PairedCounts:
     )
 
 
-def mcnemar_newcombe(pairs: pd.DataFrame, alpha: float) -> Comparison:
+def fixed_n_verdict(c: Comparison, alpha: float, max_drop: float) -> Verdict:
+    """A fixed-N test's verdict: fail when the one-sided p-value for a drop is below alpha, pass when the lower bound
+    lies above -max_drop (percentage points)."""
+    if c.p_drop < alpha:
+        return "fail"
+    return "pass" if 100 * c.diff_low > -max_drop else "undecided"
+
+
+def mcnemar_newcombe(pairs: pd.DataFrame, alpha: float, max_drop: float) -> tuple[Comparison, Verdict]:
     """The fixed-N paired test: exact McNemar, and Newcombe's paired interval at 1 - 2 alpha (each bound one-sided
     at alpha)."""
-    return compare_paired(paired_counts(pairs), 1 - 2 * alpha)
+    c = compare_paired(paired_counts(pairs), 1 - 2 * alpha)
+    return c, fixed_n_verdict(c, alpha, max_drop)
 
 
 def sequential_test(stop: StopRecord) -> PairedTest:
@@ -220,7 +233,7 @@ def judge_row(
     )
     confidence = 1 - 2 * alpha  # its lower bound is a one-sided bound at level alpha
     if len(pairs) >= min_episodes:
-        verdict.comparison = test(pairs, alpha)
+        verdict.comparison, outcome = test(pairs, alpha, max_drop)
         if len(base_only) and len(cand_only) and unpaired:
             verdict.leftover = compare_unpaired(
                 int(base_only["success_base"].astype(bool).sum()),
@@ -233,6 +246,7 @@ def judge_row(
         verdict.comparison = compare_unpaired(
             int(base["success"].sum()), len(base), int(cand["success"].sum()), len(cand), confidence
         )
+        outcome = fixed_n_verdict(verdict.comparison, alpha, max_drop)
         verdict.reasons.append(f"only {len(pairs)} pairs: unpaired Fisher test on all episodes")
     else:
         verdict.reasons.append(
@@ -240,20 +254,20 @@ def judge_row(
             f"({len(base)}/{len(cand)} episodes with an outcome)"
         )
         return verdict
-    decide(verdict, max_drop)
+    decide(verdict, outcome, max_drop)
     return verdict
 
 
-def decide(verdict: RowVerdict, max_drop: float) -> None:
-    """The row's decision from its comparison: a significant drop, a drop beyond the margin ruled out, or neither."""
+def decide(verdict: RowVerdict, outcome: Verdict, max_drop: float) -> None:
+    """The row's decision from its test's verdict, with the numbers behind it."""
     c, alpha = verdict.comparison, verdict.alpha
     assert c is not None
     verdict.baseline, verdict.candidate = c.baseline, c.candidate
     low_pp = 100 * c.diff_low
-    if c.p_drop < alpha:
+    if outcome == "fail":
         verdict.decision = "regression"
         verdict.reasons.append(f"significant drop: one-sided p={c.p_drop:.3g} < {alpha:.3g}")
-    elif low_pp > -max_drop:
+    elif outcome == "pass":
         gain = c.diff > 0 and c.p_two_sided < alpha
         verdict.decision = "improvement" if gain else "no regression"
         verdict.reasons.append(

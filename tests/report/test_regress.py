@@ -380,11 +380,10 @@ def sequential_module(monkeypatch):
 
     calls = []
 
-    def stand_in(pairs, alpha):
-        calls.append(
-            (pairs[["suite", "task_id", "init_state", "seed"]].to_records(index=False).tolist(), alpha)
-        )
-        return mcnemar_newcombe(pairs, alpha)
+    def stand_in(pairs, alpha, max_drop):
+        identities = pairs[["suite", "task_id", "init_state", "seed"]].to_records(index=False).tolist()
+        calls.append((identities, alpha, max_drop))
+        return mcnemar_newcombe(pairs, alpha, max_drop)
 
     module = types.ModuleType("evalkit.report.sequential")
     module.PAIRED_TESTS = {"stand-in": stand_in}
@@ -404,8 +403,8 @@ def test_a_run_stopped_by_decision_is_judged_partial_with_its_own_test(tmp_path,
         "coverage: 40/400 baseline episodes paired (360 baseline episode(s) the candidate lacks); "
         "stopped by decision (stand-in) (exit 1)"
     )
-    identities, alpha = sequential_module[-1]
-    assert alpha == 0.05  # the stop record's alpha, not --alpha 0.1
+    identities, alpha, margin = sequential_module[-1]
+    assert (alpha, margin) == (0.05, 5.0)  # the stop record's, not --alpha 0.1
     assert identities == sorted(identities) and len(identities) == 40  # the pairs, in identity order
     assert "judged at its stopping rule's alpha 0.05" in out and "differs from the run's recorded" not in out
     same = write_run(tmp_path / "c", outcomes(FOUR_HUNDRED[:200], failing=set()), policy_fp="same")
