@@ -31,8 +31,20 @@ def add_dataclass_arguments(
         if f.default is not dataclasses.MISSING and kwargs.get("action") not in ("store_true", "store_false"):
             kwargs["default"] = f.default
             if f.default is not None:
-                help_text += f" (default: {f.default})"
-        group.add_argument(meta["flag"], dest=f.name, help=help_text, **kwargs)
+                help_text += f" (default: {shown_default(f.default)})"
+        if meta["flag"].startswith("-"):
+            kwargs["dest"] = f.name
+        elif meta["flag"] != f.name:
+            # argparse takes no dest for a positional argument: its name is the field's
+            raise ValueError(f"positional argument {meta['flag']!r} must be named like its field {f.name!r}")
+        group.add_argument(meta["flag"], help=help_text, **kwargs)
+
+
+def shown_default(value: Any) -> str:
+    """A default as `--help` shows it: a sequence as its items, space-separated, as they are typed."""
+    if isinstance(value, list | tuple):
+        return " ".join(str(v) for v in value)
+    return str(value)
 
 
 def dataclass_from_arguments(cls: type[T], args: argparse.Namespace, **fixed: Any) -> T:

@@ -105,7 +105,7 @@ def test_readme_commands_run_as_printed(tmp_path):
         pairs = browser.evaluate(
             session,
             "[...document.querySelectorAll('.pair')].map(p => [p.querySelector('.instruction').textContent, "
-            "p.querySelectorAll('video[poster]').length])",
+            "p.querySelectorAll('img.thumb').length])",
         )
         assert browser.console_errors() == []
     finally:

@@ -16,10 +16,11 @@ from pathlib import Path
 import pandas as pd
 
 from evalkit.core.errors import EvalkitError
-from evalkit.report.formatting import fmt_ci, fmt_pct, html_table, markdown_table
+from evalkit.report.formatting import fmt_ci, fmt_pct, html_table, markdown_table, md_text
+from evalkit.report.output import make_out_dir, render_page, text_writer, write_files
 from evalkit.report.stats import PairedCounts, compare_paired, wilson
 from evalkit.report.videos import DEFAULT_EMBED_BUDGET, VideoEntry, video_entry
-from evalkit.rundir.run import EPISODE_KEY, Run, load_run
+from evalkit.rundir.run import IDENTITY, Run, load_run
 
 TASK_KEY = ["suite", "task_id"]
 
@@ -99,9 +100,9 @@ def rates_table(runs: list[Run], labels: list[str]) -> pd.DataFrame:
 
 def paired_outcomes(reference: Run, other: Run) -> pd.DataFrame:
     """Episodes both runs finished (no error), joined on the episode identity."""
-    cols = [*EPISODE_KEY, "task", "success"]
+    cols = [*IDENTITY, "task", "success"]
     return reference.usable[cols].merge(
-        other.usable[[*EPISODE_KEY, "success"]], on=EPISODE_KEY, suffixes=("_ref", "_other")
+        other.usable[[*IDENTITY, "success"]], on=IDENTITY, suffixes=("_ref", "_other")
     )
 
 
@@ -120,23 +121,59 @@ def paired_row(group: pd.DataFrame) -> dict:
         "reference only": counts.lost,
         "other only": counts.gained,
         "neither": counts.neither,
-        "difference (pp)": f"{100 * c.diff:+.1f}",
-        "95% CI (paired)": fmt_ci(100 * c.diff_low, 100 * c.diff_high),
+        "diff_pp": 100 * c.diff,
+        "low_pp": 100 * c.diff_low,
+        "high_pp": 100 * c.diff_high,
     }
 
 
 def paired_table(reference: Run, other: Run) -> pd.DataFrame:
-    """Per task and overall: the paired 2x2 counts and other minus reference, with Newcombe's paired interval."""
+    """Per task and overall: the paired 2x2 counts and other minus reference (percentage points), with Newcombe's
+    paired 95% interval (low_pp, high_pp)."""
     joined = paired_outcomes(reference, other)
     rows = []
     for (suite, task_id), group in joined.groupby(TASK_KEY, sort=True):
-        rows.append({"suite": suite, "task_id": int(task_id), **paired_row(group)})
+        rows.append(
+            {"suite": suite, "task_id": int(task_id), "task": group["task"].iloc[0], **paired_row(group)}
+        )
     if len(joined):
-        rows.append({"suite": "all", "task_id": "", **paired_row(joined)})
+        rows.append({"suite": "all", "task_id": "", "task": "all paired episodes", **paired_row(joined)})
     frame = pd.DataFrame(rows)
     if len(frame):
         frame["task_id"] = frame["task_id"].astype(str)
     return frame
+
+
+def paired_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The paired table as shown: the difference and its interval as text, the instruction left to the rates."""
+    if table.empty:
+        return table
+    shown = table.drop(columns=["task", "diff_pp", "low_pp", "high_pp"])
+    shown["difference (pp)"] = [f"{d:+.1f}" for d in table["diff_pp"]]
+    shown["95% CI (paired)"] = [
+        fmt_ci(lo, hi) for lo, hi in zip(table["low_pp"], table["high_pp"], strict=True)
+    ]
+    return shown
+
+
+def paired_chart(c: Comparison) -> str | None:
+    """Every compared run's paired difference to the reference per task and overall, with intervals."""
+    from evalkit.report.plots import paired_differences
+
+    rows = []
+    for label, table in c.paired.items():
+        for row in table.itertuples(index=False):
+            name = "all paired episodes" if row.suite == "all" else f"{row.suite} {row.task_id}: {row.task}"
+            rows.append(
+                {
+                    "label": name,
+                    "series": label,
+                    "diff_pp": row.diff_pp,
+                    "low_pp": row.low_pp,
+                    "high_pp": row.high_pp,
+                }
+            )
+    return paired_differences(pd.DataFrame(rows))
 
 
 def protocol_notes(runs: list[Run], labels: list[str]) -> list[str]:
@@ -154,9 +191,9 @@ def differing_pairs(
     reference: Run, other: Run, other_label: str, out_dir: Path, budget: list[int]
 ) -> list[EpisodePair]:
     """Episodes one run solved and the other did not, with both runs' videos where they were recorded."""
-    cols = [*EPISODE_KEY, "task", "success", "termination", "steps", "video"]
-    joined = reference.usable[cols].merge(other.usable[cols], on=EPISODE_KEY, suffixes=("_ref", "_other"))
-    differ = joined[joined["success_ref"] != joined["success_other"]].sort_values(EPISODE_KEY)
+    cols = [*IDENTITY, "task", "success", "termination", "steps", "video"]
+    joined = reference.usable[cols].merge(other.usable[cols], on=IDENTITY, suffixes=("_ref", "_other"))
+    differ = joined[joined["success_ref"] != joined["success_other"]].sort_values(IDENTITY)
     pairs = []
     for row in differ.itertuples(index=False):
         entries = []
@@ -167,7 +204,7 @@ def differing_pairs(
                 continue
             episode = pd.Series(
                 {
-                    **{k: getattr(row, k) for k in EPISODE_KEY},
+                    **{k: getattr(row, k) for k in IDENTITY},
                     "task": getattr(row, f"task{suffix}"),
                     "success": getattr(row, f"success{suffix}"),
                     "termination": getattr(row, f"termination{suffix}"),
@@ -229,38 +266,40 @@ def compare(
 
 
 def render_markdown(c: Comparison) -> str:
-    parts = [f"# evalkit comparison: {c.title}", ""]
+    parts = [f"# evalkit comparison: {md_text(c.title)}", ""]
     for run, label in zip(c.runs, c.labels, strict=True):
-        parts.append(f"- {label}: `{run.path}` (run `{run.run_id}`, created {run.manifest.created_at})")
+        parts.append(
+            f"- {md_text(label)}: {md_text(run.path)} (run {md_text(run.run_id)}, created "
+            f"{md_text(run.manifest.created_at)})"
+        )
     parts.append("")
     for note in c.protocol_notes:
-        parts += [f"> **Warning:** {note}", ""]
+        parts += [f"> **Warning:** {md_text(note)}", ""]
     parts += ["## Success by task (Wilson 95%)", "", markdown_table(c.rates), ""]
     for label, table in c.paired.items():
-        parts += [f"## Paired difference: {label} minus {c.labels[0]}", ""]
-        parts += [markdown_table(table) if len(table) else "_no episodes pair_", ""]
+        parts += [f"## Paired difference: {md_text(label)} minus {md_text(c.labels[0])}", ""]
+        parts += [markdown_table(paired_display(table)) if len(table) else "_no episodes pair_", ""]
     parts += [f"## Same episode, different outcome ({len(c.pairs)})", ""]
     for p in c.pairs:
         won = c.labels[0] if p.reference_success else p.other_label
         parts.append(
-            f"- {p.suite} task {p.task_id} init {p.init_state} seed {p.seed} ({p.instruction}): solved by {won}"
+            f"- {md_text(p.suite)} task {p.task_id} init {p.init_state} seed {p.seed} ({md_text(p.instruction)}): "
+            f"solved by {md_text(won)}"
         )
     return "\n".join(parts) + "\n"
 
 
 def render_html(c: Comparison) -> str:
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("evalkit.report", "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined,
-    )
-    return env.get_template("compare.html.j2").render(
+    return render_page(
+        "compare.html.j2",
         c=c,
         runs=list(zip(c.runs, c.labels, strict=True)),
         rates_table=html_table(c.rates, "rates"),
-        paired_tables={label: html_table(t, f"paired-{i}") for i, (label, t) in enumerate(c.paired.items())},
+        paired_tables={
+            label: html_table(paired_display(t), f"paired-{i}")
+            for i, (label, t) in enumerate(c.paired.items())
+        },
+        paired_plot=paired_chart(c),
         manifests=json.dumps(
             {label: run.manifest.to_json() for run, label in zip(c.runs, c.labels, strict=True)},
             indent=2,
@@ -277,14 +316,10 @@ def default_out_dir(run_dirs: list[Path]) -> Path:
 def write_comparison(
     run_dirs: list[Path], out_dir: Path | None = None, embed_budget: int = DEFAULT_EMBED_BUDGET
 ) -> tuple[Comparison, str, list[Path]]:
-    out = Path(out_dir) if out_dir is not None else default_out_dir(run_dirs)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EvalkitError(f"cannot create report directory {out}: {exc}") from exc
+    out = make_out_dir(Path(out_dir) if out_dir is not None else default_out_dir(run_dirs))
     c = compare(run_dirs, out, embed_budget)
     markdown = render_markdown(c)
-    files = [out / "compare.md", out / "compare.html"]
-    files[0].write_text(markdown)
-    files[1].write_text(render_html(c))
+    files = write_files(
+        out, {"compare.md": text_writer(markdown), "compare.html": text_writer(render_html(c))}
+    )
     return c, markdown, files

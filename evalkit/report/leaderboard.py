@@ -3,12 +3,15 @@
 Runs share a table only where their protocol fingerprints agree suite by suite (from each manifest). A run whose
 suite was measured under another protocol goes to another table, whose heading names the protocol differences.
 Within a table, the episodes of one checkpoint on one suite are pooled over runs (deduplicated by episode
-identity, newest run wins). Published reference numbers are listed in their own section and never pooled.
+identity, newest run wins, and the page says where runs overlapped and which one counted). A table with two or more
+checkpoints gets a paired ranking with a confidence set on each rank (`evalkit.report.ranking`). Published
+reference numbers are listed in their own section and never pooled.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,10 +19,12 @@ from typing import Any
 import pandas as pd
 
 from evalkit.core.errors import EvalkitError
-from evalkit.report.formatting import fmt_ci, fmt_pct, html_table, markdown_table
+from evalkit.report.formatting import fmt_ci, fmt_pct, html_table, markdown_table, md_text
+from evalkit.report.output import make_out_dir, render_page, text_writer, write_files
 from evalkit.report.published import LIBERO_SUITES, PUBLISHED_LIBERO
+from evalkit.report.ranking import GUARANTEE, Ranking, rank_checkpoints
 from evalkit.report.stats import wilson
-from evalkit.rundir.run import EPISODE_KEY, Run, find_run_dirs, load_run
+from evalkit.rundir.run import IDENTITY, Run, find_run_dirs, is_run_dir, load_run
 
 SUITE_ORDER = (*LIBERO_SUITES, "libero_90")
 
@@ -79,33 +84,74 @@ def group_boards(runs: list[Run]) -> list[Board]:
     return boards
 
 
-def board_frame(board: Board, table: int) -> pd.DataFrame:
-    """Long format: one row per (checkpoint, suite) plus an `average` row per checkpoint with every suite."""
-    pooled: dict[tuple[str, str], list[pd.DataFrame]] = {}
-    run_ids: dict[tuple[str, str], list[str]] = {}
+@dataclass
+class Cell:
+    """The episodes of one checkpoint on one suite of a table, pooled over the runs that measured them."""
+
+    label: str
+    suite: str
+    # one row per episode identity: where runs overlap, the newest run's
+    episodes: pd.DataFrame
+    runs: list[Run]
+    # episode identities measured by more than one run
+    overlap: int
+
+
+def board_cells(board: Board) -> list[Cell]:
+    grouped: dict[tuple[str, str], list[Run]] = {}
     for run, suite in board.units:
-        key = (run.policy_label(), suite)
-        eps = run.episodes[run.episodes["suite"] == suite].assign(_created=run.manifest.created_at)
-        pooled.setdefault(key, []).append(eps)
-        run_ids.setdefault(key, []).append(run.run_id)
+        grouped.setdefault((run.policy_label(), suite), []).append(run)
+    cells = []
+    for (label, suite), runs in grouped.items():
+        runs = sorted(runs, key=lambda r: (r.manifest.created_at, str(r.path)))
+        frames = [r.episodes[r.episodes["suite"] == suite] for r in runs]
+        eps = pd.concat(frames, ignore_index=True)
+        overlap = len(eps.loc[eps.duplicated(IDENTITY, keep=False), IDENTITY].drop_duplicates())
+        # stable: concatenated oldest first, so the last of each identity is the newest run's
+        cells.append(Cell(label, suite, eps.drop_duplicates(IDENTITY, keep="last"), runs, overlap))
+    return cells
+
+
+def duplicate_notes(cells: list[Cell]) -> list[str]:
+    """Where runs of one checkpoint measured the same episodes under one protocol: which run's outcomes count (one
+    note per checkpoint and set of runs, naming its suites)."""
+    grouped: dict[tuple[str, tuple[str, ...]], list[Cell]] = {}
+    for c in cells:
+        if c.overlap:
+            grouped.setdefault((c.label, tuple(r.run_id for r in c.runs)), []).append(c)
+    notes = []
+    for (label, _), group in grouped.items():
+        runs = group[0].runs
+        listed = ", ".join(f"{r.run_id} ({r.path.name}, {str(r.manifest.created_at)[:19]})" for r in runs)
+        suites = ", ".join(sorted(c.suite for c in group))
+        newest = runs[-1]
+        notes.append(
+            f"{label} on {suites}: {sum(c.overlap for c in group)} episode(s) were measured by {len(runs)} runs "
+            f"({listed}); each counts once, with the newest run's outcome ({newest.run_id}, {newest.path.name})"
+        )
+    return notes
+
+
+def board_frame(cells: list[Cell], board: Board, table: int) -> pd.DataFrame:
+    """Long format: one row per (checkpoint, suite) plus an `average` row per checkpoint with every suite."""
     rows = []
-    for (label, suite), frames in pooled.items():
-        eps = pd.concat(frames).sort_values("_created").drop_duplicates(EPISODE_KEY, keep="last")
+    for cell in cells:
+        eps = cell.episodes
         usable = eps[eps["termination"] != "error"]
         r = wilson(int(usable["success"].sum()), len(usable))
         rows.append(
             {
                 "table": table,
-                "checkpoint": label,
-                "suite": suite,
-                "protocol_fingerprint": board.fingerprints[suite],
+                "checkpoint": cell.label,
+                "suite": cell.suite,
+                "protocol_fingerprint": board.fingerprints[cell.suite],
                 "episodes": r.n,
                 "successes": r.k,
                 "success_pct": 100 * r.rate,
                 "ci95_low_pct": 100 * r.low,
                 "ci95_high_pct": 100 * r.high,
                 "errors": int((eps["termination"] == "error").sum()),
-                "runs": ",".join(sorted(set(run_ids[(label, suite)]))),
+                "runs": ",".join(sorted({run.run_id for run in cell.runs})),
             }
         )
     frame = pd.DataFrame(rows)
@@ -178,10 +224,17 @@ def published_frame() -> pd.DataFrame:
 @dataclass
 class Leaderboard:
     boards: list[Board]
-    long: pd.DataFrame  # every measured cell of every table
-    tables: list[pd.DataFrame]  # wide, one per board
+    # every measured cell of every table
+    long: pd.DataFrame
+    # wide, one per board
+    tables: list[pd.DataFrame]
     headings: list[str]
-    differences: list[list[str]]  # per board: how its protocol differs from table 1 on shared suites
+    # per board: how its protocol differs from table 1 on shared suites
+    differences: list[list[str]]
+    # per board: where runs of one checkpoint measured the same episodes, which run counts
+    duplicates: list[list[str]]
+    # per board with two or more checkpoints: the paired ranking
+    rankings: list[Ranking | None]
     published: pd.DataFrame
 
 
@@ -198,7 +251,22 @@ def describe_differences(board: Board, first: Board) -> list[str]:
     return lines or ["no suite in common with table 1"]
 
 
-def build_leaderboard(roots: list[Path]) -> Leaderboard:
+def board_ranking(cells: list[Cell], alpha: float) -> Ranking | None:
+    """The paired ranking of a table's checkpoints on the episodes (all its suites) every one of them finished."""
+    outcomes: dict[str, list[pd.DataFrame]] = {}
+    for cell in cells:
+        usable = cell.episodes[cell.episodes["termination"] != "error"]
+        outcomes.setdefault(cell.label, []).append(usable)
+    if len(outcomes) < 2:
+        return None
+    series = {
+        label: pd.concat(frames).set_index(IDENTITY)["success"].astype(bool)
+        for label, frames in outcomes.items()
+    }
+    return rank_checkpoints(series, alpha)
+
+
+def build_leaderboard(roots: list[Path], alpha: float = 0.05) -> Leaderboard:
     dirs = find_run_dirs(roots)
     if not dirs:
         raise EvalkitError(f"no run directories under {', '.join(str(r) for r in roots)}")
@@ -206,16 +274,26 @@ def build_leaderboard(roots: list[Path]) -> Leaderboard:
     boards = group_boards(runs)
     if not boards:
         raise EvalkitError("the run directories hold no finished episodes")
-    longs, tables, headings, differences = [], [], [], []
+    longs, tables, headings, differences, duplicates, rankings = [], [], [], [], [], []
     for i, board in enumerate(boards, start=1):
-        long = board_frame(board, i)
+        cells = board_cells(board)
+        long = board_frame(cells, board, i)
         longs.append(long)
         tables.append(wide_table(long, board.suites()))
-        fps = ", ".join(f"{s} `{board.fingerprints[s]}`" for s in board.suites())
+        fps = ", ".join(f"{s} {board.fingerprints[s]}" for s in board.suites())
         headings.append(f"Table {i}: protocol {fps}")
         differences.append([] if i == 1 else describe_differences(board, boards[0]))
+        duplicates.append(duplicate_notes(cells))
+        rankings.append(board_ranking(cells, alpha))
     return Leaderboard(
-        boards, pd.concat(longs, ignore_index=True), tables, headings, differences, published_frame()
+        boards,
+        pd.concat(longs, ignore_index=True),
+        tables,
+        headings,
+        differences,
+        duplicates,
+        rankings,
+        published_frame(),
     )
 
 
@@ -223,66 +301,91 @@ PUBLISHED_NOTE = (
     "Published numbers, copied from their sources (each row names it); not measured here, under their own protocols. "
     "No measured statistic above is computed from them."
 )
+CELLS_NOTE = (
+    "Cells: success % [Wilson 95% interval] n=episodes (errors excluded). "
+    "Average: mean of suite rates (openpi), only for checkpoints measured on every suite of the table. "
+    "Rows are ordered by the observed rates; the paired ranking below says which order the data support."
+)
 
 
 def render_markdown(board: Leaderboard) -> str:
-    parts = [
-        "# evalkit leaderboard",
-        "",
-        "Cells: success % [Wilson 95% interval] n=episodes (errors excluded). "
-        "Average: mean of suite rates (openpi), only for checkpoints measured on every suite of the table.",
-        "",
-    ]
-    for heading, table, diffs in zip(board.headings, board.tables, board.differences, strict=True):
+    parts = ["# evalkit leaderboard", "", CELLS_NOTE, ""]
+    sections = zip(
+        board.headings, board.tables, board.differences, board.duplicates, board.rankings, strict=True
+    )
+    for heading, table, diffs, dups, ranking in sections:
         parts += [f"## {heading}", ""]
         if diffs:
-            parts += ["Differs from table 1:", *[f"- {d}" for d in diffs], ""]
+            parts += ["Differs from table 1:", *[f"- {md_text(d)}" for d in diffs], ""]
         parts += [markdown_table(table), ""]
+        if dups:
+            parts += ["Runs that measured the same episodes:", *[f"- {md_text(d)}" for d in dups], ""]
+        if ranking is not None:
+            parts += ["### Paired ranking", "", f"**{md_text(ranking.statement)}**", ""]
+            if not ranking.table.empty:
+                parts += [markdown_table(ranking.table), "", GUARANTEE, ""]
     parts += ["## Published reference numbers (LIBERO, not measured here)", "", f"> {PUBLISHED_NOTE}", ""]
     parts += [markdown_table(board.published, floatfmt="g"), ""]
     return "\n".join(parts)
 
 
 def render_html(board: Leaderboard) -> str:
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("evalkit.report", "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined,
-    )
     sections = [
-        {"heading": h.replace("`", ""), "differences": d, "table": html_table(t, f"table-{i}")}
-        for i, (h, t, d) in enumerate(
-            zip(board.headings, board.tables, board.differences, strict=True), start=1
+        {
+            "heading": h,
+            "differences": d,
+            "duplicates": dups,
+            "table": html_table(t, f"table-{i}"),
+            "ranking": ranking,
+            "ranking_table": None
+            if ranking is None or ranking.table.empty
+            else html_table(ranking.table, f"ranking-{i}"),
+        }
+        for i, (h, t, d, dups, ranking) in enumerate(
+            zip(
+                board.headings, board.tables, board.differences, board.duplicates, board.rankings, strict=True
+            ),
+            start=1,
         )
     ]
-    return env.get_template("leaderboard.html.j2").render(
-        sections=sections, published=html_table(board.published, "published"), published_note=PUBLISHED_NOTE
+    return render_page(
+        "leaderboard.html.j2",
+        cells_note=CELLS_NOTE,
+        sections=sections,
+        guarantee=GUARANTEE,
+        published=html_table(board.published, "published"),
+        published_note=PUBLISHED_NOTE,
     )
 
 
-def write_leaderboard(roots: list[Path], out_dir: Path | None, formats: list[str]) -> tuple[str, list[Path]]:
-    board = build_leaderboard(roots)
+def default_out_dir(roots: list[Path]) -> Path:
+    """<first root>/leaderboard, or beside it when the first root is a run directory itself."""
+    first = Path(roots[0])
+    return (first.parent if is_run_dir(first) else first) / "leaderboard"
+
+
+def write_leaderboard(
+    roots: list[Path], out_dir: Path | None, formats: list[str], alpha: float = 0.05
+) -> tuple[Path, str, list[Path]]:
+    if not 0 < alpha < 0.5:
+        raise EvalkitError(f"--alpha must be in (0, 0.5), got {alpha}")
+    board = build_leaderboard(roots, alpha)
     markdown = render_markdown(board)
-    files: list[Path] = []
-    if out_dir is not None:
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EvalkitError(f"cannot create {out_dir}: {exc}") from exc
-        if "md" in formats:
-            files.append(out_dir / "leaderboard.md")
-            files[-1].write_text(markdown)
-        if "csv" in formats:
-            files.append(out_dir / "leaderboard.csv")
-            board.long.to_csv(files[-1], index=False)
-            files.append(out_dir / "published.csv")
-            board.published.to_csv(files[-1], index=False)
-        if "parquet" in formats:
-            files.append(out_dir / "leaderboard.parquet")
-            board.long.to_parquet(files[-1], index=False)
-        if "html" in formats:
-            files.append(out_dir / "leaderboard.html")
-            files[-1].write_text(render_html(board))
-    return markdown, files
+    out = make_out_dir(Path(out_dir) if out_dir is not None else default_out_dir(roots))
+    writers: dict[str, Callable[[Path], Any]] = {}
+    if "md" in formats:
+        writers["leaderboard.md"] = text_writer(markdown)
+    if "csv" in formats:
+        writers["leaderboard.csv"] = lambda path: board.long.to_csv(path, index=False)
+        writers["published.csv"] = lambda path: board.published.to_csv(path, index=False)
+    if "parquet" in formats:
+        writers["leaderboard.parquet"] = lambda path: board.long.to_parquet(path, index=False)
+    if "html" in formats:
+        writers["leaderboard.html"] = text_writer(render_html(board))
+    return out, markdown, write_files(out, writers)
+
+
+def leaderboard_link(out: Path, files: list[Path]) -> str:
+    """A file:// link to the HTML page, else the output directory."""
+    html = out / "leaderboard.html"
+    return html.resolve().as_uri() if html in files else str(out)

@@ -1,4 +1,5 @@
-"""Report plots drawn with matplotlib (no pyplot state) and returned as inline SVG markup."""
+"""Report plots drawn with matplotlib (no pyplot state) and returned as inline SVG markup; None where there is
+nothing to draw (the page then says so in words instead of showing an empty chart)."""
 
 from __future__ import annotations
 
@@ -28,15 +29,22 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def task_success_bars(tasks: pd.DataFrame) -> str:
+def _label_height(labels: list[str]) -> float:
+    """Inches for a bar chart with these (wrapped) labels."""
+    lines = sum(label.count("\n") + 1 for label in labels)
+    return max(1.6, 0.2 * lines + 0.12 * len(labels) + 0.9)
+
+
+def task_success_bars(tasks: pd.DataFrame) -> str | None:
     """Horizontal bars of per-task success (%) with Wilson 95% whiskers."""
     tested = tasks[tasks["episodes"] > 0].reset_index(drop=True)
+    if tested.empty:
+        return None
     several = tested["suite"].nunique() > 1
     labels = [
         wrap_label(f"{row.suite}: {row.task}" if several else str(row.task)) for row in tested.itertuples()
     ]
-    lines = sum(label.count("\n") + 1 for label in labels)
-    fig = _figure(9.0, max(1.6, 0.2 * lines + 0.12 * len(labels) + 0.9))
+    fig = _figure(9.0, _label_height(labels))
     ax = fig.add_subplot()
     y = list(range(len(tested)))
     rate = tested["success_pct"].to_numpy(dtype=float)
@@ -53,18 +61,47 @@ def task_success_bars(tasks: pd.DataFrame) -> str:
     return _svg(fig)
 
 
-def steps_histogram(episodes: pd.DataFrame) -> str:
-    """Histogram of steps to success, one series per suite."""
+def steps_histogram(episodes: pd.DataFrame) -> str | None:
+    """Histogram of steps to success, one series per suite; integer counts on the y axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    won = episodes[episodes["termination"] == "success"]
+    if won.empty:
+        return None
     fig = _figure(8.0, 3.0)
     ax = fig.add_subplot()
-    won = episodes[(episodes["termination"] == "success")]
     series = [(suite, group["steps"].to_numpy()) for suite, group in won.groupby("suite", sort=True)]
-    if series:
-        ax.hist([s for _, s in series], bins=20, label=[name for name, _ in series], stacked=True)
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no successful episodes", ha="center", va="center", transform=ax.transAxes)
+    ax.hist([s for _, s in series], bins=20, label=[name for name, _ in series], stacked=True)
+    ax.legend(fontsize=8)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("control steps to success")
     ax.set_ylabel("episodes")
     ax.grid(axis="y", alpha=0.3)
+    return _svg(fig)
+
+
+def paired_differences(rows: pd.DataFrame) -> str | None:
+    """A forest plot of paired differences (percentage points) with their 95% intervals: one row per task and the
+    overall one, one marker series per compared run. `rows`: label (y axis), series, diff_pp, low_pp, high_pp."""
+    if rows.empty:
+        return None
+    labels = list(dict.fromkeys(rows["label"]))
+    series = list(dict.fromkeys(rows["series"]))
+    wrapped = [wrap_label(label) for label in labels]
+    fig = _figure(9.0, _label_height(wrapped))
+    ax = fig.add_subplot()
+    step = 0.6 / max(1, len(series))
+    for k, name in enumerate(series):
+        part = rows[rows["series"] == name]
+        y = [labels.index(label) + (k - (len(series) - 1) / 2) * step for label in part["label"]]
+        diff = part["diff_pp"].to_numpy(dtype=float)
+        err = [diff - part["low_pp"].to_numpy(dtype=float), part["high_pp"].to_numpy(dtype=float) - diff]
+        ax.errorbar(diff, y, xerr=err, fmt="o", capsize=3, label=name)
+    ax.axvline(0, color="#333333", linewidth=1)
+    ax.set_yticks(range(len(labels)), wrapped, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(-105, 105)
+    ax.set_xlabel("difference to the reference (percentage points), whiskers: Newcombe paired 95% interval")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     return _svg(fig)

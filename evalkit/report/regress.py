@@ -8,7 +8,7 @@ Rules (also in `evalkit regress --help`):
   phi); episodes without a partner are then reported with Fisher's exact test, separately, and do not enter the
   verdict. A row with fewer pairs but at least `min_episodes` episodes in each run is tested unpaired on all its
   episodes: Fisher's exact test and Newcombe's independent interval (the output says so). Otherwise the row is
-  inconclusive. See `evalkit.report.stats`.
+  not tested. See `evalkit.report.stats`.
 - Each tested row answers two one-sided questions at level alpha (per-suite rows at alpha / the number of suites,
   Bonferroni, so that the suite rows hold together):
   * regression: the one-sided p-value for a drop is below alpha (the drop is real, whatever its size);
@@ -16,56 +16,53 @@ Rules (also in `evalkit regress --help`):
     i.e. a drop larger than the margin is ruled out.
   A row is "regression" if the first holds, "no regression" (or "improvement", for a significant gain) if only the
   second holds, and "inconclusive" if neither: the data show neither a drop nor its absence.
+- A candidate is complete when it finished every episode of the baseline (in the suites both measured) and neither
+  run has error episodes. An incomplete candidate never passes (exit 3, the verdict line says why) unless
+  `--allow-partial` is given or it stopped by decision; its significant drop still fails.
+- A candidate that stopped early by a sequential test's decision (`Manifest.stop`) is judged with that same
+  anytime-valid test (`evalkit.report.sequential`), at the alpha and margin its stopping rule used: the fixed-N
+  tests above are not valid after a data-dependent stop.
 - Exit codes: 0 every row rules out a drop larger than the margin and none has a significant drop; 1 a significant
-  drop in any row; 2 usage error, unreadable input or refusal (different protocol fingerprints without --force);
-  3 inconclusive (no significant drop, but some row cannot rule out a drop larger than the margin).
-
-The default margin, 5 percentage points, is larger than the 1-2 pp spread between published reproductions of the
-same pi0.5 LIBERO checkpoint (openpi examples/libero/README.md against independent harnesses), so an unchanged
-checkpoint can pass; smaller than the drops a broken setup causes (10 pp and more); and within reach of the openpi
-LIBERO protocol: 500 paired episodes per suite at ~97% success give a 90% interval about +-1.6 pp wide.
+  drop in any row; 2 usage error, unreadable input or refusal (the same run twice; different protocol fingerprints
+  without --force); 3 inconclusive (no significant drop, but some row cannot rule out a drop larger than the margin,
+  is not tested, or the candidate is incomplete).
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 import pandas as pd
 
 from evalkit.core.errors import EvalkitError
-from evalkit.report.formatting import markdown_table
+from evalkit.report.config import DEFAULT_MAX_DROP
+from evalkit.report.formatting import markdown_table, md_text
 from evalkit.report.leaderboard import comparable_protocol, protocol_diff
 from evalkit.report.stats import Comparison, PairedCounts, Rate, compare_paired, compare_unpaired, wilson
-from evalkit.rundir.run import EPISODE_KEY, Run
+from evalkit.rundir.manifest import StopRecord
+from evalkit.rundir.run import IDENTITY, Run
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
-DEFAULT_MAX_DROP = 5.0  # percentage points; see the module docstring
-Decision = Literal["regression", "no regression", "improvement", "inconclusive"]
+Decision = Literal["regression", "no regression", "improvement", "inconclusive", "not tested"]
 PASSING: tuple[Decision, ...] = ("no regression", "improvement")
 
-
-@dataclass
-class RowVerdict:
-    scope: str  # a suite name or "overall"
-    pairs: int
-    baseline_only: int
-    candidate_only: int
-    alpha: float
-    baseline: Rate  # the rates the row is judged on (all usable episodes when the row is untested)
-    candidate: Rate
-    comparison: Comparison | None  # None: too few episodes to test
-    leftover: Comparison | None  # Fisher on the unpaired episodes of a paired row (reported, not decisive)
-    decision: Decision
-    reasons: list[str] = field(default_factory=list)
-
-
-@dataclass
-class RegressionResult:
-    rows: list[RowVerdict]
-    warnings: list[str]
-    exit_code: int
-    max_drop: float  # percentage points
+# What a row test says: "fail" (a significant drop), "pass" (a drop larger than the margin ruled out; a fail takes
+# precedence) or "undecided".
+Verdict = Literal["pass", "fail", "undecided"]
+# A paired test of one row, called with the episodes both runs finished (columns success_base and success_cand,
+# bool; the identity columns; finished_at_cand), sorted by identity (suite, task_id, init_state, seed), the row's
+# one-sided level alpha and the margin in percentage points. It returns its Comparison (diff_low and diff_high each a
+# one-sided (1 - alpha) bound of candidate - baseline; p_drop a p-value for a drop) and its verdict, which regress
+# reports as it is. A sequential test (`evalkit.report.sequential.PAIRED_TESTS`, by the name a run's stop record
+# gives) returns bounds and a verdict valid at any stopping time, so a stopped run's verdict is its own; it feeds the
+# pairs in the run's planned episode order, derived from the identities (never from finishing times, which depend
+# on outcomes).
+PairedTest = Callable[[pd.DataFrame, float, float], tuple[Comparison, Verdict]]
+SEQUENTIAL_MODULE = "evalkit.report.sequential"
 
 
 def paired_counts(pairs: pd.DataFrame) -> PairedCounts:
@@ -78,8 +75,133 @@ def paired_counts(pairs: pd.DataFrame) -> PairedCounts:
     )
 
 
+def fixed_n_verdict(c: Comparison, alpha: float, max_drop: float) -> Verdict:
+    """A fixed-N test's verdict: fail when the one-sided p-value for a drop is below alpha, pass when the lower bound
+    lies above -max_drop (percentage points)."""
+    if c.p_drop < alpha:
+        return "fail"
+    return "pass" if 100 * c.diff_low > -max_drop else "undecided"
+
+
+def mcnemar_newcombe(pairs: pd.DataFrame, alpha: float, max_drop: float) -> tuple[Comparison, Verdict]:
+    """The fixed-N paired test: exact McNemar, and Newcombe's paired interval at 1 - 2 alpha (each bound one-sided
+    at alpha)."""
+    c = compare_paired(paired_counts(pairs), 1 - 2 * alpha)
+    return c, fixed_n_verdict(c, alpha, max_drop)
+
+
+def sequential_test(stop: StopRecord) -> PairedTest:
+    """The anytime-valid test a run that stopped by decision used, by the name its stop record gives."""
+    try:
+        tests = getattr(importlib.import_module(SEQUENTIAL_MODULE), "PAIRED_TESTS", {})
+    except ImportError:
+        tests = {}
+    if stop.test not in tests:
+        raise EvalkitError(
+            f"the candidate stopped by decision with the sequential test {stop.test!r}, which this evalkit does not "
+            f"provide ({SEQUENTIAL_MODULE} knows: {', '.join(sorted(tests)) or 'none'}); it cannot be judged with "
+            "the fixed-N test after a data-dependent stop"
+        )
+    return tests[stop.test]
+
+
+@dataclass
+class RowVerdict:
+    # a suite name or "overall"
+    scope: str
+    pairs: int
+    baseline_only: int
+    candidate_only: int
+    alpha: float
+    # the rates the row is judged on (all usable episodes when the row is not tested)
+    baseline: Rate
+    candidate: Rate
+    # None: too few episodes to test
+    comparison: Comparison | None
+    # Fisher on the unpaired episodes of a paired row (reported, not decisive)
+    leftover: Comparison | None
+    decision: Decision
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of the baseline (every suite it measured) the candidate answers."""
+
+    # baseline episode identities (with an outcome or an error)
+    baseline_episodes: int
+    # of those, the ones both runs finished with an outcome
+    paired: int
+    # baseline identities the candidate has no row for
+    missing: int
+    baseline_errors: int
+    candidate_errors: int
+
+    @classmethod
+    def of(cls, baseline: pd.DataFrame, candidate: pd.DataFrame) -> Coverage:
+        def ids(frame: pd.DataFrame) -> set[tuple]:
+            return set(frame[IDENTITY].itertuples(index=False, name=None))
+
+        usable = lambda frame: frame[frame["termination"] != "error"]  # noqa: E731
+        errors = lambda frame: int((frame["termination"] == "error").sum())  # noqa: E731
+        base = ids(baseline)
+        return cls(
+            baseline_episodes=len(base),
+            paired=len(ids(usable(baseline)) & ids(usable(candidate))),
+            missing=len(base - ids(candidate)),
+            baseline_errors=errors(baseline),
+            candidate_errors=errors(candidate),
+        )
+
+    @property
+    def complete(self) -> bool:
+        return self.missing == 0 and self.baseline_errors == 0 and self.candidate_errors == 0
+
+    def text(self) -> str:
+        if self.complete:
+            return f"coverage: all {self.baseline_episodes} baseline episodes paired, no errors"
+        gaps = [
+            f"{n} {what}"
+            for n, what in (
+                (self.candidate_errors, "candidate error episode(s)"),
+                (self.missing, "baseline episode(s) the candidate lacks"),
+                (self.baseline_errors, "baseline error episode(s)"),
+            )
+            if n
+        ]
+        return (
+            f"coverage: {self.paired}/{self.baseline_episodes} baseline episodes paired ({', '.join(gaps)})"
+        )
+
+
+@dataclass
+class RegressionResult:
+    rows: list[RowVerdict]
+    warnings: list[str]
+    exit_code: int
+    # percentage points
+    max_drop: float
+    min_episodes: int = 10
+    coverage: Coverage | None = None
+    # the candidate is incomplete and nothing allowed judging it on part of the baseline: it cannot pass
+    incomplete: bool = False
+    # the candidate stopped by decision: judged with its sequential test
+    stop: StopRecord | None = None
+
+
 def _rate_of(episodes: pd.DataFrame) -> Rate:
     return wilson(int(episodes["success"].astype(bool).sum()), len(episodes))
+
+
+def _paired_frame(base: pd.DataFrame, cand: pd.DataFrame) -> pd.DataFrame:
+    merged = base[[*IDENTITY, "success"]].merge(
+        cand[[*IDENTITY, "success", "finished_at"]].rename(columns={"finished_at": "finished_at_cand"}),
+        on=IDENTITY,
+        how="outer",
+        suffixes=("_base", "_cand"),
+        indicator=True,
+    )
+    return merged.sort_values(IDENTITY, ignore_index=True)
 
 
 def judge_row(
@@ -89,11 +211,11 @@ def judge_row(
     alpha: float,
     max_drop: float,
     min_episodes: int,
+    test: PairedTest = mcnemar_newcombe,
+    unpaired: bool = True,
 ) -> RowVerdict:
-    keys = EPISODE_KEY
-    merged = base[[*keys, "success"]].merge(
-        cand[[*keys, "success"]], on=keys, how="outer", suffixes=("_base", "_cand"), indicator=True
-    )
+    """One row's verdict; `unpaired=False` (a sequential test) never falls back to Fisher on unpaired episodes."""
+    merged = _paired_frame(base, cand)
     pairs = merged[merged["_merge"] == "both"]
     base_only = merged[merged["_merge"] == "left_only"]
     cand_only = merged[merged["_merge"] == "right_only"]
@@ -107,12 +229,12 @@ def judge_row(
         _rate_of(cand),
         None,
         None,
-        "inconclusive",
+        "not tested",
     )
     confidence = 1 - 2 * alpha  # its lower bound is a one-sided bound at level alpha
     if len(pairs) >= min_episodes:
-        verdict.comparison = compare_paired(paired_counts(pairs), confidence)
-        if len(base_only) and len(cand_only):
+        verdict.comparison, outcome = test(pairs, alpha, max_drop)
+        if len(base_only) and len(cand_only) and unpaired:
             verdict.leftover = compare_unpaired(
                 int(base_only["success_base"].astype(bool).sum()),
                 len(base_only),
@@ -120,39 +242,63 @@ def judge_row(
                 len(cand_only),
                 confidence,
             )
-    elif min(len(base), len(cand)) >= min_episodes:
+    elif unpaired and min(len(base), len(cand)) >= min_episodes:
         verdict.comparison = compare_unpaired(
             int(base["success"].sum()), len(base), int(cand["success"].sum()), len(cand), confidence
         )
+        outcome = fixed_n_verdict(verdict.comparison, alpha, max_drop)
         verdict.reasons.append(f"only {len(pairs)} pairs: unpaired Fisher test on all episodes")
     else:
         verdict.reasons.append(
-            f"too few episodes to test: {len(pairs)} pairs, {len(base)}/{len(cand)} episodes "
-            f"< --min-episodes {min_episodes}"
+            f"not tested: {len(pairs)} pairs < --min-episodes {min_episodes} "
+            f"({len(base)}/{len(cand)} episodes with an outcome)"
         )
         return verdict
-    c = verdict.comparison
+    decide(verdict, outcome, max_drop)
+    return verdict
+
+
+def decide(verdict: RowVerdict, outcome: Verdict, max_drop: float) -> None:
+    """The row's decision from its test's verdict, with the numbers behind it."""
+    c, alpha = verdict.comparison, verdict.alpha
+    assert c is not None
     verdict.baseline, verdict.candidate = c.baseline, c.candidate
     low_pp = 100 * c.diff_low
-    if c.p_drop < alpha:
+    if outcome == "fail":
         verdict.decision = "regression"
         verdict.reasons.append(f"significant drop: one-sided p={c.p_drop:.3g} < {alpha:.3g}")
-    elif low_pp > -max_drop:
+    elif outcome == "pass":
         gain = c.diff > 0 and c.p_two_sided < alpha
         verdict.decision = "improvement" if gain else "no regression"
         verdict.reasons.append(
             f"a drop larger than {max_drop:g} pp is ruled out (lower bound {low_pp:+.1f} pp)"
         )
     else:
+        verdict.decision = "inconclusive"
         verdict.reasons.append(
             f"neither a significant drop (p={c.p_drop:.3g}) nor a drop larger than {max_drop:g} pp ruled out "
             f"(lower bound {low_pp:+.1f} pp)"
         )
-    return verdict
+
+
+def refuse_same_run(baseline: Run, candidate: Run) -> None:
+    """A run compared with itself (one directory under two names, a symlink, or a copy) always 'passes'."""
+    if os.path.samefile(baseline.path, candidate.path):
+        raise EvalkitError(
+            f"baseline and candidate are the same run directory ({baseline.path.resolve()}): nothing to compare"
+        )
+    if baseline.run_id == candidate.run_id:
+        raise EvalkitError(
+            f"baseline {baseline.path} and candidate {candidate.path} are the same run (run id {baseline.run_id}; "
+            "one is a copy of the other): nothing to compare"
+        )
 
 
 def check_protocols(baseline: Run, candidate: Run, force: bool) -> tuple[list[str], list[str]]:
-    """The suites both runs measured, and warnings. Different fingerprints are refused unless forced."""
+    """The suites both runs measured, and warnings. Different fingerprints are refused unless forced.
+
+    The fingerprints are the ones every episode row carries (`load_run` refuses a manifest that disagrees with
+    its rows), so an edited manifest cannot make two protocols look alike."""
     fa, fb = baseline.suite_fingerprints(), candidate.suite_fingerprints()
     measured_a, measured_b = set(baseline.episodes["suite"]), set(candidate.episodes["suite"])
     common = sorted(s for s in fa.keys() & fb.keys() if s in measured_a and s in measured_b)
@@ -175,6 +321,36 @@ def check_protocols(baseline: Run, candidate: Run, force: bool) -> tuple[list[st
     return common, warnings
 
 
+def _stop_settings(
+    stop: StopRecord, baseline: Run, alpha: float, max_drop: float, warnings: list[str]
+) -> tuple[float, float]:
+    """A stopped run is judged at its stopping rule's alpha and margin (choosing them after the data would void
+    the guarantee); the output says so where the flags differ."""
+    warnings.append(
+        f"the candidate stopped by decision after {stop.episodes} episodes ({stop.test}, alpha {stop.alpha:g}, "
+        f"margin {stop.margin_pp:g} pp, recorded verdict {stop.verdict}); judged with the same anytime-valid test"
+    )
+    if (alpha, max_drop) != (stop.alpha, stop.margin_pp):
+        warnings.append(
+            f"--alpha {alpha:g} / --max-drop {max_drop:g} ignored: a stopped run is judged at its stopping rule's "
+            f"alpha {stop.alpha:g} and margin {stop.margin_pp:g} pp"
+        )
+    if stop.baseline_run_id != baseline.run_id:
+        warnings.append(
+            f"the candidate stopped against baseline run {stop.baseline_run_id}, not this one ({baseline.run_id}); "
+            "the test stays valid, but its verdict need not match the recorded one"
+        )
+    return stop.alpha, stop.margin_pp
+
+
+def _exit_code(rows: list[RowVerdict], incomplete: bool) -> int:
+    if any(r.decision == "regression" for r in rows):
+        return EXIT_REGRESSION
+    if all(r.decision in PASSING for r in rows) and not incomplete:
+        return EXIT_OK
+    return EXIT_INCONCLUSIVE
+
+
 def compare_runs(
     baseline: Run,
     candidate: Run,
@@ -182,6 +358,7 @@ def compare_runs(
     max_drop: float = DEFAULT_MAX_DROP,
     min_episodes: int = 10,
     force: bool = False,
+    allow_partial: bool = False,
 ) -> RegressionResult:
     if not 0 < alpha < 0.5:
         raise EvalkitError(f"--alpha must be in (0, 0.5), got {alpha}")
@@ -189,16 +366,27 @@ def compare_runs(
         raise EvalkitError(f"--min-episodes must be at least 1, got {min_episodes}")
     if not 0 <= max_drop < 100:
         raise EvalkitError(f"--max-drop must be in [0, 100) percentage points, got {max_drop}")
+    refuse_same_run(baseline, candidate)
     common, warnings = check_protocols(baseline, candidate, force)
-    for name, run in (("baseline", baseline), ("candidate", candidate)):
-        errors = run.errors[run.errors["suite"].isin(common)]
-        if len(errors):
-            warnings.append(
-                f"{name}: {len(errors)} error episode(s) excluded from pairing and from the rates"
-            )
-    base = baseline.usable[baseline.usable["suite"].isin(common)]
-    cand = candidate.usable[candidate.usable["suite"].isin(common)]
-    overall = judge_row("overall", base, cand, alpha, max_drop, min_episodes)
+    # over every suite of the baseline: a candidate that skipped one of them lacks its episodes
+    coverage = Coverage.of(baseline.episodes, candidate.episodes)
+    base_all = baseline.episodes[baseline.episodes["suite"].isin(common)]
+    cand_all = candidate.episodes[candidate.episodes["suite"].isin(common)]
+    for name, n in (("baseline", coverage.baseline_errors), ("candidate", coverage.candidate_errors)):
+        if n:
+            warnings.append(f"{name}: {n} error episode(s) excluded from pairing and from the rates")
+    stop = candidate.manifest.stop
+    test: PairedTest = mcnemar_newcombe
+    if stop is not None:
+        test = sequential_test(stop)
+        alpha, max_drop = _stop_settings(stop, baseline, alpha, max_drop, warnings)
+        min_episodes = (
+            1  # an anytime-valid test needs no minimum: it is judged as the stopping rule judged it
+        )
+    base = base_all[base_all["termination"] != "error"]
+    cand = cand_all[cand_all["termination"] != "error"]
+    rule = {"test": test, "unpaired": stop is None}
+    overall = judge_row("overall", base, cand, alpha, max_drop, min_episodes, **rule)
     if len(common) == 1:
         overall.scope = f"overall ({common[0]})"
         rows = [overall]
@@ -206,17 +394,23 @@ def compare_runs(
         suite_alpha = alpha / len(common)  # Bonferroni over the per-suite rows
         rows = [
             judge_row(
-                s, base[base["suite"] == s], cand[cand["suite"] == s], suite_alpha, max_drop, min_episodes
+                s,
+                base[base["suite"] == s],
+                cand[cand["suite"] == s],
+                suite_alpha,
+                max_drop,
+                min_episodes,
+                **rule,
             )
             for s in common
         ] + [overall]
-    if any(r.decision == "regression" for r in rows):
-        code = EXIT_REGRESSION
-    elif all(r.decision in PASSING for r in rows):
-        code = EXIT_OK
-    else:
-        code = EXIT_INCONCLUSIVE
-    return RegressionResult(rows, warnings, code, max_drop)
+    incomplete = not coverage.complete and not allow_partial and stop is None
+    code = _exit_code(rows, incomplete)
+    if stop is not None and code != {"pass": EXIT_OK, "fail": EXIT_REGRESSION}[stop.verdict]:
+        warnings.append(
+            f"this verdict (exit {code}) differs from the run's recorded stop verdict {stop.verdict!r}"
+        )
+    return RegressionResult(rows, warnings, code, max_drop, min_episodes, coverage, incomplete, stop)
 
 
 def _rate(r: Rate) -> str:
@@ -231,26 +425,59 @@ def _rates(r: RowVerdict) -> str:
     return f"{r.scope} {_rate(r.baseline)} -> {_rate(r.candidate)}"
 
 
+def _open_rows(result: RegressionResult) -> str:
+    """Why no pass: the rows not tested, and the rows tested without a decision."""
+    open_rows = [r for r in result.rows if r.decision not in PASSING]
+    untested = [r for r in open_rows if r.decision == "not tested"]
+    undecided = [r for r in open_rows if r.decision == "inconclusive"]
+    parts = []
+    if untested:
+        parts.append(
+            "not tested: "
+            + "; ".join(
+                f"{_rates(r)}, {r.pairs} pairs < --min-episodes {result.min_episodes}" for r in untested
+            )
+        )
+    if undecided:
+        parts.append(
+            f"no significant drop, but a drop larger than {result.max_drop:g} pp is not ruled out for "
+            + "; ".join(_rates(r) for r in undecided)
+        )
+    overall = result.rows[-1]
+    if overall not in open_rows:
+        parts.append(_rates(overall))
+    return "; ".join(parts)
+
+
 def verdict_line(result: RegressionResult) -> str:
-    """One line for CI logs: the verdict, why, and both rates of the rows it rests on."""
+    """One line for CI logs: the verdict, why, both rates of the rows it rests on, and the coverage."""
     overall = result.rows[-1]
     margin = f"{result.max_drop:g} pp"
     if result.exit_code == EXIT_REGRESSION:
         bad = [r for r in result.rows if r.decision == "regression"]
-        why = "; ".join(f"{_rates(r)}, one-sided p={r.comparison.p_drop:.3g}" for r in bad)
-        return f"FAIL: significant drop: {why} (exit {EXIT_REGRESSION})"
-    if result.exit_code == EXIT_OK:
+        why = "; ".join(f"{_rates(r)}, one-sided p={r.comparison.p_drop:.3g}" for r in bad if r.comparison)
+        head = f"FAIL: significant drop: {why}"
+    elif result.exit_code == EXIT_OK:
         c = overall.comparison
-        return (
+        assert c is not None
+        head = (
             f"PASS: no drop larger than {margin} in any row: {_rates(overall)}, "
-            f"diff {100 * c.diff:+.1f} pp, lower bound {100 * c.diff_low:+.1f} pp (exit {EXIT_OK})"
+            f"diff {100 * c.diff:+.1f} pp, lower bound {100 * c.diff_low:+.1f} pp"
         )
-    open_rows = [r for r in result.rows if r.decision not in PASSING]
-    context = "" if overall in open_rows else f"; {_rates(overall)}"
-    return (
-        f"INCONCLUSIVE: no significant drop, but a drop larger than {margin} is not ruled out for "
-        f"{'; '.join(_rates(r) for r in open_rows)}{context} (exit {EXIT_INCONCLUSIVE})"
-    )
+    elif result.incomplete and all(r.decision in PASSING for r in result.rows):
+        head = (
+            f"INCONCLUSIVE: the candidate is incomplete, so it cannot pass (on the episodes it has, no drop larger "
+            f"than {margin}: {_rates(overall)}); re-run its command to retry errors and finish it, or give "
+            "--allow-partial"
+        )
+    else:
+        head = f"INCONCLUSIVE: {_open_rows(result)}"
+    tail = [] if result.coverage is None else [result.coverage.text()]
+    if result.stop is not None:
+        tail.append(f"stopped by decision ({result.stop.test})")
+    elif result.coverage is not None and not result.coverage.complete and not result.incomplete:
+        tail.append("--allow-partial")
+    return "; ".join([head, *tail]) + f" (exit {result.exit_code})"
 
 
 def verdict_frame(result: RegressionResult) -> pd.DataFrame:
@@ -260,7 +487,7 @@ def verdict_frame(result: RegressionResult) -> pd.DataFrame:
         rows.append(
             {
                 "scope": r.scope,
-                "test": c.test if c else "none (too few)",
+                "test": c.test if c else "not tested",
                 "pairs": r.pairs,
                 "unpaired (base/cand)": f"{r.baseline_only}/{r.candidate_only}",
                 "baseline": _rate(r.baseline),
@@ -278,18 +505,26 @@ def verdict_frame(result: RegressionResult) -> pd.DataFrame:
 
 
 def render(result: RegressionResult, baseline: Run, candidate: Run) -> str:
+    test = (
+        f"{result.stop.test} (the candidate's sequential test)"
+        if result.stop
+        else "exact McNemar, Newcombe paired interval; unpaired rows: Fisher's exact test, Newcombe independent "
+        "interval"
+    )
     lines = [
         "# evalkit regress",
         "",
-        f"- baseline: `{baseline.path}` ({baseline.policy_label()})",
-        f"- candidate: `{candidate.path}` ({candidate.policy_label()})",
-        "- pairing: (suite, task_id, init_state, seed); paired rows: exact McNemar, Newcombe paired interval; "
-        "unpaired rows: Fisher's exact test, Newcombe independent interval",
+        f"- baseline: {md_text(baseline.path)} ({md_text(baseline.policy_label())}, run {md_text(baseline.run_id)})",
+        f"- candidate: {md_text(candidate.path)} ({md_text(candidate.policy_label())}, run "
+        f"{md_text(candidate.run_id)})",
+        f"- pairing: (suite, task_id, init_state, seed); paired rows: {test}",
         f"- non-inferiority margin: {result.max_drop:g} pp (--max-drop); intervals at 1 - 2·alpha, so that each "
         "bound is one-sided at alpha",
-        "",
     ]
-    lines += [f"> **Warning:** {w}" for w in result.warnings]
+    if result.coverage is not None:
+        lines.append(f"- {result.coverage.text()}")
+    lines.append("")
+    lines += [f"> **Warning:** {md_text(w)}" for w in result.warnings]
     if result.warnings:
         lines.append("")
     lines += [markdown_table(verdict_frame(result), floatfmt="g"), ""]
@@ -305,7 +540,7 @@ def render(result: RegressionResult, baseline: Run, candidate: Run) -> str:
             )
         elif (
             r.comparison is not None
-            and r.comparison.test == "mcnemar-exact"
+            and r.comparison.test != "fisher-exact"
             and (r.baseline_only or r.candidate_only)
         ):
             lines.append(

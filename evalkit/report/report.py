@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from evalkit.core.errors import EvalkitError
 from evalkit.report import robustness
-from evalkit.report.formatting import fmt_ci, fmt_pct, html_table, markdown_table, plain, with_ci_column
+from evalkit.report.formatting import (
+    fmt_ci,
+    fmt_pct,
+    html_table,
+    markdown_table,
+    md_text,
+    plain,
+    with_ci_column,
+)
+from evalkit.report.output import make_out_dir, render_page, text_writer, write_files
 from evalkit.report.summary import RunSummary, summarize
 from evalkit.report.videos import DEFAULT_EMBED_BUDGET
 from evalkit.rundir.run import Run, load_run
@@ -48,44 +61,64 @@ def percent(value: float) -> str:
     return text if text == "—" else f"{text}%"
 
 
-def headline(summary: RunSummary) -> list[str]:
+def policy_line(provenance: dict, esc: Callable[[Any], str]) -> str:
+    """The policy by name with what it loaded: its checkpoint and fingerprint, or that it has none (a scripted or
+    built-in policy such as oracle or zero)."""
+    text = esc(provenance["policy"])
+    checkpoint = provenance.get("checkpoint")
+    fingerprint = str(provenance.get("policy_fingerprint") or "")
+    if checkpoint:
+        text += f", checkpoint {esc(checkpoint)}"
+    if fingerprint and fingerprint != "none":
+        text += f" (fingerprint {esc(fingerprint[:12])})"
+    if not checkpoint and fingerprint in ("", "none"):
+        text += " (no checkpoint)"
+    return f"policy: {text}"
+
+
+def headline(summary: RunSummary, esc: Callable[[Any], str]) -> list[tuple[str, bool]]:
+    """The first lines of a report, each with whether it is the one to stand out."""
     o = summary.overall
-    lines = [
-        f"- policy: `{summary.policy}`",
-        f"- episodes: {o['episodes']} with an outcome, {len(summary.errors)} error(s)",
-        f"- **average across suites (mean of suite rates, as openpi reports it): {percent(summary.average_pct)}**",
-        f"- pooled over all episodes: {percent(o['success_pct'])} {fmt_ci(o['ci95_low_pct'], o['ci95_high_pct'])} "
-        f"({o['successes']}/{o['episodes']}, Wilson 95%)",
+    return [
+        (policy_line(summary.provenance, esc), False),
+        (f"episodes: {o['episodes']} with an outcome, {len(summary.errors)} error(s)", False),
+        (
+            f"average across suites (mean of suite rates, as openpi reports it): {percent(summary.average_pct)}",
+            True,
+        ),
+        (
+            f"pooled over all episodes: {percent(o['success_pct'])} {fmt_ci(o['ci95_low_pct'], o['ci95_high_pct'])} "
+            f"({o['successes']}/{o['episodes']}, Wilson 95%)",
+            False,
+        ),
     ]
-    return lines
 
 
-def provenance_lines(summary: RunSummary) -> list[str]:
+def provenance_lines(summary: RunSummary, esc: Callable[[Any], str]) -> list[str]:
     p = summary.provenance
-    versions = ", ".join(f"{k} {v}" for k, v in sorted(p["versions"].items())) or "—"
-    suites = ", ".join(f"{k}: `{v}`" for k, v in p["suite_protocols"].items()) or "—"
+    versions = ", ".join(f"{k} {esc(v)}" for k, v in sorted(p["versions"].items())) or "—"
+    suites = ", ".join(f"{esc(k)}: {esc(v)}" for k, v in p["suite_protocols"].items()) or "—"
     command = p["command"]
     if isinstance(command, list):
         command = " ".join(str(c) for c in command)
+    loaded = ", ".join(f"{esc(k)} {esc(v)}" for k, v in p["policy_provenance"].items())
     return [
-        f"- run: `{p['run_id']}` created {plain(p['created_at'])} on {plain(p['host'])}",
-        f"- command: `{plain(command)}`",
-        f"- policy: {plain(p['policy'])}, fingerprint `{plain(p['policy_fingerprint'])}`, "
-        f"checkpoint `{plain(p['checkpoint'])}`",
-        *(
-            [f"- loaded: {', '.join(f'{k} `{v}`' for k, v in p['policy_provenance'].items())}"]
-            if p["policy_provenance"]
-            else []
-        ),
-        f"- protocol fingerprint: `{plain(p['protocol_fingerprint'])}` ({suites})",
-        f"- git commit: `{plain(p['git_commit'])}`",
-        f"- versions: {versions}",
-        f"- sessions: {len(p['sessions'])}",
+        f"run: {esc(p['run_id'])} created {esc(plain(p['created_at']))} on {esc(plain(p['host']))}",
+        f"command: {esc(plain(command))}",
+        f"policy: {esc(plain(p['policy']))}, fingerprint {esc(plain(p['policy_fingerprint']))}, "
+        f"checkpoint {esc(plain(p['checkpoint']))}",
+        *([f"loaded: {loaded}"] if loaded else []),
+        f"protocol fingerprint: {esc(plain(p['protocol_fingerprint']))} ({suites})",
+        f"git commit: {esc(plain(p['git_commit']))}",
+        f"versions: {versions}",
+        f"sessions: {len(p['sessions'])}",
     ]
 
 
 def render_markdown(summary: RunSummary) -> str:
-    parts = [f"# evalkit report: {run_title(summary.provenance)}", "", *headline(summary), ""]
+    title = md_text(run_title(summary.provenance))
+    lines = [f"- **{text}**" if bold else f"- {text}" for text, bold in headline(summary, md_text)]
+    parts = [f"# evalkit report: {title}", "", *lines, ""]
     warning = error_warning(summary)
     if warning:
         parts += [f"> **Warning:** {warning}", ""]
@@ -93,7 +126,7 @@ def render_markdown(summary: RunSummary) -> str:
     parts += ["## Success by task", "", markdown_table(with_ci_column(summary.tasks)), ""]
     parts += ["## Episodes by termination", "", markdown_table(summary.terminations), ""]
     parts += ["## Steps to success", "", markdown_table(summary.steps), ""]
-    parts += ["## Policy latency (ms, as seen by the env workers)", "", markdown_table(summary.latency), ""]
+    parts += ["## Policy latency (as seen by the env workers)", "", markdown_table(summary.latency), ""]
     if not summary.progress.empty:
         parts += [
             "## Partial progress (% of episodes reaching each stage)",
@@ -103,26 +136,20 @@ def render_markdown(summary: RunSummary) -> str:
         ]
     if not summary.errors.empty:
         parts += ["## Errors (excluded from rates)", "", markdown_table(summary.errors), ""]
-    parts += ["## Provenance", "", *provenance_lines(summary), ""]
+    parts += ["## Provenance", "", *[f"- {line}" for line in provenance_lines(summary, md_text)], ""]
     return "\n".join(parts)
 
 
 def render_html(summary: RunSummary, run: Run, out_dir: Path, embed_budget: int) -> str:
-    import jinja2
-
     from evalkit.report.plots import steps_histogram, task_success_bars
-    from evalkit.report.videos import collect_videos
+    from evalkit.report.videos import collect_videos, gallery
 
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("evalkit.report", "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined,
-    )
     videos = collect_videos(run.episodes, run.path, out_dir, embed_budget)
-    return env.get_template("report.html.j2").render(
+    return render_page(
+        "report.html.j2",
         title=run_title(summary.provenance),
         summary=summary,
-        headline=[line.removeprefix("- ").replace("**", "").replace("`", "") for line in headline(summary)],
+        headline=[text for text, _ in headline(summary, str)],
         warning=error_warning(summary),
         suites_table=html_table(with_ci_column(summary.suites), "suites"),
         tasks_table=html_table(with_ci_column(summary.tasks), "tasks"),
@@ -133,10 +160,8 @@ def render_html(summary: RunSummary, run: Run, out_dir: Path, embed_budget: int)
         errors_table=None if summary.errors.empty else html_table(summary.errors, "errors"),
         task_plot=task_success_bars(summary.tasks),
         steps_plot=steps_histogram(summary.episodes),
-        videos=videos,
-        embedded_mb=sum(v.size for v in videos if v.data_uri) / 2**20,
-        budget_mb=embed_budget / 2**20,
-        provenance=[line.removeprefix("- ").replace("`", "") for line in provenance_lines(summary)],
+        gallery=gallery(videos, embed_budget),
+        provenance=provenance_lines(summary, str),
         manifest_json=json.dumps(run.manifest.to_json(), indent=2, sort_keys=True, default=str),
         robustness_html=robustness.html(robust) if (robust := robustness.robustness_section(run)) else None,
     )
@@ -165,17 +190,12 @@ def write_report(
     run = load_run(run_dir)
     if run.episodes.empty:
         raise EvalkitError(f"{run.path} has no finished episodes yet")
-    out = Path(out_dir) if out_dir is not None else run.path / "report"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EvalkitError(f"cannot create report directory {out}: {exc}") from exc
+    out = make_out_dir(Path(out_dir) if out_dir is not None else run.path / "report")
     summary = summarize(run)
     markdown = render_markdown(summary)
     robust = robustness.robustness_section(run)  # LIBERO-plus runs only
     if robust is not None:
         markdown += "\n" + robustness.markdown(robust)
-    files: list[Path] = []
     tables = {
         "suites": summary.suites,
         "tasks": summary.tasks,
@@ -189,18 +209,19 @@ def write_report(
         tables["progress"] = summary.progress
     if robust is not None:
         tables.update(robustness_dimensions=robust.by_dimension, robustness_levels=robust.by_level)
+    writers: dict[str, Callable[[Path], Any]] = {}
     if "md" in formats:
-        files.append(out / "report.md")
-        files[-1].write_text(markdown)
-    if "csv" in formats:
-        for name, frame in tables.items():
-            files.append(out / f"{name}.csv")
-            frame.to_csv(files[-1], index=False)
-    if "parquet" in formats:
-        for name, frame in tables.items():
-            files.append(out / f"{name}.parquet")
-            frame.to_parquet(files[-1], index=False)
+        writers["report.md"] = text_writer(markdown)
+    for fmt in ("csv", "parquet"):
+        if fmt in formats:
+            for name, frame in tables.items():
+                writers[f"{name}.{fmt}"] = table_writer(frame, fmt)
     if "html" in formats:
-        files.append(out / "report.html")
-        files[-1].write_text(render_html(summary, run, out, embed_budget))
-    return ReportFiles(out, markdown, files)
+        writers["report.html"] = text_writer(render_html(summary, run, out, embed_budget))
+    return ReportFiles(out, markdown, write_files(out, writers))
+
+
+def table_writer(frame: pd.DataFrame, fmt: str) -> Callable[[Path], Any]:
+    if fmt == "csv":
+        return lambda path: frame.to_csv(path, index=False)
+    return lambda path: frame.to_parquet(path, index=False)

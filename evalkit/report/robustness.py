@@ -146,14 +146,14 @@ def markdown(section: RobustnessSection) -> str:
     return "\n".join(parts)
 
 
-def level_plot(section: RobustnessSection) -> str:
-    """Success (%) against level, one line per dimension, Wilson whiskers."""
+def level_plot(section: RobustnessSection) -> str | None:
+    """Success (%) against level, one line per dimension, Wilson whiskers; None without a leveled variant."""
     from evalkit.report.plots import _figure, _svg
 
+    if section.by_level.empty:
+        return None
     fig = _figure(7.0, 3.2)
     ax = fig.add_subplot()
-    if section.by_level.empty:
-        ax.text(0.5, 0.5, "no variant with a level was run", ha="center", va="center", transform=ax.transAxes)
     for dimension, group in section.by_level.groupby("dimension", sort=True):
         rate = group["success_pct"].to_numpy(dtype=float)
         err = [
@@ -168,8 +168,7 @@ def level_plot(section: RobustnessSection) -> str:
     ax.set_xlabel("perturbation level (as the variant name encodes it)")
     ax.set_ylabel("success (%)")
     ax.grid(alpha=0.3)
-    if not section.by_level.empty:
-        ax.legend(fontsize=8, title="dotted: pi05 published (all levels)", title_fontsize=7)
+    ax.legend(fontsize=8, title="dotted: pi05 published (all levels)", title_fontsize=7)
     return _svg(fig)
 
 
@@ -177,12 +176,17 @@ def html(section: RobustnessSection) -> str:
     from evalkit.report.formatting import html_table
 
     dims, levels = _display(section)
+    plot = level_plot(section)
+    figure = (
+        f'<figure id="plot-robustness-levels">{plot}<figcaption>Success against perturbation level with Wilson 95% '
+        "intervals.</figcaption></figure>"
+        if plot
+        else "<p><em>No variant with a level was run.</em></p>"
+    )
     return (
         '<section id="robustness"><h2>LIBERO-plus robustness</h2>'
         f"<p>Success by perturbation dimension (Wilson 95%). pi05 published: {PUBLISHED_SOURCE}; not measured here.</p>"
         f"{html_table(dims, 'robustness-dimensions')}<h3>By level</h3>"
         f"<p>{'; '.join(f'{d}: {m}' for d, m in LEVEL_MEANING.items())}.</p>"
-        f"{html_table(levels, 'robustness-levels')}"
-        f'<figure id="plot-robustness-levels">{level_plot(section)}<figcaption>Success against perturbation level '
-        "with Wilson 95% intervals.</figcaption></figure></section>"
+        f"{html_table(levels, 'robustness-levels') if not levels.empty else ''}{figure}</section>"
     )

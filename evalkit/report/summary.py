@@ -15,8 +15,8 @@ import pandas as pd
 
 from evalkit.report.stats import wilson
 from evalkit.rundir.run import Run
+from evalkit.rundir.store import TERMINATIONS
 
-TERMINATIONS = ("success", "max_steps", "error")
 CONSOLE_TASK_WIDTH = 60  # characters of an instruction in the console tables
 
 
@@ -278,12 +278,12 @@ def summarize(run: Run) -> RunSummary:
 
 def console_summary(run_dir: str | Path) -> str:
     """The per-task and per-suite tables `evalkit eval` prints when a run ends (errors left out of rates)."""
-    from evalkit.report.formatting import markdown_table, shorten_at_word, with_ci_column
+    from evalkit.report.formatting import markdown_table, shorten_middle, with_ci_column
     from evalkit.rundir.run import load_run
 
     run = load_run(run_dir)
     tasks, suites = task_table(run), suite_table(run)
-    tasks["task"] = tasks["task"].map(lambda text: shorten_at_word(text, CONSOLE_TASK_WIDTH))
+    tasks["task"] = tasks["task"].map(lambda text: shorten_middle(text, CONSOLE_TASK_WIDTH))
     parts = [markdown_table(with_ci_column(tasks)), "", markdown_table(with_ci_column(suites))]
     if len(suites) > 1:
         parts.append(f"\naverage over suites (mean of suite rates): {suites['success_pct'].mean():.1f}%")

@@ -117,3 +117,30 @@ def video_entry(row, run_dir: Path, out_dir: Path, budget: int) -> VideoEntry:
         instruction=str(row.task),
         wide=frame is not None and frame.shape[1] > 2 * frame.shape[0],
     )
+
+
+@dataclass
+class Gallery:
+    """The videos of a page as a thumbnail grid: the entries, one sentence on what is embedded or linked, and
+    whether the frames are wide camera strips (DROID-style three views side by side), which get wider tiles."""
+
+    entries: list[VideoEntry]
+    note: str
+    wide: bool
+
+
+def gallery(entries: list[VideoEntry], budget: int) -> Gallery:
+    embedded = [v for v in entries if v.data_uri]
+    missing = [v for v in entries if v.missing]
+    linked = len(entries) - len(embedded) - len(missing)
+    mb = sum(v.size for v in embedded) / 2**20
+    parts = [f"{len(entries)} video(s)"]
+    if embedded:
+        parts.append(f"{len(embedded)} embedded ({mb:.2f} MB)")
+    if linked:
+        parts.append(f"{linked} linked: over the {budget / 2**20:.0f} MB embedding budget (--embed-mb)")
+    if missing:
+        parts.append(f"{len(missing)} missing on disk")
+    note = f"{parts[0]}: {', '.join(parts[1:])}. Click a video to play it." if entries else ""
+    wide = sum(v.wide for v in entries) * 2 > len(embedded) > 0
+    return Gallery(entries, note, wide)

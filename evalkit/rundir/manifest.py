@@ -19,7 +19,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from evalkit.core.errors import EvalkitError
 from evalkit.core.policy import PolicyMeta
@@ -92,7 +92,8 @@ class SuiteRecord:
     protocol: dict[str, Any]
     simulator: dict[str, str | None]
     protocol_fingerprint: str
-    tasks: list[dict[str, Any]]  # {task_id, name, language, progress_stages, tags}
+    # {task_id, name, language, progress_stages, tags}
+    tasks: list[dict[str, Any]]
 
     @classmethod
     def of(cls, suite: SuiteSpec, versions: dict[str, str | None]) -> SuiteRecord:
@@ -128,9 +129,8 @@ class PolicyRecord:
     action_dim: int | None = None
     embodiment: str | None = None
     action_mode: str | None = None
-    provenance: dict[str, str] = field(
-        default_factory=dict
-    )  # e.g. weights, tokenizer, norm_stats fingerprints
+    # e.g. weights, tokenizer, norm_stats fingerprints
+    provenance: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, meta: PolicyMeta) -> PolicyRecord:
@@ -155,8 +155,44 @@ class Session:
     started_at: str
     host: str
     ended_at: str | None = None
-    status: str | None = None  # completed | interrupted | failed: <reason>
+    # completed | interrupted | failed: <reason>
+    status: str | None = None
     episodes_run: int = 0
+
+
+@dataclass
+class StopRecord:
+    """A run that ended early because a sequential test decided (`evalkit eval --stop-when-decided`), against a
+    baseline run. `evalkit regress` accepts such a partial run and judges it with the same test."""
+
+    # name of the anytime-valid test, as `evalkit.report.sequential` knows it
+    test: str
+    # one-sided level and non-inferiority margin (percentage points) the stopping rule used
+    alpha: float
+    margin_pp: float
+    # episodes of this run with an outcome when it stopped
+    episodes: int
+    # "pass" (a drop larger than the margin ruled out) or "fail" (a significant drop)
+    verdict: Literal["pass", "fail"]
+    baseline_run_id: str
+    stopped_at: str = ""
+
+    def __post_init__(self) -> None:
+        number = (int, float)
+        valid = (
+            self.verdict in ("pass", "fail")
+            and isinstance(self.test, str)
+            and bool(self.test)
+            and isinstance(self.baseline_run_id, str)
+            and isinstance(self.alpha, number)
+            and 0 < self.alpha < 0.5
+            and isinstance(self.margin_pp, number)
+            and 0 <= self.margin_pp < 100
+            and isinstance(self.episodes, int)
+            and self.episodes >= 0
+        )
+        if not valid:
+            raise TypeError(f"invalid stop record {self}")
 
 
 @dataclass
@@ -173,7 +209,10 @@ class Manifest:
     host: str
     platform: str
     sessions: list[Session] = field(default_factory=list)
-    execution: dict[str, Any] = field(default_factory=dict)  # how it ran: backend, workers, cluster resources
+    # how it ran: backend, workers, cluster resources
+    execution: dict[str, Any] = field(default_factory=dict)
+    # set when the run stopped early by a sequential test's decision (issue 18); None: it ran its protocol
+    stop: StopRecord | None = None
 
     # -- reading and writing -------------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -196,6 +235,9 @@ class Manifest:
                     "sessions": [
                         Session(**_pick(Session, s, f"{where}: session")) for s in data.get("sessions") or []
                     ],
+                    "stop": None
+                    if data.get("stop") is None
+                    else StopRecord(**_pick(StopRecord, data["stop"], f"{where}: stop")),
                 }
             )
         except TypeError as exc:
@@ -271,9 +313,14 @@ def open_manifest(
                     f"{record.protocol_fingerprint}: choose another --out"
                 )
         suites_all = {**manifest.suites, **records}
-        run_id, created_at, sessions = manifest.run_id, manifest.created_at, manifest.sessions
+        run_id, created_at, sessions, stop = (
+            manifest.run_id,
+            manifest.created_at,
+            manifest.sessions,
+            manifest.stop,
+        )
     else:
-        suites_all, run_id, created_at, sessions = records, uuid.uuid4().hex[:12], now(), []
+        suites_all, run_id, created_at, sessions, stop = records, uuid.uuid4().hex[:12], now(), [], None
     host = socket.gethostname()
     manifest = Manifest(
         run_id=run_id,
@@ -289,5 +336,6 @@ def open_manifest(
         platform=f"{platform.system()} {platform.machine()}; python {sys.version.split()[0]}",
         sessions=[*sessions, Session(started_at=now(), host=host)],
         execution=dict(execution or {}),
+        stop=stop,
     )
     return manifest

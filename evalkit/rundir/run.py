@@ -12,9 +12,10 @@ import pandas as pd
 
 from evalkit.core.errors import EvalkitError
 from evalkit.rundir.manifest import MANIFEST_NAME, Manifest, read_manifest
-from evalkit.rundir.store import COLUMNS, DB_NAME, EpisodeStore
+from evalkit.rundir.store import COLUMNS, DB_NAME, KEY, TABLE, Column, EpisodeStore
 
-EPISODE_KEY = ["suite", "task_id", "init_state", "seed"]
+# The columns that identify an episode (suite, task_id, init_state, seed): runs pair on them.
+IDENTITY = list(KEY)
 
 
 @dataclass
@@ -23,7 +24,8 @@ class Run:
 
     path: Path
     manifest: Manifest
-    episodes: pd.DataFrame  # one row per stored episode, store columns + `progress` parsed into a dict
+    # one row per stored episode: the store's columns, `progress` parsed into a dict
+    episodes: pd.DataFrame
 
     @property
     def run_id(self) -> str:
@@ -47,13 +49,14 @@ class Run:
         return dict(record.protocol) if record else {}
 
     def policy_label(self) -> str:
-        """Checkpoint identity: policy name, checkpoint path (if any) and the policy fingerprint."""
+        """Checkpoint identity: policy name, checkpoint path (if any) and the policy fingerprint (if it has one:
+        built-in policies such as oracle and zero have none)."""
         policy = self.manifest.policy
         label = policy.name
         checkpoint = self.manifest.config.get("checkpoint")
         if checkpoint:
             label += f" @ {checkpoint}"
-        if policy.fingerprint:
+        if policy.fingerprint and policy.fingerprint != "none":
             label += f" [{policy.fingerprint[:12]}]"
         return label
 
@@ -63,25 +66,23 @@ def is_run_dir(path: Path) -> bool:
 
 
 # SQLite stores any value in any column, so an edited or damaged store can hold text where the schema says INTEGER.
-INTEGER_COLUMNS = ("task_id", "init_state", "seed", "success", "steps", "policy_calls")
-REAL_COLUMNS = ("wall_s", "latency_mean_ms", "latency_p50_ms", "latency_p99_ms", "latency_max_ms")
-NULLABLE_COLUMNS = ("error", "video", "latency_mean_ms", "latency_p50_ms", "latency_p99_ms", "latency_max_ms")
+def _type_ok(column: Column, value: Any) -> bool:
+    if value is None:
+        return column.nullable
+    if column.type == "INTEGER":
+        return isinstance(value, int)
+    if column.type == "REAL":
+        return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, str)
 
 
 def check_row_types(row: dict[str, Any], where: Path) -> None:
     """Refuse a row whose values do not have the schema's types (one line naming the column)."""
-    for column, value in row.items():
-        if value is None and column in NULLABLE_COLUMNS:
-            continue
-        if column in INTEGER_COLUMNS:
-            ok = isinstance(value, int)
-        elif column in REAL_COLUMNS:
-            ok = isinstance(value, int | float) and math.isfinite(value)
-        else:
-            ok = isinstance(value, str)
-        if not ok:
+    for column in TABLE:
+        value = row.get(column.name)
+        if not _type_ok(column, value):
             raise EvalkitError(
-                f"{where}: corrupt episode store: column {column} holds {repr(value)[:40]} "
+                f"{where}: corrupt episode store: column {column.name} holds {repr(value)[:40]} "
                 f"(episode {row.get('suite')!r:.60}/{row.get('task_id')!r}/{row.get('init_state')!r})"
             )
 
@@ -118,7 +119,27 @@ def load_run(run_dir: str | Path) -> Run:
     manifest = read_manifest(path)
     if manifest is None:
         raise EvalkitError(f"{path} is not a run directory: no {MANIFEST_NAME}")
-    return Run(path=path, manifest=manifest, episodes=read_episodes(path))
+    episodes = read_episodes(path)
+    check_rows_match_manifest(episodes, manifest, path)
+    return Run(path=path, manifest=manifest, episodes=episodes)
+
+
+def check_rows_match_manifest(episodes: pd.DataFrame, manifest: Manifest, where: Path) -> None:
+    """Every row is stamped with its run id, policy identity and protocol fingerprint when it is written; a
+    manifest that disagrees with them was edited or copied from another run, and is not trusted."""
+    expected = {
+        "run_id": lambda suite: manifest.run_id,
+        "policy": lambda suite: manifest.policy.identity,
+        "protocol_fingerprint": lambda suite: manifest.suite_fingerprints().get(suite),
+    }
+    for column, value_for in expected.items():
+        for (suite, stamped), count in episodes.groupby(["suite", column]).size().items():
+            claimed = value_for(suite)
+            if stamped != claimed:
+                raise EvalkitError(
+                    f"{where}: {count} episode row(s) of {str(suite)[:60]} carry {column} {str(stamped)[:80]}, "
+                    f"but {MANIFEST_NAME} says {str(claimed)[:80]}: the manifest was edited or belongs to another run"
+                )
 
 
 def find_run_dirs(roots: list[Path]) -> list[Path]:

@@ -9,70 +9,72 @@ touched: it is checked read-only before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
-from evalkit.core.episode import EpisodeResult, EpisodeSpec
+from evalkit.core.episode import EpisodeResult, EpisodeSpec, Termination
 from evalkit.core.errors import EvalkitError
 
 DB_NAME = "episodes.sqlite"
-APPLICATION_ID = 0x45564B31  # "EVK1" in the SQLite header: marks a file as an evalkit episode store
+# "EVK1" in the SQLite header: marks a file as an evalkit episode store
+APPLICATION_ID = 0x45564B31
 SCHEMA_VERSION = 2
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS episodes (
-    run_id TEXT NOT NULL,
-    suite TEXT NOT NULL,
-    task_id INTEGER NOT NULL,
-    task TEXT NOT NULL,
-    init_state INTEGER NOT NULL,
-    seed INTEGER NOT NULL,
-    protocol_fingerprint TEXT NOT NULL,
-    policy TEXT NOT NULL,
-    success INTEGER NOT NULL,
-    steps INTEGER NOT NULL,
-    termination TEXT NOT NULL CHECK (termination IN ('success', 'max_steps', 'error')),
-    error TEXT,
-    wall_s REAL NOT NULL,
-    policy_calls INTEGER NOT NULL,
-    latency_mean_ms REAL,
-    latency_p50_ms REAL,
-    latency_p99_ms REAL,
-    latency_max_ms REAL,
-    progress TEXT NOT NULL DEFAULT '{}',
-    video TEXT,
-    finished_at TEXT NOT NULL,
-    PRIMARY KEY (suite, task_id, init_state, seed)
-);
-"""
 
-COLUMNS = (
-    "run_id",
-    "suite",
-    "task_id",
-    "task",
-    "init_state",
-    "seed",
-    "protocol_fingerprint",
-    "policy",
-    "success",
-    "steps",
-    "termination",
-    "error",
-    "wall_s",
-    "policy_calls",
-    "latency_mean_ms",
-    "latency_p50_ms",
-    "latency_p99_ms",
-    "latency_max_ms",
-    "progress",
-    "video",
-    "finished_at",
+@dataclass(frozen=True)
+class Column:
+    """One column of the `episodes` table: the one description the SQL schema, the insert and the readers'
+    type checks are generated from."""
+
+    name: str
+    type: Literal["TEXT", "INTEGER", "REAL"]
+    nullable: bool = False
+    # SQL after the type and NOT NULL, e.g. a CHECK or a DEFAULT
+    extra: str = ""
+
+    def sql(self) -> str:
+        return " ".join(
+            p for p in (self.name, self.type, "" if self.nullable else "NOT NULL", self.extra) if p
+        )
+
+
+TERMINATIONS: tuple[str, ...] = get_args(Termination)
+TABLE = (
+    Column("run_id", "TEXT"),
+    Column("suite", "TEXT"),
+    Column("task_id", "INTEGER"),
+    Column("task", "TEXT"),
+    Column("init_state", "INTEGER"),
+    Column("seed", "INTEGER"),
+    Column("protocol_fingerprint", "TEXT"),
+    Column("policy", "TEXT"),
+    Column("success", "INTEGER"),
+    Column("steps", "INTEGER"),
+    Column("termination", "TEXT", extra=f"CHECK (termination IN {TERMINATIONS!r})"),
+    Column("error", "TEXT", nullable=True),
+    Column("wall_s", "REAL"),
+    Column("policy_calls", "INTEGER"),
+    Column("latency_mean_ms", "REAL", nullable=True),
+    Column("latency_p50_ms", "REAL", nullable=True),
+    Column("latency_p99_ms", "REAL", nullable=True),
+    Column("latency_max_ms", "REAL", nullable=True),
+    Column("progress", "TEXT", extra="DEFAULT '{}'"),
+    Column("video", "TEXT", nullable=True),
+    Column("finished_at", "TEXT"),
+)
+KEY = ("suite", "task_id", "init_state", "seed")
+COLUMNS = tuple(c.name for c in TABLE)
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS episodes (\n    "
+    + ",\n    ".join([*(c.sql() for c in TABLE), f"PRIMARY KEY ({', '.join(KEY)})"])
+    + "\n);\n"
 )
 
 
@@ -81,8 +83,10 @@ class RunIdentity:
     """What every row a writer adds is stamped with, and what rows already stored must match."""
 
     run_id: str
-    policy: str  # PolicyMeta.identity: name@fingerprint
-    protocols: dict[str, str]  # suite -> protocol fingerprint
+    # PolicyMeta.identity: name@fingerprint
+    policy: str
+    # suite -> protocol fingerprint
+    protocols: dict[str, str]
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
@@ -168,44 +172,39 @@ class EpisodeStore:
             raise EvalkitError(f"episode store {self.path} is open read-only")
         spec = result.spec
         lat = np.asarray(result.latency_ms, dtype=float)
-        stats = (
-            (
-                float(lat.mean()),
-                float(np.percentile(lat, 50)),
-                float(np.percentile(lat, 99)),
-                float(lat.max()),
-            )
-            if lat.size
-            else (None, None, None, None)
-        )
-        row = (
-            self.identity.run_id,
-            spec.suite,
-            spec.task_id,
-            result.task,
-            spec.init_state,
-            spec.seed,
-            self.identity.protocols[spec.suite],
-            self.identity.policy,
-            int(result.success),
-            result.steps,
-            result.termination,
-            result.error,
-            result.wall_s,
-            result.policy_calls,
-            *stats,
-            json.dumps(result.progress, sort_keys=True),
-            result.video,
-            datetime.now(UTC).isoformat(timespec="seconds"),
-        )
+        latency = {
+            "latency_mean_ms": float(lat.mean()) if lat.size else None,
+            "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
+            "latency_p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
+            "latency_max_ms": float(lat.max()) if lat.size else None,
+        }
+        row = {
+            "run_id": self.identity.run_id,
+            "suite": spec.suite,
+            "task_id": spec.task_id,
+            "task": result.task,
+            "init_state": spec.init_state,
+            "seed": spec.seed,
+            "protocol_fingerprint": self.identity.protocols[spec.suite],
+            "policy": self.identity.policy,
+            "success": int(result.success),
+            "steps": result.steps,
+            "termination": result.termination,
+            "error": result.error,
+            "wall_s": result.wall_s,
+            "policy_calls": result.policy_calls,
+            **latency,
+            "progress": json.dumps(result.progress, sort_keys=True),
+            "video": result.video,
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         try:
             self._db.execute(
                 f"INSERT OR REPLACE INTO episodes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                row,
+                tuple(row[name] for name in COLUMNS),
             )
-        except (
-            sqlite3.Error
-        ) as exc:  # e.g. disk full: earlier rows stay intact (WAL, one transaction per row)
+        # e.g. disk full: earlier rows stay intact (WAL, one transaction per row)
+        except sqlite3.Error as exc:
             raise EvalkitError(f"cannot write episode {spec.episode_id} to {self.path}: {exc}") from exc
 
     def finished(self) -> set[EpisodeSpec]:
@@ -216,10 +215,14 @@ class EpisodeStore:
         return {EpisodeSpec(*row) for row in rows}
 
     def rows(self) -> list[dict]:
-        cur = self._query(
-            f"SELECT {', '.join(COLUMNS)} FROM episodes ORDER BY suite, task_id, init_state, seed"
-        )
+        cur = self._query(f"SELECT {', '.join(COLUMNS)} FROM episodes ORDER BY {', '.join(KEY)}")
         return [dict(zip(COLUMNS, row, strict=True)) for row in cur]
 
     def close(self) -> None:
+        """Close; a writer first leaves WAL mode, so a finished run holds only `episodes.sqlite` and readers,
+        which open it read-only and so cannot remove WAL files, create none."""
+        if self.identity is not None:
+            # a reader still inside it: the WAL stays until the next writer closes, nothing is lost
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA journal_mode=DELETE")
         self._db.close()

@@ -66,15 +66,20 @@ class Browser:
                 return reply.get("result", {})
             self.events.append(reply)
 
-    def wait_event(self, method: str) -> dict[str, Any]:
+    def wait_event(self, method: str, session: str | None = None) -> dict[str, Any]:
+        """The first `method` event (of `session`, when given), received already or next."""
+
+        def matches(event: dict[str, Any]) -> bool:
+            return event.get("method") == method and session in (None, event.get("sessionId"))
+
         deadline = time.monotonic() + self.timeout
         for event in self.events:
-            if event.get("method") == method:
+            if matches(event):
                 return event
         while True:
             event = json.loads(self.ws.recv(timeout=max(0.1, deadline - time.monotonic())))
             self.events.append(event)
-            if event.get("method") == method:
+            if matches(event):
                 return event
 
     def open(self, url: str) -> str:
@@ -84,7 +89,7 @@ class Browser:
         for domain in ("Runtime", "Log", "Page"):
             self.send(f"{domain}.enable", session=session)
         self.send("Page.navigate", {"url": url}, session=session)
-        self.wait_event("Page.loadEventFired")
+        self.wait_event("Page.loadEventFired", session)
         return session
 
     def evaluate(self, session: str, expression: str) -> Any:
@@ -96,6 +101,22 @@ class Browser:
         if "exceptionDetails" in result:
             raise RuntimeError(f"JavaScript error: {result['exceptionDetails']}")
         return result["result"].get("value")
+
+    def screenshot(self, session: str, path: Path, width: int = 1280, full_page: bool = True) -> Path:
+        """A PNG of the page as a reader sees it at `width` CSS pixels (the whole page, or the viewport)."""
+        import base64
+
+        height = 900
+        if full_page:
+            height = int(self.evaluate(session, "document.documentElement.scrollHeight"))
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            session,
+        )
+        shot = self.send("Page.captureScreenshot", {"format": "png"}, session)
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
 
     def console_errors(self) -> list[str]:
         errors = []

@@ -26,30 +26,31 @@ def test_report_prints_markdown(tmp_path, capsys):
 def test_regress_exit_codes(tmp_path, capsys):
     keys = grid("libero_spatial", 10, 10)  # 100 pairs: enough to rule out a 5 pp drop when nothing changed
     base = write_run(tmp_path / "a", {k: True for k in keys})
+    same = write_run(tmp_path / "a2", {k: True for k in keys}, policy_fp="a2")
     worse = write_run(tmp_path / "b", {k: i % 2 == 0 for i, k in enumerate(keys)}, policy_fp="b")
     other = write_run(
         tmp_path / "c",
         {k: True for k in keys},
         protocol_changes={"libero_spatial": {"seed": 8}},
     )
-    assert main(["regress", "--baseline", str(base), "--candidate", str(base)]) == 0
+    assert main(["regress", "--baseline", str(base), "--candidate", str(same)]) == 0
     assert main(["regress", "--baseline", str(base), "--candidate", str(worse)]) == 1
     assert main(["regress", "--baseline", str(base), "--candidate", str(other)]) == 2
     assert "seed: 7 vs 8" in capsys.readouterr().err
     assert main(["regress", "--baseline", str(base), "--candidate", str(other), "--force"]) == 0
     assert main(["regress", "--baseline", str(base), "--candidate", str(tmp_path / "missing")]) == 2
     assert main(["regress", "--baseline", str(base), "--candidate", str(worse), "--min-episodes", "200"]) == 3
-    assert main(["regress", "--baseline", str(base), "--candidate", str(base), "--max-drop", "1"]) == 3
-    assert main(["regress", "--baseline", str(base), "--candidate", str(base), "--max-drop", "-1"]) == 2
+    assert main(["regress", "--baseline", str(base), "--candidate", str(same), "--max-drop", "1"]) == 3
+    assert main(["regress", "--baseline", str(base), "--candidate", str(same), "--max-drop", "-1"]) == 2
 
 
 def test_regress_help_states_the_default_margin_and_exit_codes(capsys):
-    from evalkit.report.regress import DEFAULT_MAX_DROP
+    from evalkit.report.config import DEFAULT_MAX_DROP
 
     with pytest.raises(SystemExit):
         main(["regress", "--help"])
     out = capsys.readouterr().out
-    assert f"(default {DEFAULT_MAX_DROP:g})" in out
+    assert f"(default: {DEFAULT_MAX_DROP})" in out
     assert "3  inconclusive" in out and "not `make regress`" in out
 
 
@@ -189,3 +190,53 @@ def test_report_ends_with_a_file_link(tmp_path, capsys):
     assert main(["report", str(run), "--formats", "md,html"]) == 0
     html = (run / "report" / "report.html").resolve()
     assert capsys.readouterr().out.rstrip().endswith(f"report: {html.as_uri()}")
+
+
+def _read_only_dir(path: Path):
+    """A directory nothing can be written into: a read-only tmpfs mount where this user may mount (root), else a
+    directory without write permission."""
+    import contextlib
+
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        path.chmod(0o555)
+
+    @contextlib.contextmanager
+    def cleanup():
+        try:
+            yield path
+        finally:
+            if mounted.returncode == 0:
+                subprocess.run(["umount", str(path)], check=True)
+            else:
+                path.chmod(0o755)
+
+    return cleanup()
+
+
+def test_a_full_disk_or_read_only_file_system_is_one_line_and_exit_2(tmp_path, capsys):
+    """Issue 22 item 13: writing a report to a full disk or a read-only file system gave a traceback, exit 1."""
+    run = write_run(tmp_path / "results" / "run", {k: True for k in KEYS})
+    other = write_run(tmp_path / "results" / "other", {k: True for k in KEYS}, policy_fp="o")
+    full = tmp_path / "full"
+    full.mkdir()
+    for name in ("report.md", "report.html", "compare.md", "leaderboard.md"):
+        (full / name).symlink_to("/dev/full")  # every write there fails with ENOSPC, as on a full disk
+    capsys.readouterr()
+    with _read_only_dir(tmp_path / "ro") as read_only:
+        for out, reason in ((full, "No space left on device"), (read_only, "")):
+            for argv in (
+                ["report", str(run), "--out", str(out), "--formats", "md,html"],
+                ["report", str(run), str(other), "--out", str(out)],
+                ["leaderboard", str(tmp_path / "results"), "--out", str(out), "--formats", "md"],
+                ["report", str(run), "--out", str(out / "sub")],
+            ):
+                if out is full and argv[-1].endswith("sub"):
+                    continue
+                assert main(argv) == 2, argv
+                err = capsys.readouterr().err.strip().splitlines()
+                assert len(err) == 1 and err[0].startswith("evalkit: error: cannot "), (argv, err)
+                assert reason in err[0] and "Traceback" not in err[0], err

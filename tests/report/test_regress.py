@@ -105,7 +105,7 @@ def test_too_few_episodes_is_inconclusive_and_still_shows_both_rates(tmp_path, c
     cand = write_run(tmp_path / "b", outcomes(keys, failing={0, 1, 2, 3}), policy_fp="cand")
     code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand))
     assert code == EXIT_INCONCLUSIVE == 3
-    assert "too few episodes to test: 4 pairs" in out
+    assert "not tested: 4 pairs < --min-episodes 10" in out
     row = next(line for line in out.splitlines() if line.startswith("| overall"))
     assert "100.0% (4/4)" in row and "0.0% (0/4)" in row and "-100.0 (no test)" in row
     code, _ = regress(capsys, "--baseline", str(base), "--candidate", str(cand), "--min-episodes", "4")
@@ -141,6 +141,8 @@ def test_leftover_unpaired_episodes_are_reported_with_fisher(tmp_path, capsys):
     cand_keys = KEYS + grid("libero_spatial", 2, 3, seed=10)
     cand = write_run(tmp_path / "b", outcomes(cand_keys, failing=set()), policy_fp="cand")
     code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand))
+    assert code == EXIT_INCONCLUSIVE  # the candidate lacks 6 of the baseline's episodes: it cannot pass
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand), "--allow-partial")
     assert code == EXIT_OK
     assert "6+6 unpaired episodes compared with Fisher's exact test (not part of the verdict)" in out
 
@@ -153,6 +155,8 @@ def test_error_episodes_are_excluded_with_a_warning(tmp_path, capsys):
     base = write_run(tmp_path / "a", base_out)
     cand = write_run(tmp_path / "b", cand_out, policy_fp="cand")
     code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand))
+    assert code == EXIT_INCONCLUSIVE  # errors: the candidate is incomplete and cannot pass
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand), "--allow-partial")
     assert code == EXIT_OK
     assert "candidate: 2 error episode(s) excluded from pairing" in out
     result = compare_runs(load_run(base), load_run(cand))
@@ -193,7 +197,10 @@ def test_candidate_whose_episodes_all_errored_is_inconclusive_not_pass(tmp_path,
     code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand))
     assert code == EXIT_INCONCLUSIVE
     assert "candidate: 60 error episode(s) excluded" in out
-    assert out.strip().splitlines()[-1].endswith("100.0% (60/60) -> — (0/0) (exit 3)")
+    assert out.strip().splitlines()[-1] == (
+        "INCONCLUSIVE: not tested: overall (libero_spatial) 100.0% (60/60) -> — (0/0), 0 pairs < --min-episodes 10; "
+        "coverage: 0/60 baseline episodes paired (60 candidate error episode(s)) (exit 3)"
+    )
 
 
 def test_pass_needs_every_suite_row_not_only_the_overall_one(tmp_path, capsys):
@@ -213,7 +220,209 @@ def test_pass_needs_every_suite_row_not_only_the_overall_one(tmp_path, capsys):
     assert out.strip().splitlines()[-1] == (
         "INCONCLUSIVE: no significant drop, but a drop larger than 5 pp is not ruled out for libero_object "
         "100.0% (60/60) -> 100.0% (60/60); libero_spatial 100.0% (60/60) -> 100.0% (60/60); overall "
-        "100.0% (120/120) -> 100.0% (120/120) (exit 3)"
+        "100.0% (120/120) -> 100.0% (120/120); coverage: all 120 baseline episodes paired, no errors (exit 3)"
     )
     code, _ = regress(capsys, "--baseline", str(base), "--candidate", str(cand), "--max-drop", "7")
     assert code == EXIT_OK
+
+
+# --- Issue 22: what regress says when it did not test, and candidates it must never pass ------------------------
+
+FOUR_HUNDRED = grid("libero_spatial", 10, 40)
+
+
+def test_too_few_pairs_says_not_tested_in_the_verdict_line(tmp_path, capsys):
+    """Issue 22 item 4: 100% -> 0% on 8 pairs said INCONCLUSIVE "no significant drop" although no test ran."""
+    keys = grid("droid_demo", 4, 2)
+    base = write_run(tmp_path / "a", outcomes(keys, failing=set()), policy="oracle", checkpoint=None)
+    cand = write_run(tmp_path / "b", outcomes(keys, failing=set(range(8))), policy="zero", checkpoint=None)
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand))
+    assert code == EXIT_INCONCLUSIVE
+    assert out.strip().splitlines()[-1] == (
+        "INCONCLUSIVE: not tested: overall (droid_demo) 100.0% (8/8) -> 0.0% (0/8), 8 pairs < --min-episodes 10; "
+        "coverage: all 8 baseline episodes paired, no errors (exit 3)"
+    )
+    assert "no significant drop" not in out
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand), "--min-episodes", "8")
+    assert code == EXIT_REGRESSION  # 8 of 8 lost: one-sided p = 1/256
+    assert (
+        out.strip().splitlines()[-1].startswith("FAIL: significant drop: overall (droid_demo) 100.0% (8/8)")
+    )
+
+
+def test_a_candidate_with_error_episodes_never_passes_unless_allowed(tmp_path, capsys):
+    """Issue 22 item 13: 100 of the candidate's 400 episodes were errors, and regress said PASS (exit 0)."""
+    base = write_run(tmp_path / "a", outcomes(FOUR_HUNDRED, failing=set()))
+    cand_out = outcomes(FOUR_HUNDRED, failing=set())
+    for key in FOUR_HUNDRED[::4]:
+        cand_out[key] = "error"
+    cand = write_run(tmp_path / "b", cand_out, policy_fp="cand")
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand))
+    last = out.strip().splitlines()[-1]
+    assert code == EXIT_INCONCLUSIVE and "PASS" not in last
+    assert last.startswith("INCONCLUSIVE: the candidate is incomplete, so it cannot pass")
+    assert last.endswith(
+        "coverage: 300/400 baseline episodes paired (100 candidate error episode(s)) (exit 3)"
+    )
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand), "--allow-partial")
+    last = out.strip().splitlines()[-1]
+    assert code == EXIT_OK and last.startswith("PASS")
+    assert last.endswith(
+        "coverage: 300/400 baseline episodes paired (100 candidate error episode(s)); --allow-partial (exit 0)"
+    )
+
+
+def test_a_candidate_holding_half_the_baseline_never_passes_unless_allowed(tmp_path, capsys):
+    base = write_run(tmp_path / "a", outcomes(FOUR_HUNDRED, failing=set()))
+    cand = write_run(tmp_path / "b", outcomes(FOUR_HUNDRED[:200], failing=set()), policy_fp="cand")
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand))
+    last = out.strip().splitlines()[-1]
+    assert (
+        code == EXIT_INCONCLUSIVE
+        and "200/400 baseline episodes paired (200 baseline episode(s) the candidate lacks)" in last
+    )
+    code, _ = regress(capsys, "--baseline", str(base), "--candidate", str(cand), "--allow-partial")
+    assert code == EXIT_OK
+
+
+def test_a_candidate_that_skipped_a_suite_of_the_baseline_never_passes_unless_allowed(tmp_path, capsys):
+    spatial, obj = grid("libero_spatial", 10, 20), grid("libero_object", 10, 20)
+    base = write_run(tmp_path / "a", outcomes(spatial + obj, failing=set()))
+    cand = write_run(tmp_path / "b", outcomes(spatial, failing=set()), policy_fp="cand")
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand))
+    assert (
+        code == EXIT_INCONCLUSIVE and "suites measured by only one run are not compared: libero_object" in out
+    )
+    assert "200/400 baseline episodes paired (200 baseline episode(s) the candidate lacks)" in out
+    code, _ = regress(capsys, "--baseline", str(base), "--candidate", str(cand), "--allow-partial")
+    assert code == EXIT_OK
+
+
+def test_a_significant_drop_fails_even_when_the_candidate_is_incomplete(tmp_path, capsys):
+    base = write_run(tmp_path / "a", outcomes(FOUR_HUNDRED, failing=set()))
+    cand_out = outcomes(FOUR_HUNDRED, failing=set(range(0, 400, 3)))
+    cand_out[FOUR_HUNDRED[1]] = "error"
+    cand = write_run(tmp_path / "b", cand_out, policy_fp="cand")
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand))
+    last = out.strip().splitlines()[-1]
+    assert code == EXIT_REGRESSION and last.startswith("FAIL: significant drop")
+    assert "coverage: 399/400 baseline episodes paired (1 candidate error episode(s))" in last
+
+
+def test_the_same_run_twice_is_refused(tmp_path, capsys):
+    """Issue 22 item 13: baseline and candidate the same directory said PASS. Also through a symlink, another
+    spelling of the path, and a copy of the run directory (same run id)."""
+    import shutil
+
+    from evalkit.cli import main
+
+    base = write_run(tmp_path / "a", outcomes(FOUR_HUNDRED, failing=set()))
+    (tmp_path / "link").symlink_to(base)
+    shutil.copytree(base, tmp_path / "copy")
+    capsys.readouterr()
+    for candidate, message in (
+        (base, "same run directory"),
+        (tmp_path / "link", "same run directory"),
+        (tmp_path / "x" / ".." / "a", "same run directory"),
+        (tmp_path / "copy", "same run (run id"),
+    ):
+        (tmp_path / "x").mkdir(exist_ok=True)
+        assert main(["regress", "--baseline", str(base), "--candidate", str(candidate)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("evalkit: error: ") and message in err[0], err
+
+
+def test_fingerprints_are_checked_on_the_rows_not_only_the_manifest(tmp_path, capsys):
+    """Issue 22 item 13: a manifest edited to claim the baseline's protocol was accepted."""
+    import json
+
+    from evalkit.cli import main
+
+    base = write_run(tmp_path / "a", outcomes(FOUR_HUNDRED, failing=set()))
+    cand = write_run(
+        tmp_path / "b",
+        outcomes(FOUR_HUNDRED, failing=set()),
+        policy_fp="cand",
+        protocol_changes={"libero_spatial": {"max_steps": 600}},
+    )
+    base_manifest = json.loads((base / "manifest.json").read_text())
+    edited = json.loads((cand / "manifest.json").read_text())
+    edited["suites"] = base_manifest["suites"]
+    edited["protocol_fingerprint"] = base_manifest["protocol_fingerprint"]
+    (cand / "manifest.json").write_text(json.dumps(edited))
+    capsys.readouterr()
+    assert main(["regress", "--baseline", str(base), "--candidate", str(cand)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "carry protocol_fingerprint" in err[0] and "manifest was edited" in err[0], err
+    assert main(["regress", "--baseline", str(base), "--candidate", str(cand), "--force"]) == 2
+
+
+# --- A candidate that stopped by decision (issue 18): judged with its own sequential test --------------------------
+
+
+def stop_by_decision(run_dir, verdict: str, baseline_run_id: str, test: str = "stand-in"):
+    from evalkit.rundir.manifest import StopRecord, read_manifest, write_manifest
+
+    manifest = read_manifest(run_dir)
+    manifest.stop = StopRecord(test, 0.05, 5.0, len(load_run(run_dir).episodes), verdict, baseline_run_id)
+    write_manifest(run_dir, manifest)
+    return run_dir
+
+
+@pytest.fixture
+def sequential_module(monkeypatch):
+    """`evalkit.report.sequential` as regress looks it up: PAIRED_TESTS by name. The stand-in test records what it
+    was given and answers with the fixed-N comparison (the seam, not a statistic)."""
+    import sys
+    import types
+
+    from evalkit.report.regress import mcnemar_newcombe
+
+    calls = []
+
+    def stand_in(pairs, alpha, max_drop):
+        identities = pairs[["suite", "task_id", "init_state", "seed"]].to_records(index=False).tolist()
+        calls.append((identities, alpha, max_drop))
+        return mcnemar_newcombe(pairs, alpha, max_drop)
+
+    module = types.ModuleType("evalkit.report.sequential")
+    module.PAIRED_TESTS = {"stand-in": stand_in}
+    monkeypatch.setitem(sys.modules, "evalkit.report.sequential", module)
+    return calls
+
+
+def test_a_run_stopped_by_decision_is_judged_partial_with_its_own_test(tmp_path, capsys, sequential_module):
+    base = write_run(tmp_path / "a", outcomes(FOUR_HUNDRED, failing=set()))
+    base_id = load_run(base).run_id
+    broken = write_run(tmp_path / "b", outcomes(FOUR_HUNDRED[:40], failing=set(range(40))), policy_fp="zero")
+    stop_by_decision(broken, "fail", base_id)
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(broken), "--alpha", "0.1")
+    last = out.strip().splitlines()[-1]
+    assert code == EXIT_REGRESSION and last.startswith("FAIL")
+    assert last.endswith(
+        "coverage: 40/400 baseline episodes paired (360 baseline episode(s) the candidate lacks); "
+        "stopped by decision (stand-in) (exit 1)"
+    )
+    identities, alpha, margin = sequential_module[-1]
+    assert (alpha, margin) == (0.05, 5.0)  # the stop record's, not --alpha 0.1
+    assert identities == sorted(identities) and len(identities) == 40  # the pairs, in identity order
+    assert "judged at its stopping rule's alpha 0.05" in out and "differs from the run's recorded" not in out
+    same = write_run(tmp_path / "c", outcomes(FOUR_HUNDRED[:200], failing=set()), policy_fp="same")
+    stop_by_decision(same, "pass", base_id)
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(same))
+    assert code == EXIT_OK and "stopped by decision (stand-in) (exit 0)" in out
+    stop_by_decision(same, "fail", base_id)  # a record that disagrees with the data is flagged
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(same))
+    assert "this verdict (exit 0) differs from the run's recorded stop verdict 'fail'" in out
+
+
+def test_a_stopped_run_whose_test_is_unknown_is_refused(tmp_path, capsys, sequential_module):
+    from evalkit.cli import main
+
+    base = write_run(tmp_path / "a", outcomes(FOUR_HUNDRED, failing=set()))
+    cand = write_run(tmp_path / "b", outcomes(FOUR_HUNDRED[:40], failing=set()), policy_fp="c")
+    stop_by_decision(cand, "pass", load_run(base).run_id, test="no-such-test")
+    capsys.readouterr()
+    assert main(["regress", "--baseline", str(base), "--candidate", str(cand)]) == 2
+    err = capsys.readouterr().err
+    assert "sequential test 'no-such-test', which this evalkit does not provide" in err

@@ -82,3 +82,24 @@ def test_default_out_dir_and_bad_input(run_dir, tmp_path):
     with pytest.raises(EvalkitError, match="no manifest.json"):
         (run_dir / "manifest.json").unlink()
         write_report(run_dir)
+
+
+def test_policy_line_and_readable_headers(tmp_path):
+    """Issue 22 item 8: `policy: oracle [none]` and snake_case headers (median_steps_to_success, median_of_p50_ms,
+    worst_p99_ms) in the report."""
+    keys = grid("droid_demo", 2, 2)
+    run = write_run(
+        tmp_path / "run", {k: k[2] == 0 for k in keys}, policy="oracle", policy_fp="none", checkpoint=None
+    )
+    md = write_report(run, tmp_path / "out", ["md", "csv"]).markdown
+    assert "- policy: oracle (no checkpoint)\n" in md and "[none]" not in md
+    for header in ("median steps to success", "median episode p50 (ms)", "worst episode p99 (ms)", "task id"):
+        assert f" {header} " in md, header
+    for raw in ("median_steps_to_success", "median_of_p50_ms", "worst_p99_ms", "task_id"):
+        assert raw not in md, raw
+    assert (
+        "median_of_p50_ms" in pd.read_csv(tmp_path / "out" / "latency.csv").columns
+    )  # data files keep names
+    pi05 = write_run(tmp_path / "pi05", {k: True for k in keys}, checkpoint="ckpts/v7")
+    md = write_report(pi05, tmp_path / "out2", ["md"]).markdown
+    assert "- policy: pi05, checkpoint ckpts/v7 (fingerprint aaaa1111bbbb)\n" in md

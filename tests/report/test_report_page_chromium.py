@@ -10,6 +10,7 @@ from evalkit.rundir.manifest import read_manifest
 from evalkit.suites import registry
 from tests.report.chromium import Browser
 from tests.report.runs import grid, write_run
+from tests.report.test_html_chromium import PLAY
 
 pytestmark = pytest.mark.usefixtures("chromium")
 
@@ -17,13 +18,13 @@ KEYS = grid("droid_demo", 4, 2)
 (DEMO,) = registry.resolve("droid_demo")
 INSTRUCTIONS = [t.language for t in DEMO.tasks]
 
-# Pixel statistics of an <img> or a <video>'s poster, drawn into a canvas: a blank (flat) picture has std ~0.
+# Pixel statistics of <img> thumbnails (a video's poster), drawn into a canvas: a blank (flat) picture has std ~0.
 IMAGE_STD = """
 (async (selector) => {
   const out = [];
   for (const el of document.querySelectorAll(selector)) {
     const img = new Image();
-    img.src = el.tagName === "VIDEO" ? el.poster : el.src;
+    img.src = el.src;
     await img.decode();
     const c = document.createElement("canvas");
     c.width = img.naturalWidth; c.height = img.naturalHeight;
@@ -102,17 +103,21 @@ def test_report_title_labels_stage_order_and_posters(tmp_path, browser):
     header = browser.evaluate(
         session, "[...document.querySelectorAll('#progress th')].map(t => t.textContent)"
     )
-    assert header == ["suite", "task_id", "episodes", "reached", "grasped", "lifted", "moved", "success"]
+    assert header == ["suite", "task id", "episodes", "reached", "grasped", "lifted", "moved", "success"]
     drawer = browser.evaluate(
         session, "[...document.querySelectorAll('#progress tbody tr')][3].textContent.replace(/\\s+/g, ' ')"
     )
     assert "—" in drawer  # a drawer has no "grasped" stage: left empty, not 0%
 
-    assert browser.evaluate(session, "document.querySelectorAll('video[poster]').length") == 1
-    (std,) = browser.evaluate(session, f"{IMAGE_STD}('video[poster]')")
+    assert browser.evaluate(session, "document.querySelectorAll('#videos img.thumb').length") == 1
+    (std,) = browser.evaluate(session, f"{IMAGE_STD}('#videos img.thumb')")
     assert std > 20  # the picture, not the grey first frames
-    caption = browser.evaluate(session, "document.querySelector('.video .instruction').textContent")
+    caption = browser.evaluate(session, "document.querySelector('#videos .tile .instruction').textContent")
     assert caption == INSTRUCTIONS[0]
+    policy = browser.evaluate(session, "document.querySelector('#headline li').textContent")
+    assert (
+        policy == "policy: pi05, checkpoint /ckpts/pi05_droid (fingerprint aaaa1111bbbb)"
+    )  # not "pi05 [aaaa…]"
     assert browser.console_errors() == []
 
 
@@ -132,7 +137,7 @@ def test_comparison_side_by_side(tmp_path, browser):
     title = browser.evaluate(session, "document.getElementById('title').textContent")
     assert title == "pi05 (v1) vs pi05 (v2) on droid_demo, 2026-11-24"
     header = browser.evaluate(session, "[...document.querySelectorAll('#rates th')].map(t => t.textContent)")
-    assert header == ["suite", "task_id", "task", "pi05 (v1)", "pi05 (v2)"]
+    assert header == ["suite", "task id", "task", "pi05 (v1)", "pi05 (v2)"]
     rates = browser.evaluate(
         session, "[...document.querySelectorAll('#rates tbody tr')].map(r => r.lastElementChild.textContent)"
     )
@@ -142,23 +147,38 @@ def test_comparison_side_by_side(tmp_path, browser):
     )
     assert len(paired) == 5 and "-25.0" in paired[-1]  # 4 tasks and the overall row
 
+    chart = browser.evaluate(
+        session,
+        "[document.querySelectorAll('#plot-paired svg path').length, "
+        "[...document.querySelectorAll('#plot-paired svg text')].map(t => t.textContent).join(' ')]",
+    )
+    assert (
+        chart[0] > 10 and "all paired episodes" in chart[1] and "pi05 (v2)" in chart[1]
+    )  # markers, whiskers
+
     pairs = browser.evaluate(
         session,
         """[...document.querySelectorAll('.pair')].map(p => ({
             episode: p.dataset.episode,
             sides: [...p.querySelectorAll('.run-label')].map(l => l.textContent),
-            videos: p.querySelectorAll('video').length,
-            left: p.querySelector('.side-by-side > .video:first-child').getBoundingClientRect().left,
-            right: p.querySelector('.side-by-side > .video:last-child').getBoundingClientRect().left,
-            top: [...p.querySelectorAll('.side-by-side > .video')].map(v => v.getBoundingClientRect().top),
+            thumbs: p.querySelectorAll('img.thumb').length,
+            left: p.querySelector('.side-by-side > .tile:first-child').getBoundingClientRect().left,
+            right: p.querySelector('.side-by-side > .tile:last-child').getBoundingClientRect().left,
+            top: [...p.querySelectorAll('.side-by-side > .tile')].map(v => v.getBoundingClientRect().top),
         }))""",
     )
     assert [p["episode"] for p in pairs] == ["droid_demo/1/0/7", "droid_demo/1/1/7"]
     for p in pairs:
         assert p["sides"] == ["pi05 (v1): success", "pi05 (v2): failure"]
         assert (
-            p["videos"] == 2 and p["left"] < p["right"] and p["top"][0] == p["top"][1]
+            p["thumbs"] == 2 and p["left"] < p["right"] and p["top"][0] == p["top"][1]
         )  # next to each other
-    stds = browser.evaluate(session, f"{IMAGE_STD}('.pair video[poster]')")
+    stds = browser.evaluate(session, f"{IMAGE_STD}('.pair img.thumb')")
     assert len(stds) == 4 and min(stds) > 20
+    played = browser.evaluate(session, f"{PLAY}('.pair [data-video]')")  # both runs' videos of the episode
+    assert len(played) == 2 and all(v["error"] is None and v["readyState"] >= 1 for v in played)
+    labels = browser.evaluate(
+        session, "[...document.querySelectorAll('#player figcaption')].map(f => f.textContent)"
+    )
+    assert labels[0].startswith("pi05 (v1) · droid_demo task 1") and labels[1].startswith("pi05 (v2) · ")
     assert browser.console_errors() == []

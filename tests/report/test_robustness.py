@@ -105,3 +105,17 @@ def test_section_in_chromium(run_dir, tmp_path) -> None:
         assert browser.console_errors() == []
     finally:
         browser.close()
+
+
+def test_no_level_chart_without_a_leveled_variant(tmp_path):
+    """Issue 22 item 8: an empty "no variant with a level was run" chart was drawn; now a sentence says so."""
+    from evalkit.report import robustness
+    from tests.report.runs import write_run
+
+    camera = next(v.task_id for v in suite_variants("libero_object") if v.info.dimension == "camera")
+    run = load_run(write_run(tmp_path / "run", {(SUITE, camera, 0, 7): True, (SUITE, camera, 1, 7): False}))
+    section = robustness_section(run)
+    assert section is not None and section.by_level.empty
+    assert robustness.level_plot(section) is None
+    html = robustness.html(section)
+    assert "<svg" not in html and "No variant with a level was run." in html

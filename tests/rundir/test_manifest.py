@@ -71,3 +71,28 @@ def test_a_manifest_with_a_malformed_policy_is_refused(tmp_path):
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(data))
     with pytest.raises(EvalkitError, match="policy: manifest lacks fingerprint"):
         read_manifest(tmp_path)
+
+
+def test_a_stop_by_decision_is_a_typed_record_that_survives_reading_and_resume(tmp_path):
+    """Issue 18 (recorded by `eval --stop-when-decided`, read by `regress`)."""
+    from evalkit.rundir.manifest import StopRecord
+
+    (suite,) = registry.resolve("libero_spatial", tasks=[0])
+    meta = PolicyMeta("zero", "none")
+    manifest = open_manifest(tmp_path, {}, [suite], meta, ["evalkit"])
+    assert manifest.stop is None
+    write_manifest(tmp_path, manifest)
+    assert read_manifest(tmp_path).stop is None
+    manifest.stop = StopRecord("betting-cs", 0.05, 5.0, 84, "fail", "base123", "2026-11-24T00:00:00+00:00")
+    write_manifest(tmp_path, manifest)
+    again = read_manifest(tmp_path)
+    assert again.stop == manifest.stop and isinstance(again.stop, StopRecord)
+    assert open_manifest(tmp_path, {}, [suite], meta, ["evalkit"]).stop == manifest.stop  # kept on resume
+    data = again.to_json()
+    for bad in ({"verdict": "maybe"}, {"alpha": "0.05"}, {"episodes": -1}, {"test": ""}):
+        (tmp_path / MANIFEST_NAME).write_text(json.dumps({**data, "stop": {**data["stop"], **bad}}))
+        with pytest.raises(EvalkitError, match="malformed manifest"):
+            read_manifest(tmp_path)
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps({**data, "stop": {"test": "x"}}))
+    with pytest.raises(EvalkitError, match="stop: manifest lacks alpha"):
+        read_manifest(tmp_path)

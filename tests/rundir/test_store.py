@@ -96,3 +96,50 @@ def test_full_disk_keeps_earlier_rows(tmp_path):
     rows = EpisodeStore(tmp_path).rows()
     assert rows[0]["init_state"] == 0 and rows[0]["termination"] == "max_steps"
     assert [r["init_state"] for r in rows] == list(range(len(rows)))  # only whole rows, in order
+
+
+def test_the_schema_the_insert_and_the_type_checks_come_from_one_column_table(tmp_path):
+    """Issue 21: the schema existed three times (SCHEMA, COLUMNS, run.py's type lists)."""
+    from evalkit.rundir.run import check_row_types
+    from evalkit.rundir.store import COLUMNS, TABLE
+
+    store = EpisodeStore(tmp_path, IDENTITY)
+    store.add(result(0, "success", True))
+    info = store._db.execute("PRAGMA table_info(episodes)").fetchall()
+    assert [(name, kind, bool(notnull)) for _, name, kind, notnull, _, _ in info] == [
+        (c.name, c.type, not c.nullable) for c in TABLE
+    ]
+    assert tuple(c.name for c in TABLE) == COLUMNS
+    (row,) = store.rows()
+    store.close()
+    check_row_types(row, tmp_path)
+    for column in TABLE:  # each column's type check comes from its entry: a wrong type is refused
+        bad = {**row, column.name: 1.5 if column.type != "REAL" else "x"}
+        with pytest.raises(EvalkitError, match=f"column {column.name} holds"):
+            check_row_types(bad, tmp_path)
+        if column.nullable:
+            check_row_types({**row, column.name: None}, tmp_path)
+        else:
+            with pytest.raises(EvalkitError, match=f"column {column.name} holds None"):
+                check_row_types({**row, column.name: None}, tmp_path)
+
+
+def test_a_finished_run_read_by_a_report_leaves_no_wal_files(tmp_path):
+    """Issue 22: a run read after it ended kept episodes.sqlite-wal and -shm (a read-only reader cannot remove
+    them)."""
+    from evalkit.rundir.run import read_episodes
+
+    store = EpisodeStore(tmp_path, IDENTITY)
+    store.add(result(0, "success", True))
+    assert (tmp_path / f"{DB_NAME}-wal").exists()  # WAL while the writer runs
+    reader_during_run = read_episodes(tmp_path)
+    store.add(result(1))
+    store.close()
+    assert len(reader_during_run) == 1
+    assert len(read_episodes(tmp_path)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [DB_NAME]
+    resumed = EpisodeStore(tmp_path, IDENTITY)  # a resumed run writes in WAL mode again
+    resumed.add(result(2))
+    assert resumed._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    resumed.close()
+    assert len(read_episodes(tmp_path)) == 3 and sorted(p.name for p in tmp_path.iterdir()) == [DB_NAME]
