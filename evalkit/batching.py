@@ -18,7 +18,8 @@ isolate failures and validate actions the same way.
   batch is run again alone, so only the request that fails gets the exception (raised outside the batch's
   `except` block, so its traceback does not chain another request's error). A `PolicyUnavailableError` (the
   policy is gone) fails every request of the batch at once, without re-runs.
-- **Validation.** Every chunk is checked by `validate_chunk`; a bad chunk fails its own request only.
+- **Validation.** Every chunk is checked by `validate_chunk`; a bad chunk fails its own request only, with an
+  `InvalidActionsError`.
 - **Cancellation.** A request whose future is cancelled before its batch starts is dropped, never computed
   (`Future.cancel()` returns False once it is computing).
 - **Counters.** `stats()`: batches, requests, and the p95/max duration of the last `LATENCY_WINDOW` calls.
@@ -46,18 +47,23 @@ LATENCY_WINDOW = 200  # policy calls over which stats() reports p95 and max late
 CLOSE_GRACE_S = 5.0  # how long close() waits for the running batch by default
 
 
+class InvalidActionsError(EvalkitError):
+    """The policy broke its contract: a chunk of the wrong shape, non-numeric or non-finite, or the wrong number of
+    chunks. Unlike an exception the policy raises, this is the policy's bug, never the observation's."""
+
+
 def validate_chunk(chunk: object, action_dim: int, episode_id: str) -> np.ndarray:
-    """One action chunk as float64, shaped (horizon, action_dim), numeric and finite; else an EvalkitError."""
+    """One action chunk as float64, shaped (horizon, action_dim), numeric and finite; else InvalidActionsError."""
     try:
         arr = np.asarray(chunk)
     except (TypeError, ValueError) as exc:  # ragged nesting, objects numpy cannot hold
-        raise EvalkitError(f"policy returned actions numpy cannot read for {episode_id}: {exc}") from None
+        raise InvalidActionsError(f"policy returned actions numpy cannot read for {episode_id}: {exc}") from None
     if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] != action_dim:
-        raise EvalkitError(
+        raise InvalidActionsError(
             f"policy returned actions of shape {arr.shape} for {episode_id}; expected (horizon, {action_dim})"
         )
     if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
-        raise EvalkitError(f"policy returned non-finite actions for {episode_id}")
+        raise InvalidActionsError(f"policy returned non-finite actions for {episode_id}")
     return arr.astype(np.float64)
 
 
@@ -280,11 +286,11 @@ class DynamicBatcher:
         except BaseException as exc:  # handed to the requests' futures
             return exc
         if len(chunks) != len(requests):
-            return EvalkitError(f"policy returned {len(chunks)} chunks for {len(requests)} observations")
+            return InvalidActionsError(f"policy returned {len(chunks)} chunks for {len(requests)} observations")
         outcomes: list[Outcome] = []
         for request, chunk in zip(requests, chunks, strict=True):
             try:
                 outcomes.append(validate_chunk(chunk, request.action_dim, request.episode_id))
-            except EvalkitError as exc:
+            except InvalidActionsError as exc:
                 outcomes.append(exc)
         return outcomes

@@ -13,7 +13,7 @@ from multiprocessing.connection import wait
 import numpy as np
 import pytest
 
-from evalkit.batching import DynamicBatcher, validate_chunk
+from evalkit.batching import DynamicBatcher, InvalidActionsError, validate_chunk
 from evalkit.core.errors import EvalkitError
 from evalkit.core.policy import PolicyMeta, PolicyRequest, PolicyUnavailableError
 from evalkit.policies.simple import RandomPolicy
@@ -191,6 +191,7 @@ def test_a_bad_chunk_fails_its_own_request_only(make_batcher):
     batcher = make_batcher(policy, max_batch=3, max_wait_s=FOREVER_S)
     ok, nan, wide = (batcher.submit(request(e)) for e in ("ok", "nan", "wide"))
     assert ok.result(CEILING_S).shape == (10, ACTION_DIM)
+    assert isinstance(nan.exception(CEILING_S), InvalidActionsError)
     assert "non-finite actions for nan" in str(nan.exception(CEILING_S))
     assert f"expected (horizon, {ACTION_DIM})" in str(wide.exception(CEILING_S))
     assert policy.calls == [["ok", "nan", "wide"]]
@@ -205,6 +206,7 @@ def test_a_wrong_number_of_chunks_is_retried_alone_then_reported(make_batcher):
     batcher = make_batcher(policy, max_batch=2, max_wait_s=FOREVER_S)
     futures = [batcher.submit(request(e)) for e in ("a", "b")]
     for f in futures:
+        assert isinstance(f.exception(CEILING_S), InvalidActionsError)
         assert "returned 0 chunks for 1 observations" in str(f.exception(CEILING_S))
     assert policy.calls == [["a", "b"], ["a"], ["b"]]
 
@@ -304,7 +306,7 @@ def test_bad_settings_are_refused():
     ],
 )
 def test_validate_chunk_refuses(chunk, message):
-    with pytest.raises(EvalkitError, match=message):
+    with pytest.raises(InvalidActionsError, match=message):
         validate_chunk(chunk, 7, "e")
 
 
