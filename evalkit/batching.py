@@ -57,7 +57,9 @@ def validate_chunk(chunk: object, action_dim: int, episode_id: str) -> np.ndarra
     try:
         arr = np.asarray(chunk)
     except (TypeError, ValueError) as exc:  # ragged nesting, objects numpy cannot hold
-        raise InvalidActionsError(f"policy returned actions numpy cannot read for {episode_id}: {exc}") from None
+        raise InvalidActionsError(
+            f"policy returned actions numpy cannot read for {episode_id}: {exc}"
+        ) from None
     if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] != action_dim:
         raise InvalidActionsError(
             f"policy returned actions of shape {arr.shape} for {episode_id}; expected (horizon, {action_dim})"
@@ -286,7 +288,9 @@ class DynamicBatcher:
         except BaseException as exc:  # handed to the requests' futures
             return exc
         if len(chunks) != len(requests):
-            return InvalidActionsError(f"policy returned {len(chunks)} chunks for {len(requests)} observations")
+            return InvalidActionsError(
+                f"policy returned {len(chunks)} chunks for {len(requests)} observations"
+            )
         outcomes: list[Outcome] = []
         for request, chunk in zip(requests, chunks, strict=True):
             try:
