@@ -40,7 +40,7 @@ import numpy as np
 
 from evalkit.core.embodiment import EMBODIMENTS
 from evalkit.core.policy import PolicyMeta, PolicyRequest
-from evalkit.wire import SEED_KEY
+from evalkit.wire import SEED_FIELD
 from evalkit.wire.msgpack_numpy import packb, unpackb
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ async def _client_loop(
 
 def measure_clients(url: str, n: int, seconds: float, warmup: float = 0.5) -> tuple[float, float, float]:
     """n concurrent connections for `seconds` (after `warmup`): requests/s, p50 ms, p99 ms."""
-    payloads = [packb({**libero_obs(i), SEED_KEY: i}) for i in range(8)]
+    payloads = [packb({**libero_obs(i), SEED_FIELD: i}) for i in range(8)]
     lat: list[float] = []
 
     async def main() -> None:
@@ -217,6 +217,7 @@ class SmallPi05Policy:
 
 def batching_gain(batches: list[int], repeats: int) -> None:
     from evalkit.policies.remote import RemotePolicy
+    from evalkit.serving.config import ServeConfig
     from evalkit.serving.server import PolicyServer, ServerThread
 
     policy = SmallPi05Policy()
@@ -252,7 +253,7 @@ def batching_gain(batches: list[int], repeats: int) -> None:
     )
     print("|---|---|---|---|---|")
     for b in batches:
-        one, many = (PolicyServer(policy, port=0, max_batch=m, max_wait_ms=5) for m in (1, b))
+        one, many = (PolicyServer(policy, ServeConfig(port=0, max_batch=m, max_wait_ms=5)) for m in (1, b))
         with (
             ServerThread(one) as srv_one,
             ServerThread(many) as srv_many,
@@ -261,12 +262,15 @@ def batching_gain(batches: list[int], repeats: int) -> None:
         ):
             c_one.infer(reqs[:b])  # warm-up, opens b connections each
             c_many.infer(reqs[:b])
-            before = (one.batches, many.batches)
+            before = (one.stats().batches, many.stats().batches)
             t_one, t_many = [], []
             for _ in range(repeats):
                 t_one.append(_timed(lambda b=b: c_one.infer(reqs[:b])))
                 t_many.append(_timed(lambda b=b: c_many.infer(reqs[:b])))
-            calls = ((one.batches - before[0]) / repeats, (many.batches - before[1]) / repeats)
+            calls = (
+                (one.stats().batches - before[0]) / repeats,
+                (many.stats().batches - before[1]) / repeats,
+            )
         _row(b, t_one, t_many, f" {calls[0]:.0f} / {calls[1]:.1f} |")
 
 
@@ -290,7 +294,7 @@ def zero_policy_tables(args: argparse.Namespace, max_wait: float) -> None:
     proc, url, log = start_server(*serve_args, src=args.server_src.resolve())
     try:
         print(f"\n## Zero policy, `evalkit serve {' '.join(serve_args)}` (subprocess, loopback)")
-        size = len(packb({**libero_obs(0), SEED_KEY: 0}))
+        size = len(packb({**libero_obs(0), SEED_FIELD: 0}))
         reply = len(packb({"actions": np.zeros((10, 7), np.float32)}))
         print(
             f"LIBERO-sized requests (2 x 224x224x3 uint8 + state + prompt): {size} bytes; reply {reply} bytes; "
@@ -453,7 +457,7 @@ def _good_client(url: str) -> str:
     try:
         with connect(url, compression=None, max_size=None, open_timeout=30) as ws:
             ws.recv(timeout=30)
-            ws.send(packb({**libero_obs(0), SEED_KEY: 0}))
+            ws.send(packb({**libero_obs(0), SEED_FIELD: 0}))
             ws.recv(timeout=30)
     except InvalidStatus as exc:
         return f"HTTP {exc.response.status_code} after {time.perf_counter() - t0:.2f} s"

@@ -22,7 +22,8 @@ isolate failures and validate actions the same way.
   `InvalidActionsError`.
 - **Cancellation.** A request whose future is cancelled before its batch starts is dropped, never computed
   (`Future.cancel()` returns False once it is computing).
-- **Counters.** `stats()`: batches, requests, and the p95/max duration of the last `LATENCY_WINDOW` calls.
+- **Counters.** `stats()`: batches, requests, and the p95/max duration of the last `LATENCY_WINDOW` calls. Each
+  request's future (a `BatchFuture`) also says the size and duration of the call that settled it.
 - **Close.** `close(grace_s)` cancels queued requests and gives the running batch `grace_s` to finish.
 """
 
@@ -79,10 +80,18 @@ class BatcherStats:
     max_ms: float | None
 
 
+class BatchFuture(Future):
+    """A request's future action chunk; once settled, `batch_size` and `batch_ms` describe the policy call that
+    settled it (its failure-isolation re-runs included), e.g. for a server's timing fields."""
+
+    batch_size = 0
+    batch_ms = 0.0
+
+
 @dataclass(eq=False)
 class _Item:
     request: PolicyRequest
-    future: Future[np.ndarray] = field(repr=False)
+    future: BatchFuture = field(repr=False)
     arrived: float
     # False for a warm-up call: computed alone and left out of the counters
     counted: bool = True
@@ -125,7 +134,7 @@ class DynamicBatcher:
         self._thread.start()
 
     # -- callers -------------------------------------------------------------------------------------------
-    def submit(self, request: PolicyRequest) -> Future[np.ndarray]:
+    def submit(self, request: PolicyRequest) -> BatchFuture:
         """The future action chunk (float64, validated) of `request`; cancelled at once if the batcher is closed."""
         return self._enqueue(request, counted=True)
 
@@ -174,8 +183,8 @@ class DynamicBatcher:
         self._thread.join(grace_s)
         return not self._thread.is_alive()
 
-    def _enqueue(self, request: PolicyRequest, counted: bool) -> Future[np.ndarray]:
-        future: Future[np.ndarray] = Future()
+    def _enqueue(self, request: PolicyRequest, counted: bool) -> BatchFuture:
+        future = BatchFuture()
         with self._cond:
             if self._closed:
                 future.cancel()
@@ -253,6 +262,7 @@ class DynamicBatcher:
                 self._requests += len(batch)
                 self._latencies.append(elapsed_ms)
         for item, outcome in zip(batch, outcomes, strict=True):
+            item.future.batch_size, item.future.batch_ms = len(batch), elapsed_ms
             if isinstance(outcome, BaseException):
                 item.future.set_exception(outcome)
             else:

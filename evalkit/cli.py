@@ -42,6 +42,10 @@ def eval_main(args: argparse.Namespace) -> int:
     from evalkit.runner import EvalConfig, evaluate
 
     policy = dataclass_from_arguments(PolicyOptions, args)
+    if policy.api_key is not None:
+        from evalkit.wire.auth import hint_if_key_on_command_line
+
+        hint_if_key_on_command_line("eval")
     config = dataclass_from_arguments(EvalConfig, args, suite=args.suite, policy=policy)
     try:
         run_dir = evaluate(config, progress=not args.quiet)

@@ -30,7 +30,8 @@ def add_dataclass_arguments(
         help_text = meta["help"]
         if f.default is not dataclasses.MISSING and kwargs.get("action") != "store_true":
             kwargs["default"] = f.default
-            if f.default is not None:
+            # BooleanOptionalAction shows its default itself
+            if f.default is not None and kwargs.get("action") is not argparse.BooleanOptionalAction:
                 help_text += f" (default: {f.default})"
         group.add_argument(meta["flag"], dest=f.name, help=help_text, **kwargs)
 

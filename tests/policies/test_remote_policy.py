@@ -13,8 +13,8 @@ from evalkit.core.policy import PolicyOptions, PolicyUnavailableError
 from evalkit.policies.registry import make_policy
 from evalkit.policies.remote import RemotePolicy, RemotePolicyError
 from evalkit.policies.simple import RandomPolicy, ZeroPolicy
-from evalkit.serving.server import PolicyServer, ServerThread
-from evalkit.wire import EPISODE_KEY, SEED_KEY
+from evalkit.serving.server import ServerThread
+from evalkit.wire import EPISODE_ID_FIELD, SEED_FIELD
 from evalkit.wire.msgpack_numpy import packb, unpackb
 from tests.serving.wire_helpers import (
     EchoPolicy,
@@ -23,6 +23,7 @@ from tests.serving.wire_helpers import (
     SleepPolicy,
     SlowPolicy,
     libero_request,
+    local_server,
 )
 
 FAST = {"retries": 2, "backoff_s": 0.05, "timeout_s": 5.0}
@@ -77,10 +78,10 @@ def remote(url: str, **kwargs) -> RemotePolicy:
 
 def test_batch_equals_in_process_policy():
     requests = [libero_request(i) for i in range(12)]
-    with ServerThread(PolicyServer(EchoPolicy(), port=0, max_wait_ms=20)) as srv, remote(srv.url) as policy:
+    with ServerThread(local_server(EchoPolicy(), max_wait_ms=20)) as srv, remote(srv.url) as policy:
         got = policy.infer(requests)
         again = policy.infer(requests[:3])
-        assert srv.server.batches < 12  # concurrent requests over the pool were batched by the server
+        assert srv.server.stats().batches < 12  # concurrent requests over the pool were batched by the server
     want = EchoPolicy().infer(requests)
     for a, b in zip(got + again, want + want[:3], strict=True):
         assert a.dtype == np.float32 and a.flags.writeable
@@ -88,19 +89,19 @@ def test_batch_equals_in_process_policy():
 
 
 def test_meta_from_server_metadata():
-    with ServerThread(PolicyServer(EchoPolicy(), port=0)) as srv, remote(srv.url) as policy:
+    with ServerThread(local_server(EchoPolicy())) as srv, remote(srv.url) as policy:
         assert policy.meta.name == "remote:echo" and policy.meta.fingerprint == "echo-v1"
         assert policy.meta.cameras == ("observation/image", "observation/wrist_image")
         assert policy.meta.image_size == (224, 224) and policy.meta.action_dim == 7
     with (
-        ServerThread(PolicyServer(RandomPolicy(8), port=0, embodiment="droid")) as srv,
+        ServerThread(local_server(RandomPolicy(8), embodiment="droid")) as srv,
         remote(srv.url, embodiment="droid", action_dim=8) as policy,
     ):
         assert policy.meta.name == "remote:random" and policy.meta.cameras == ()  # it renders nothing
 
 
 def test_embodiment_mismatch_refused_on_connect():
-    with ServerThread(PolicyServer(EchoPolicy(), port=0)) as srv:
+    with ServerThread(local_server(EchoPolicy())) as srv:
         start = time.monotonic()
         with pytest.raises(EvalkitError) as info:
             remote(srv.url, embodiment="droid", action_dim=8)
@@ -113,13 +114,13 @@ def test_embodiment_mismatch_refused_on_connect():
 
 def test_server_restarted_with_another_policy_is_another_identity():
     """zero and random both have fingerprint "none": the served name tells them apart, also mid-run."""
-    with ServerThread(PolicyServer(ZeroPolicy(7), port=0)) as srv:
+    with ServerThread(local_server(ZeroPolicy(7))) as srv:
         port = srv.port
         policy = remote(srv.url, backoff_s=0.2)
         zero_meta = policy.meta
         policy.infer([libero_request(0)])
     try:
-        with ServerThread(PolicyServer(RandomPolicy(7), port=port)) as srv:
+        with ServerThread(local_server(RandomPolicy(7), port=port)) as srv:
             with remote(srv.url) as fresh:
                 assert (fresh.meta.name, fresh.meta.fingerprint) == ("remote:random", "none")
             assert (zero_meta.name, zero_meta.fingerprint) == ("remote:zero", "none")
@@ -140,8 +141,8 @@ def test_openpi_style_server_wider_actions_and_passthrough():
             (chunk,) = policy.infer([req])
         np.testing.assert_array_equal(chunk, wide[:, :7].astype(np.float32))
         sent = srv.requests[0]
-        assert sent[SEED_KEY] == req.seed and sent["prompt"] == req.obs["prompt"]
-        assert sent[EPISODE_KEY] == req.episode_id
+        assert sent[SEED_FIELD] == req.seed and sent["prompt"] == req.obs["prompt"]
+        assert sent[EPISODE_ID_FIELD] == req.episode_id
         np.testing.assert_array_equal(sent["observation/image"], req.obs["observation/image"])
         np.testing.assert_array_equal(sent["observation/state"], req.obs["observation/state"])
 
@@ -166,7 +167,7 @@ def test_invalid_replies_raise_clear_errors(reply, match):
 
 
 def test_server_error_frame_raises_remote_policy_error():
-    with ServerThread(PolicyServer(FailingPolicy(), port=0)) as srv, remote(srv.url) as policy:
+    with ServerThread(local_server(FailingPolicy())) as srv, remote(srv.url) as policy:
         with pytest.raises(RemotePolicyError, match="deliberate failure inside the policy") as info:
             policy.infer([libero_request(0)])
         assert not isinstance(info.value, PolicyUnavailableError)
@@ -174,7 +175,7 @@ def test_server_error_frame_raises_remote_policy_error():
 
 
 def test_no_server_at_start():
-    with ServerThread(PolicyServer(RandomPolicy(7), port=0)) as srv:
+    with ServerThread(local_server(RandomPolicy(7))) as srv:
         url = srv.url
     start = time.monotonic()
     with pytest.raises(PolicyUnavailableError, match="connect failed 3 times"):
@@ -201,7 +202,7 @@ def test_server_killed_mid_run():
 
 def test_slow_server_times_out(caplog):
     slow = SlowPolicy()
-    with ServerThread(PolicyServer(slow, port=0)) as srv:
+    with ServerThread(local_server(slow)) as srv:
         try:
             policy = remote(srv.url, timeout_s=0.3, retries=1)
             start = time.monotonic()
@@ -220,17 +221,17 @@ def test_slow_server_times_out(caplog):
 def test_retry_after_a_timeout_is_computed_once():
     """The retry of a timed-out request waits for the server's running computation instead of a second one."""
     slow = SlowPolicy()
-    with ServerThread(PolicyServer(slow, port=0, max_wait_ms=0)) as srv:
+    with ServerThread(local_server(slow, max_wait_ms=0)) as srv:
         threading.Timer(1.0, slow.release.set).start()
         with remote(srv.url, timeout_s=0.4, retries=4, backoff_s=0.05) as policy:
             (chunk,) = policy.infer([libero_request(5)])
         np.testing.assert_array_equal(chunk, np.full((10, 7), libero_request(5).seed % 1000, np.float32))
         assert slow.calls == [[libero_request(5).episode_id]]
-        assert srv.server.computed_episodes == [libero_request(5).episode_id]
+        assert list(srv.server.batching.computed_episodes) == [libero_request(5).episode_id]
 
 
 def test_timeout_sized_from_server_latency():
-    server = PolicyServer(SleepPolicy(0.25), port=0)
+    server = local_server(SleepPolicy(0.25))
     server.warmup()
     with ServerThread(server) as srv:
         with remote(srv.url, timeout_s=None, min_timeout_s=0.1) as policy:
@@ -248,7 +249,7 @@ def test_timeout_sized_from_server_latency():
 
 
 def test_api_key():
-    with ServerThread(PolicyServer(RandomPolicy(7), port=0, api_key="k3y")) as srv:
+    with ServerThread(local_server(RandomPolicy(7), api_key="k3y")) as srv:
         with pytest.raises(EvalkitError, match="HTTP 401"):
             remote(srv.url)
         with pytest.raises(EvalkitError, match="HTTP 401"):
@@ -268,7 +269,7 @@ def test_reply_size_limit():
 
 
 def test_api_key_from_environment(monkeypatch):
-    with ServerThread(PolicyServer(RandomPolicy(7), port=0, api_key="k3y")) as srv:
+    with ServerThread(local_server(RandomPolicy(7), api_key="k3y")) as srv:
         options = PolicyOptions(name=srv.url, embodiment="libero", action_dim=7, timeout_s=5)
         monkeypatch.setenv("EVALKIT_API_KEY", "k3y")
         policy = make_policy(options)
@@ -282,7 +283,7 @@ def test_api_key_from_environment(monkeypatch):
 
 
 def test_registry_builds_remote_policy():
-    with ServerThread(PolicyServer(RandomPolicy(7), port=0)) as srv:
+    with ServerThread(local_server(RandomPolicy(7))) as srv:
         policy = make_policy(PolicyOptions(name=srv.url, embodiment="libero", action_dim=7, timeout_s=5))
         try:
             assert isinstance(policy, RemotePolicy)
@@ -300,7 +301,7 @@ def test_server_batches_one_request_per_connection():
     echo = EchoPolicy()
     requests = [libero_request(i) for i in range(8)]
     with (
-        ServerThread(PolicyServer(echo, port=0, max_batch=8, max_wait_ms=1500)) as srv,
+        ServerThread(local_server(echo, max_batch=8, max_wait_ms=1500)) as srv,
         remote(srv.url, max_connections=8) as policy,
     ):
         policy.infer([libero_request(i + 8) for i in range(8)])  # opens the 8 connections

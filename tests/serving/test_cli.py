@@ -10,10 +10,17 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from evalkit.policies.simple import ZeroPolicy
-from evalkit.serving.server import PolicyServer, ServerThread
-from evalkit.wire import EPISODE_KEY, SEED_KEY
+from evalkit.serving.server import ServerThread
+from evalkit.wire import EPISODE_ID_FIELD, SEED_FIELD
 from evalkit.wire.msgpack_numpy import packb, unpackb
-from tests.serving.wire_helpers import REPO, SERVE_COMMAND, SLEEP_SERVE_COMMAND, ServerProcess, libero_obs
+from tests.serving.wire_helpers import (
+    REPO,
+    SERVE_COMMAND,
+    SLEEP_SERVE_COMMAND,
+    ServerProcess,
+    libero_obs,
+    local_server,
+)
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:connect\\(\\) must be used as a context manager:DeprecationWarning"
@@ -57,7 +64,7 @@ def test_bad_arguments_exit_2_with_one_line(args, message):
 
 
 def test_port_in_use():
-    with ServerThread(PolicyServer(ZeroPolicy(7), port=0)) as srv:
+    with ServerThread(local_server(ZeroPolicy(7))) as srv:
         run = _serve("--policy", "zero", "--port", str(srv.port))
     assert run.returncode == 2
     assert f"cannot listen on 127.0.0.1:{srv.port}" in run.stderr and "Traceback" not in run.stderr
@@ -92,7 +99,7 @@ def _sleep_server(seconds: float) -> ServerProcess:
 def _send_and_wait_for_batch(server: ServerProcess):
     ws = connect(server.url, open_timeout=5, max_size=None)
     ws.recv(timeout=5)  # metadata
-    ws.send(packb({**libero_obs(0), SEED_KEY: 1, EPISODE_KEY: "libero_spatial/0/0/0"}))
+    ws.send(packb({**libero_obs(0), SEED_FIELD: 1, EPISODE_ID_FIELD: "libero_spatial/0/0/0"}))
     server.wait_for_log("sleep policy: computing a batch of 1")
     return ws
 

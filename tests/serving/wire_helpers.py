@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from evalkit.core.embodiment import EMBODIMENTS
-from evalkit.core.policy import PolicyMeta, PolicyRequest
+from evalkit.core.policy import Policy, PolicyMeta, PolicyRequest
+from evalkit.serving.config import ServeConfig
+from evalkit.serving.server import PolicyServer
 
 REPO = Path(__file__).resolve().parents[2]
 # `evalkit serve` as installed (the console script next to this interpreter), else the module itself.
@@ -24,6 +26,11 @@ _CONSOLE = Path(sys.executable).with_name("evalkit")
 SERVE_COMMAND = (
     [str(_CONSOLE), "serve"] if _CONSOLE.exists() else [sys.executable, "-m", "evalkit.serving.cli"]
 )
+
+
+def local_server(policy: Policy, **config) -> PolicyServer:
+    """A PolicyServer of `policy` on loopback, on any free port unless `port` is given."""
+    return PolicyServer(policy, ServeConfig(**{"port": 0, **config}))
 
 
 def libero_obs(i: int, prompt: str = "put the bowl on the plate") -> dict:
