@@ -412,7 +412,9 @@ def flood_payload(kind: str, nbytes: int) -> bytes:
     return packb({**libero_obs(0), "extra": np.zeros(max(0, nbytes - small - 64), np.uint8)})
 
 
-def flood(args: argparse.Namespace, frame_mb: float, kind: str) -> None:
+def flood_once(args: argparse.Namespace, payload: bytes) -> tuple[float, list[str], bool]:
+    """One flood against a fresh server: its memory growth (peak RSS - RSS before) in MiB, the clients' outcomes,
+    and whether it survived."""
     proc, url, log = start_server("--policy", "zero", *args.serve_args, src=args.server_src.resolve())
     try:
         port = int(url.rsplit(":", 1)[1])
@@ -420,29 +422,41 @@ def flood(args: argparse.Namespace, frame_mb: float, kind: str) -> None:
         base = _rss_mb(proc.pid, "VmRSS")
         outcomes: list[str] = []
         barrier = threading.Barrier(args.flood_clients)
-        payload = flood_payload(kind, int(frame_mb * 2**20))
         threads = [
             threading.Thread(target=_flood_client, args=(port, payload, outcomes, barrier))
             for _ in range(args.flood_clients)
         ]
-        t0 = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join(120)
-        elapsed = time.perf_counter() - t0
-        peak = _rss_mb(proc.pid, "VmHWM")
-        alive = proc.poll() is None
-        summary = ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes)))
-        print(
-            f"| {args.server_src.name} | {args.flood_clients} x {frame_mb:g} MiB {kind} | {base:.0f} | {peak:.0f} "
-            f"| {peak - base:.0f} | {elapsed:.1f} | {'yes' if alive else 'NO'} | {summary} |",
-            flush=True,
-        )
+        return _rss_mb(proc.pid, "VmHWM") - base, outcomes, proc.poll() is None
     finally:
         proc.terminate()
         proc.wait(10)
         log.close()
+
+
+def buffered_cap_mib(serve_args: list[str]) -> float:
+    """The server's --max-buffered as its flags set it (default: 256 MiB, or 4 x --max-size if larger)."""
+    flags = dict(zip(serve_args[::2], serve_args[1::2], strict=False))
+    max_size = int(flags.get("--max-size", 64 << 20))
+    return int(flags.get("--max-buffered", max(256 << 20, 4 * max_size))) / 2**20
+
+
+def flood(args: argparse.Namespace, frame_mb: float, kind: str) -> None:
+    payload = flood_payload(kind, int(frame_mb * 2**20))
+    runs = [flood_once(args, payload) for _ in range(args.flood_runs)]
+    growth = [g for g, _, _ in runs]
+    outcomes = [o for _, run, _ in runs for o in run]
+    cap = buffered_cap_mib(args.serve_args)
+    summary = ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes)))
+    print(
+        f"| {args.server_src.name} | {args.flood_clients} x {frame_mb:g} MiB {kind} | {cap:.0f} | "
+        f"{np.median(growth):.0f} | {max(growth):.0f} | {max(growth) / cap:.2f} | "
+        f"{sum(alive for _, _, alive in runs)}/{len(runs)} | {summary} |",
+        flush=True,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ slow-loris
@@ -502,6 +516,9 @@ def main() -> None:
         "--flood", action="store_true", help="only measure memory under a flood of huge frames"
     )
     parser.add_argument("--flood-clients", type=int, default=16)
+    parser.add_argument(
+        "--flood-runs", type=int, default=3, help="floods per row, each against a fresh server"
+    )
     parser.add_argument("--flood-mb", type=float, nargs="+", default=[120], help="frame size(s) in MiB")
     parser.add_argument(
         "--flood-kind", nargs="+", choices=("garbage", "observation"), default=["garbage", "observation"]
@@ -533,7 +550,11 @@ def main() -> None:
     if args.flood:
         print(f"\n## Flood: `{serve}`, N raw clients each sending one frame at once")
         print(
-            "| server source | frames | RSS before MiB | peak RSS MiB | peak - before | s | alive | clients |"
+            f"Memory growth = peak RSS - RSS before, in MiB, over {args.flood_runs} runs (a fresh server each);"
+            " clients' outcomes summed over the runs."
+        )
+        print(
+            "| server source | frames | cap MiB | growth median | growth max | max / cap | alive | clients |"
         )
         print("|---|---|---|---|---|---|---|---|")
         for mb in args.flood_mb:

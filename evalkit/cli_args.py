@@ -1,7 +1,8 @@
 """Command-line flags generated from config dataclasses, so that each default and help text lives in one place.
 
 A dataclass field becomes a flag when its metadata carries one (`evalkit.core.flags.flag`); its default is the
-field's default, `--help` shows it, and fields that name a group are listed under that heading.
+field's default, `--help` shows it (unless the help text already speaks of it), and fields that name a group are
+listed under that heading.
 """
 
 from __future__ import annotations
@@ -30,10 +31,16 @@ def add_dataclass_arguments(
         help_text = meta["help"]
         if f.default is not dataclasses.MISSING and kwargs.get("action") != "store_true":
             kwargs["default"] = f.default
-            # BooleanOptionalAction shows its default itself
-            if f.default is not None and kwargs.get("action") is not argparse.BooleanOptionalAction:
-                help_text += f" (default: {f.default})"
+        if f.default is not dataclasses.MISSING and "default" not in help_text:
+            help_text += f" (default: {_shown(f.default)})"
         group.add_argument(meta["flag"], dest=f.name, help=help_text, **kwargs)
+
+
+def _shown(default: Any) -> str:
+    """A default as `--help` shows it: switches as on/off, an unset value as none."""
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return "none" if default is None else str(default)
 
 
 def dataclass_from_arguments(cls: type[T], args: argparse.Namespace, **fixed: Any) -> T:

@@ -43,12 +43,14 @@ class Admission:
         # bytes charged for messages received and not yet answered, all connections
         self.buffered = 0
         self.peak_buffered = 0
-        # connections dropped for the byte budget, and half-open ones replaced by a newcomer
+        # connections taken in so far; dropped for the byte budget; closed in their handshake for a newcomer
+        self.arrived = 0
         self.dropped = 0
         self.evicted = 0
 
     def arrive(self, conn: AdmittedConnection) -> None:
         """A new TCP connection: counted; over a limit, it replaces a stalled handshake or is marked for 503."""
+        self.arrived += 1
         self.open[conn] = None
         self.per_address[conn.address] += 1
         over_share = self.per_address[conn.address] > self.max_per_address
@@ -66,7 +68,8 @@ class Admission:
             conn.refusal = f"server at its limit of {self.max_connections} connections\n"
 
     def leave(self, conn: AdmittedConnection) -> None:
-        if self.open.pop(conn, False) is None:
+        if conn in self.open:
+            del self.open[conn]
             self.per_address[conn.address] -= 1
             if not self.per_address[conn.address]:
                 del self.per_address[conn.address]
@@ -142,5 +145,7 @@ class AdmittedConnection(ServerConnection):
         super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.admission.leave(self)
         super().connection_lost(exc)
+        # Free what websockets buffered of an unfinished frame now, before its bytes go back to the budget.
+        self.protocol.reader.discard()
+        self.admission.leave(self)

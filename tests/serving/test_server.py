@@ -2,7 +2,6 @@
 
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 
@@ -14,11 +13,11 @@ from websockets.sync.client import connect
 
 from evalkit.core.policy import PolicyRequest
 from evalkit.policies.simple import RandomPolicy, ZeroPolicy
-from evalkit.serving.admission import AdmittedConnection
 from evalkit.serving.server import ServerThread
 from evalkit.wire import EPISODE_ID_FIELD, SEED_FIELD
 from evalkit.wire.msgpack_numpy import packb, unpackb
 from tests.serving.wire_helpers import (
+    CEILING_S,
     EchoPolicy,
     FailingPolicy,
     PoisonPolicy,
@@ -27,9 +26,9 @@ from tests.serving.wire_helpers import (
     libero_obs,
     libero_request,
     local_server,
+    server_side,
+    wait_until,
 )
-
-CEILING_S = 60  # generous bounds on waits for observable state; no test relies on timing
 
 # openpi's client calls websockets' connect() without `with`, as these tests do; websockets 17 warns about it.
 pytestmark = pytest.mark.filterwarnings(
@@ -39,13 +38,13 @@ pytestmark = pytest.mark.filterwarnings(
 
 def open_client(url: str, **kwargs):
     ws = connect(url, compression=None, max_size=None, **kwargs)
-    metadata = unpackb(ws.recv(timeout=10))
+    metadata = unpackb(ws.recv(timeout=CEILING_S))
     return ws, metadata
 
 
 def ask(ws, obs: dict) -> dict:
     ws.send(packb(obs))
-    reply = ws.recv(timeout=10)
+    reply = ws.recv(timeout=CEILING_S)
     assert isinstance(reply, bytes), reply
     return unpackb(reply)
 
@@ -53,10 +52,10 @@ def ask(ws, obs: dict) -> dict:
 def expect_error_frame(ws, message, match: str) -> str:
     """The server answers a bad message with a text frame, then closes with 1011."""
     ws.send(message)
-    text = ws.recv(timeout=10)
+    text = ws.recv(timeout=CEILING_S)
     assert isinstance(text, str) and match in text, text
     with pytest.raises(ConnectionClosed) as info:
-        ws.recv(timeout=10)
+        ws.recv(timeout=CEILING_S)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1011
     return text
 
@@ -115,7 +114,7 @@ def _concurrent_answers(url: str, n_clients: int, per_client: int) -> dict[int, 
         try:
             ws, _ = open_client(url)
             with ws:
-                start.wait(10)
+                start.wait(CEILING_S)
                 for k in range(per_client):
                     i = c * per_client + k
                     answers[i] = ask(ws, {**libero_obs(i), SEED_FIELD: libero_request(i).seed})["actions"]
@@ -126,7 +125,7 @@ def _concurrent_answers(url: str, n_clients: int, per_client: int) -> dict[int, 
     for t in threads:
         t.start()
     for t in threads:
-        t.join(60)
+        t.join(CEILING_S)
     assert not errors, errors
     return answers
 
@@ -205,7 +204,7 @@ def test_oversized_messages_are_refused_from_their_header():
         ws, _ = open_client(srv.url)
         ws.send(packb({**libero_obs(0), "extra": np.zeros(limit, np.uint8)}))
         with pytest.raises(ConnectionClosed) as info:
-            ws.recv(timeout=10)
+            ws.recv(timeout=CEILING_S)
         assert info.value.rcvd is not None and info.value.rcvd.code == 1009
         assert f"exceeds limit of {limit} bytes" in info.value.rcvd.reason
         assert srv.server.admission.peak_buffered < limit  # the refused frame was never held whole
@@ -259,13 +258,6 @@ def test_binds_loopback_by_default():
         assert resp.status == 200
 
 
-def _wait_until(condition, timeout: float = CEILING_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.01)
-
-
 def _keyed(i: int, episode: str) -> dict:
     """A request as our client sends it: with the episode id and the call's seed."""
     return {**libero_obs(i), SEED_FIELD: 100 + i, EPISODE_ID_FIELD: episode}
@@ -276,15 +268,17 @@ def test_request_of_a_closed_connection_is_never_computed():
     with ServerThread(local_server(slow, max_batch=4, max_wait_ms=0)) as srv:
         a, _ = open_client(srv.url)
         a.send(packb(_keyed(0, "A")))
-        assert slow.entered.wait(10)  # A's batch is computing; B's request must wait for the next batch
+        assert slow.entered.wait(
+            CEILING_S
+        )  # A's batch is computing; B's request must wait for the next batch
         b, _ = open_client(srv.url)
         b.send(packb(_keyed(1, "B")))
-        _wait_until(lambda: srv.server.batching.batcher.queued() == 1)
+        wait_until(lambda: srv.server.batching.batcher.queued() == 1)
         b.close()
-        _wait_until(lambda: srv.server.batching.batcher.queued() == 0)
+        wait_until(lambda: srv.server.batching.batcher.queued() == 0)
         slow.release.set()
         with a:
-            assert unpackb(a.recv(timeout=10))["actions"].shape == (10, 7)
+            assert unpackb(a.recv(timeout=CEILING_S))["actions"].shape == (10, 7)
             ask(a, _keyed(2, "C"))
     assert slow.calls == [["A"], ["C"]]  # B left before its turn: never computed
     assert list(srv.server.batching.computed_episodes) == ["A", "C"]
@@ -297,14 +291,14 @@ def test_retry_of_a_running_request_is_computed_once():
         message = packb(_keyed(3, "libero_spatial/0/0/0"))
         first, _ = open_client(srv.url)
         first.send(message)
-        assert slow.entered.wait(10)
+        assert slow.entered.wait(CEILING_S)
         first.close()  # the client gave up on this connection...
         retry, _ = open_client(srv.url)
         with retry:
             retry.send(message)  # ...and retried the same call on a new one
-            time.sleep(0.2)
+            wait_until(lambda: srv.server.batching.retries_joined == 1)
             slow.release.set()
-            reply = unpackb(retry.recv(timeout=10))
+            reply = unpackb(retry.recv(timeout=CEILING_S))
             again = ask(retry, unpackb(message))  # a later retry of a finished call: from the recent answers
         np.testing.assert_array_equal(reply["actions"], np.full((10, 7), 103, np.float32))
         np.testing.assert_array_equal(again["actions"], reply["actions"])
@@ -320,13 +314,13 @@ def test_bad_request_in_a_batch_fails_alone():
         with good, bad:
             good.send(packb({**libero_obs(1), SEED_FIELD: 11}))
             bad.send(packb({**libero_obs(2, prompt="poison"), SEED_FIELD: 12}))
-            reply = good.recv(timeout=10)
-            text = bad.recv(timeout=10)
+            reply = good.recv(timeout=CEILING_S)
+            text = bad.recv(timeout=CEILING_S)
             assert isinstance(reply, bytes), reply  # not the other client's traceback
             assert isinstance(text, str) and "poisoned request" in text and "Traceback" in text
             assert "During handling" not in text  # only its own call's traceback
             with pytest.raises(ConnectionClosed) as info:
-                bad.recv(timeout=10)
+                bad.recv(timeout=CEILING_S)
             assert info.value.rcvd.code == 1011
             assert ask(good, {**libero_obs(3), SEED_FIELD: 13})["actions"].shape == (10, 7)  # still served
     assert policy.calls[:3] == [2, 1, 1]  # batched together, then each alone
@@ -345,16 +339,10 @@ def test_connection_cap():
         with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=5) as resp:
             assert resp.status == 200  # health checks still answered
         first.close()
-        _wait_until(lambda: len(srv.server.admission.open) <= 1)
+        wait_until(lambda: len(srv.server.admission.open) <= 1)
         third, _ = open_client(srv.url)
         with second, third:
             assert ask(third, libero_obs(0))["actions"].shape == (10, 7)
-
-
-def _server_side(srv: ServerThread, ws) -> AdmittedConnection | None:
-    """The server's end of client connection `ws` (None once the server has let it go)."""
-    port = ws.local_address[1]
-    return next((c for c in srv.server.admission.open if c.remote_address[1] == port), None)
 
 
 def test_buffered_bytes_cap():
@@ -370,9 +358,9 @@ def test_buffered_bytes_cap():
         for ws in (
             clients
         ):  # each taken in whole or dropped before the next is sent: which ones fit is deterministic
-            conn = _server_side(srv, ws)
+            conn = server_side(srv, ws.socket)
             ws.send(payload)
-            _wait_until(
+            wait_until(
                 lambda conn=conn: conn not in srv.server.admission.open or conn.held >= 2 * len(payload)
             )
         slow.release.set()
@@ -387,12 +375,12 @@ def test_buffered_bytes_cap():
         assert answered == 3 and dropped == 3 and srv.server.admission.dropped == 3
         assert srv.server.admission.peak_buffered <= budget
         _assert_still_serving(srv.url)
-        _wait_until(lambda: srv.server.admission.buffered == 0)  # everything released once answered or closed
+        wait_until(lambda: srv.server.admission.buffered == 0)  # everything released once answered or closed
 
 
 def test_metadata_reports_measured_latency():
     server = local_server(SleepPolicy(0.2))
-    assert 200 <= server.warmup() < 1000
+    assert server.warmup() >= 200
     with ServerThread(server) as srv:
         ws, metadata = open_client(srv.url)
         assert metadata["latency_ms"]["count"] == 0 and metadata["latency_ms"]["max"] is None
@@ -402,7 +390,7 @@ def test_metadata_reports_measured_latency():
         ws, metadata = open_client(srv.url)
         ws.close()
     latency = metadata["latency_ms"]
-    assert latency["count"] == 1 and 200 <= latency["p95"] <= latency["max"] < 1000
+    assert latency["count"] == 1 and 200 <= latency["p95"] <= latency["max"]
     assert metadata["policy"] == "sleep" and metadata["fingerprint"] == "sleep-0.2s"
     assert metadata["embodiment"] == "libero"
 
@@ -413,12 +401,12 @@ def test_stop_with_a_batch_in_flight_is_bounded():
     try:
         ws, _ = open_client(thread.url)
         ws.send(packb(libero_obs(0)))
-        assert slow.entered.wait(10)
-        start = time.monotonic()
+        assert slow.entered.wait(CEILING_S)
         thread.stop()
-        assert time.monotonic() - start < 3  # the 10 s call was abandoned after the 0.5 s grace
+        # stop() returned while the call still runs: it was abandoned after the 0.5 s grace, not waited for
+        assert thread.server.busy and not slow.release.is_set()
         with pytest.raises(ConnectionClosed):
-            ws.recv(timeout=5)
+            ws.recv(timeout=CEILING_S)
     finally:
         slow.release.set()
 
