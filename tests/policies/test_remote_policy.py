@@ -17,6 +17,7 @@ from evalkit.serving.server import ServerThread
 from evalkit.wire import EPISODE_ID_FIELD, SEED_FIELD
 from evalkit.wire.msgpack_numpy import packb, unpackb
 from tests.serving.wire_helpers import (
+    CEILING_S,
     EchoPolicy,
     FailingPolicy,
     ServerProcess,
@@ -24,6 +25,7 @@ from tests.serving.wire_helpers import (
     SlowPolicy,
     libero_request,
     local_server,
+    wait_until,
 )
 
 FAST = {"retries": 2, "backoff_s": 0.05, "timeout_s": 5.0}
@@ -102,10 +104,9 @@ def test_meta_from_server_metadata():
 
 def test_embodiment_mismatch_refused_on_connect():
     with ServerThread(local_server(EchoPolicy())) as srv:
-        start = time.monotonic()
         with pytest.raises(EvalkitError) as info:
             remote(srv.url, embodiment="droid", action_dim=8)
-        assert time.monotonic() - start < 2  # refused at once, not retried
+        assert srv.server.admission.arrived == 1  # refused at once, not retried
     message = str(info.value)
     assert len(message.splitlines()) == 1
     assert "serves libero observations but the suite is droid" in message
@@ -177,10 +178,8 @@ def test_server_error_frame_raises_remote_policy_error():
 def test_no_server_at_start():
     with ServerThread(local_server(RandomPolicy(7))) as srv:
         url = srv.url
-    start = time.monotonic()
     with pytest.raises(PolicyUnavailableError, match="connect failed 3 times"):
-        remote(url)
-    assert time.monotonic() - start < 5
+        remote(url)  # bounded retries, not a hang
 
 
 def test_server_killed_mid_run():
@@ -192,10 +191,8 @@ def test_server_killed_mid_run():
             for a, b in zip(first, want, strict=True):
                 np.testing.assert_array_equal(a, b)
             server.kill()
-            start = time.monotonic()
-            with pytest.raises(PolicyUnavailableError, match="unavailable"):
-                policy.infer([libero_request(i) for i in range(4)])
-            assert time.monotonic() - start < 5  # bounded retries, not a hang
+            with pytest.raises(PolicyUnavailableError, match="failed 3 times"):
+                policy.infer([libero_request(i) for i in range(4)])  # bounded retries, not a hang
         finally:
             policy.close()
 
@@ -208,7 +205,7 @@ def test_slow_server_times_out(caplog):
             start = time.monotonic()
             with pytest.raises(PolicyUnavailableError, match=r"last: timed out after 0.3 s"):
                 policy.infer([libero_request(0)])
-            assert 0.6 <= time.monotonic() - start < 3
+            assert time.monotonic() - start >= 0.6  # both attempts waited out their timeout
             policy.close()
         finally:
             slow.release.set()
@@ -222,9 +219,18 @@ def test_retry_after_a_timeout_is_computed_once():
     """The retry of a timed-out request waits for the server's running computation instead of a second one."""
     slow = SlowPolicy()
     with ServerThread(local_server(slow, max_wait_ms=0)) as srv:
-        threading.Timer(1.0, slow.release.set).start()
-        with remote(srv.url, timeout_s=0.4, retries=4, backoff_s=0.05) as policy:
+
+        def release_once_a_retry_joined() -> None:
+            wait_until(lambda: srv.server.batching.retries_joined >= 1)
+            slow.release.set()
+
+        releaser = threading.Thread(target=release_once_a_retry_joined, daemon=True)
+        releaser.start()
+        # The first attempt times out while the call computes; a retry joins it, and a retry after the answer
+        # (if the joined one timed out too) is answered from the finished call.
+        with remote(srv.url, timeout_s=0.4, retries=20, backoff_s=0.05) as policy:
             (chunk,) = policy.infer([libero_request(5)])
+        releaser.join(CEILING_S)
         np.testing.assert_array_equal(chunk, np.full((10, 7), libero_request(5).seed % 1000, np.float32))
         assert slow.calls == [[libero_request(5).episode_id]]
         assert list(srv.server.batching.computed_episodes) == [libero_request(5).episode_id]
@@ -297,19 +303,19 @@ def test_registry_builds_remote_policy():
 
 
 def test_server_batches_one_request_per_connection():
-    """A batch of 8 over 8 pooled connections becomes one policy call, without waiting out max_wait."""
+    """A batch of 8 over 8 pooled connections becomes one policy call as soon as every connection has its request
+    in: with the server's max wait then raised to an hour, the call returning at all (within the client's 5 s
+    timeout, without retries) shows it."""
     echo = EchoPolicy()
     requests = [libero_request(i) for i in range(8)]
     with (
-        ServerThread(local_server(echo, max_batch=8, max_wait_ms=1500)) as srv,
-        remote(srv.url, max_connections=8) as policy,
+        ServerThread(local_server(echo, max_batch=16, max_wait_ms=5)) as srv,
+        remote(srv.url, max_connections=8, retries=0) as policy,
     ):
         policy.infer([libero_request(i + 8) for i in range(8)])  # opens the 8 connections
         echo.batch_sizes.clear()
-        start = time.monotonic()
+        srv.server.batching.batcher.max_wait_s = 3600.0
         got = policy.infer(requests)
-        elapsed = time.monotonic() - start
     assert echo.batch_sizes == [8]
-    assert elapsed < 1.0  # all open connections had a request in: the batch left before max_wait
     for a, b in zip(got, EchoPolicy().infer(requests), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -100,7 +100,7 @@ def test_held_messages_stay_within_the_byte_budget():
             taken = 0  # messages computing or queued
             for client in clients:  # each decoded and queued, or dropped, before the next is sent
                 conn = server_side(srv, client.sock)
-                client.send_frame(payload)
+                client.send_frame(payload)  # False when the server cut it while it was sent
                 wait_until(
                     lambda conn=conn, before=taken: (
                         conn not in admission.open or len(slow.calls) + batcher.queued() > before

@@ -191,7 +191,7 @@ class ServerProcess:
         self.log.seek(0)
         return self.log.read()
 
-    def wait_for_log(self, text: str, timeout: float = 10) -> None:
+    def wait_for_log(self, text: str, timeout: float = CEILING_S) -> None:
         deadline = time.monotonic() + timeout
         while text not in self.read_log():
             if time.monotonic() > deadline:
@@ -271,12 +271,17 @@ class RawClient:
         self._read(n)
         return head[0] & 0x0F
 
-    def send_frame(self, payload: bytes) -> None:
-        """One binary frame, 1 MiB at a time (a zero masking key leaves the payload as it is)."""
-        self.sock.sendall(bytes([0x82, 0x80 | 127]) + len(payload).to_bytes(8, "big") + b"\0\0\0\0")
+    def send_frame(self, payload: bytes) -> bool:
+        """One binary frame, 1 MiB at a time (a zero masking key leaves the payload as it is); False if the
+        server cut the connection before all of it was sent."""
         view = memoryview(payload)
-        for start in range(0, len(payload), 1 << 20):
-            self.sock.sendall(view[start : start + (1 << 20)])
+        try:
+            self.sock.sendall(bytes([0x82, 0x80 | 127]) + len(payload).to_bytes(8, "big") + b"\0\0\0\0")
+            for start in range(0, len(payload), 1 << 20):
+                self.sock.sendall(view[start : start + (1 << 20)])
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        return True
 
 
 def wait_until(condition, timeout: float = CEILING_S) -> None:
