@@ -15,6 +15,10 @@ EXTERNAL_COMMANDS = {
     "report": ("evalkit.report.cli", "write a run's report (markdown, CSV, Parquet, HTML)"),
     "leaderboard": ("evalkit.report.cli", "compare checkpoints across runs"),
     "regress": ("evalkit.report.cli", "paired regression test of a candidate run against a baseline"),
+    "export": (
+        "evalkit.report.export",
+        "export a run for leaderboards: per-episode Parquet, eval_results.json, Hugging Face .eval_results YAML",
+    ),
     "convert": ("evalkit.models.pi05.cli", "convert a pi0.5 checkpoint to evalkit's safetensors layout"),
     "make-tiny-checkpoint": (
         "evalkit.models.pi05.cli",
@@ -27,10 +31,12 @@ def eval_arguments(parser: argparse.ArgumentParser) -> None:
     from evalkit.cli_args import add_dataclass_arguments
     from evalkit.core.policy import PolicyOptions
     from evalkit.runner.config import EvalConfig
+    from evalkit.trackers.config import TrackerOptions
 
     parser.add_argument("--suite", required=True, help="suite or group name (see `evalkit suites`)")
     add_dataclass_arguments(parser, PolicyOptions, title="policy")
     add_dataclass_arguments(parser, EvalConfig)
+    add_dataclass_arguments(parser, TrackerOptions)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -40,6 +46,9 @@ def eval_main(args: argparse.Namespace) -> int:
     from evalkit.report.report import report_link, write_report
     from evalkit.report.summary import console_summary
     from evalkit.runner import EvalConfig, evaluate
+    from evalkit.trackers.base import check_trackers
+    from evalkit.trackers.config import TrackerOptions
+    from evalkit.trackers.log import log_run
 
     policy = dataclass_from_arguments(PolicyOptions, args)
     if policy.api_key is not None:
@@ -47,6 +56,10 @@ def eval_main(args: argparse.Namespace) -> int:
 
         hint_if_key_on_command_line("eval")
     config = dataclass_from_arguments(EvalConfig, args, suite=args.suite, policy=policy)
+    tracking = dataclass_from_arguments(TrackerOptions, args)
+    trackers = check_trackers(
+        tracking
+    )  # before anything runs: an unknown tracker or missing extra is one line
     try:
         run_dir = evaluate(config, progress=not args.quiet)
     except PolicyUnavailableError as exc:
@@ -64,6 +77,8 @@ def eval_main(args: argparse.Namespace) -> int:
     report = write_report(run_dir)
     print(f"\nrun directory: {run_dir}")
     print(f"report: {report_link(report)}")
+    for line in log_run(trackers, run_dir, tracking):
+        print(f"logged to {line}")
     return 0
 
 

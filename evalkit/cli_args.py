@@ -29,7 +29,7 @@ def add_dataclass_arguments(
         group = groups[heading]
         kwargs: dict[str, Any] = dict(meta["argparse"])
         help_text = meta["help"]
-        if f.default is not dataclasses.MISSING and kwargs.get("action") != "store_true":
+        if f.default is not dataclasses.MISSING and kwargs.get("action") not in ("store_true", "store_false"):
             kwargs["default"] = f.default
         if f.default is not dataclasses.MISSING and "default" not in help_text:
             help_text += f" (default: {_shown(f.default)})"

@@ -43,7 +43,9 @@ def resolve_suites(config: EvalConfig) -> list[SuiteSpec]:
 def policy_options(config: EvalConfig, suites: list[SuiteSpec]) -> PolicyOptions:
     """The policy options for these suites: its embodiment and action dims are the suites'."""
     body = embodiment(suites[0].embodiment)
-    return dataclasses.replace(config.policy, embodiment=body.name, action_dim=body.action_dim)
+    return dataclasses.replace(
+        config.policy, embodiment=body.name, action_dim=body.action_dim, max_batch=config.batch_size
+    )
 
 
 def build_policy(config: EvalConfig, suites: list[SuiteSpec]) -> Policy:
@@ -51,10 +53,12 @@ def build_policy(config: EvalConfig, suites: list[SuiteSpec]) -> Policy:
 
 
 class LocalBackend:
-    """The policy in this process, env workers as local processes."""
+    """The policy in this process, env workers as local processes. A `policy` given ready-made (the Python API's)
+    is used as it is and left open: its owner closes it."""
 
-    def __init__(self, config: EvalConfig, suites: list[SuiteSpec]):
-        self.policy = build_policy(config, suites)
+    def __init__(self, config: EvalConfig, suites: list[SuiteSpec], policy: Policy | None = None):
+        self.owned = policy is None
+        self.policy = build_policy(config, suites) if policy is None else policy
         self.runner: Runner | None = None
 
     @property
@@ -78,7 +82,8 @@ class LocalBackend:
             self.runner.kill_now()
 
     def close(self, graceful: bool = True) -> None:
-        self.policy.close()
+        if self.owned:
+            self.policy.close()
 
 
 def check_execution(config: EvalConfig) -> None:
@@ -94,10 +99,12 @@ def check_execution(config: EvalConfig) -> None:
         raise EvalkitError("--gpus-per-replica must not be negative")
 
 
-def start_backend(config: EvalConfig, suites: list[SuiteSpec]):
+def start_backend(config: EvalConfig, suites: list[SuiteSpec], policy: Policy | None = None):
     """LocalBackend, or RayBackend for `--ray` (Ray is imported only then)."""
     if config.ray is None:
-        return LocalBackend(config, suites)
+        return LocalBackend(config, suites, policy)
+    if policy is not None:
+        raise EvalkitError("a policy object runs in this process: it cannot be used with ray")
     from evalkit.runner.ray_runner import RayBackend
 
     return RayBackend(config, suites, policy_options(config, suites))
@@ -116,8 +123,11 @@ def prepare_run_dir(run_dir: Path) -> bool:
     return created
 
 
-def evaluate(config: EvalConfig, progress: bool = True, command: list[str] | None = None) -> Path:
+def evaluate(
+    config: EvalConfig, progress: bool = True, command: list[str] | None = None, policy: Policy | None = None
+) -> Path:
     """Run (or resume) an evaluation; returns the run directory. Raises EvalkitError on bad input.
+    `policy`: a ready-made policy to evaluate instead of building `config.policy` (it is not closed here).
 
     Ctrl-C prints "stopping…" at once, stops the workers and keeps what finished (the session is marked
     interrupted); a second Ctrl-C exits at once."""
@@ -133,7 +143,7 @@ def evaluate(config: EvalConfig, progress: bool = True, command: list[str] | Non
     all_episodes = episodes_for(suites)
     backend = None
     with stop_on_interrupt(lambda: backend.kill_now() if backend is not None else None):
-        backend = start_backend(config, suites)
+        backend = start_backend(config, suites, policy)
         try:
             _evaluate(config, suites, all_episodes, backend, progress, command)
         except BaseException:
