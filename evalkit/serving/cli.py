@@ -52,8 +52,14 @@ def serve_main(args: argparse.Namespace) -> int:
     config = dataclass_from_arguments(ServeConfig, args, api_key=args.api_key or key_from_environment())
     config.validate()
     action_dim = EMBODIMENTS[config.embodiment].action_dim
+    # The server never hands the policy more than --max-batch observations at once.
     options = dataclass_from_arguments(
-        PolicyOptions, args, embodiment=config.embodiment, action_dim=action_dim, api_key=None
+        PolicyOptions,
+        args,
+        embodiment=config.embodiment,
+        action_dim=action_dim,
+        api_key=None,
+        max_batch=config.max_batch,
     )
     policy = make_policy(options)
     server = PolicyServer(policy, config)
