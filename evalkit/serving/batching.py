@@ -17,6 +17,7 @@ import logging
 import traceback
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,11 +55,15 @@ class Stopping:
 class _Computation:
     """One request to compute, shared by every connection waiting for it (a client and its retries)."""
 
+    episode_id: str
+    key: RetryKey | None
     # as received: a retry must send the very same bytes
     message: bytes = field(repr=False)
     future: BatchFuture = field(repr=False)
-    # settles it: the Reply, Failure or Stopping that every waiting connection gets
-    outcome: asyncio.Task = field(repr=False)
+    # on the event loop: the Reply, Failure or Stopping that every waiting connection gets
+    outcome: asyncio.Future = field(repr=False)
+    # the message's digest, hashed off the event loop while the policy computes (keyed requests only)
+    digest: asyncio.Future | None = field(default=None, repr=False)
     waiters: int = 0
 
 
@@ -69,7 +74,12 @@ def _digest(message: bytes) -> bytes:
 class ServerBatcher:
     def __init__(self, policy: Policy, max_batch: int, max_wait_s: float, expected: Callable[[], int]):
         """`expected()`: how many more requests can still arrive (see `DynamicBatcher`)."""
-        self.batcher = DynamicBatcher(policy, max_batch, max_wait_s, expected=expected, name="evalkit-policy")
+        self.batcher = DynamicBatcher(
+            policy, max_batch, max_wait_s, expected=expected, on_batch=self._wake, name="evalkit-policy"
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # submitted and not yet settled on the loop; those of them our client can retry, by key
+        self._unsettled: set[_Computation] = set()
         self._running: dict[RetryKey, _Computation] = {}
         self._recent: OrderedDict[RetryKey, tuple[bytes, Reply]] = OrderedDict()
         # episode id of each recently computed request, in order; retries joined or answered from _recent
@@ -96,9 +106,15 @@ class ServerBatcher:
             computation.waiters -= 1
         if computation.outcome.done():
             return computation.outcome.result()
-        if not computation.waiters:
-            computation.future.cancel()  # dropped from the queue unless its batch has started
+        if not computation.waiters and computation.future.cancel():
+            self._settle(computation)  # dropped from the queue: never computed
         return None
+
+    async def close(self, grace_s: float) -> bool:
+        """Cancel queued requests (their connections get Stopping); True if the running batch finished in time."""
+        finished = await asyncio.to_thread(self.batcher.close, grace_s)
+        self._collect()
+        return finished
 
     def _replay(self, key: RetryKey, message: bytes) -> Reply | None:
         entry = self._recent.get(key)
@@ -118,34 +134,52 @@ class ServerBatcher:
         return computation
 
     def _start(self, request: PolicyRequest, key: RetryKey | None, message: bytes) -> _Computation | None:
+        self._loop = loop = asyncio.get_running_loop()
         future = self.batcher.submit(request)
         if future.cancelled():  # the batcher is closed: the server is stopping
             return None
         if key is not None and key in self._running:
             key = None  # the same call with another observation: computed on its own, not recognised later
-        # Hashed off the event loop while the policy computes; kept with the reply to recognise a later retry.
-        digest = asyncio.ensure_future(asyncio.to_thread(_digest, message)) if key is not None else None
-        outcome = asyncio.ensure_future(self._settle(future, request.episode_id, key, digest))
-        computation = _Computation(message, future, outcome)
+        computation = _Computation(request.episode_id, key, message, future, loop.create_future())
+        self._unsettled.add(computation)
         if key is not None:
+            computation.digest = asyncio.ensure_future(asyncio.to_thread(_digest, message))
             self._running[key] = computation
         return computation
 
-    async def _settle(
-        self, future: BatchFuture, episode_id: str, key: RetryKey | None, digest: asyncio.Future | None
-    ) -> Reply | Failure | Stopping:
-        await _settled(future)
-        if key is not None:
-            self._running.pop(key, None)
-        if future.cancelled():
+    def _wake(self) -> None:
+        """The batcher's thread, after each batch: one wake-up of the loop settles the whole batch."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the call was abandoned at shutdown
+                loop.call_soon_threadsafe(self._collect)
+
+    def _collect(self) -> None:
+        for computation in [c for c in self._unsettled if c.future.done()]:
+            self._settle(computation)
+
+    def _settle(self, computation: _Computation) -> None:
+        self._unsettled.discard(computation)
+        if computation.key is not None:
+            self._running.pop(computation.key, None)
+        computation.outcome.set_result(self._outcome(computation))
+
+    def _outcome(self, computation: _Computation) -> Reply | Failure | Stopping:
+        future = computation.future
+        try:
+            actions = future.result(timeout=0)
+        except CancelledError:
             return Stopping()
-        self.computed_episodes.append(episode_id)
-        error = future.exception()
-        if error is not None:
+        except (
+            BaseException
+        ) as error:  # the policy's (or its chunk's) failure, for this request's clients only
+            self.computed_episodes.append(computation.episode_id)
             return Failure("".join(traceback.format_exception(error)))
-        reply = Reply(np.ascontiguousarray(future.result(), np.float32), future.batch_ms, future.batch_size)
-        if key is not None and digest is not None:
-            self._remember(key, await digest, reply)
+        self.computed_episodes.append(computation.episode_id)
+        reply = Reply(np.ascontiguousarray(actions, np.float32), future.batch_ms, future.batch_size)
+        if computation.key is not None and computation.digest is not None:
+            key = computation.key
+            computation.digest.add_done_callback(lambda digest: self._remember(key, digest.result(), reply))
         return reply
 
     def _remember(self, key: RetryKey, digest: bytes, reply: Reply) -> None:
@@ -153,16 +187,3 @@ class ServerBatcher:
         self._recent.move_to_end(key)
         while len(self._recent) > RECENT_REPLIES:
             self._recent.popitem(last=False)
-
-
-def _settled(future: BatchFuture) -> asyncio.Future:
-    """Completes (with None) on the running loop once `future` is settled in any way, however it was settled."""
-    loop = asyncio.get_running_loop()
-    waiter = loop.create_future()
-
-    def wake(_: BatchFuture) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is closed: the call was abandoned at shutdown
-            loop.call_soon_threadsafe(lambda: waiter.done() or waiter.set_result(None))
-
-    future.add_done_callback(wake)
-    return waiter

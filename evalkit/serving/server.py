@@ -151,7 +151,7 @@ class PolicyServer:
         grace = self.config.shutdown_grace_s
         if self.batching.batcher.busy:
             log.info("waiting up to %.0f s for the running batch", grace)
-        if not await asyncio.to_thread(self.batching.batcher.close, grace):
+        if not await self.batching.close(grace):
             log.warning("abandoned the running batch after %.0f s", grace)
             return
         deadline = time.monotonic() + ANSWER_GRACE_S
