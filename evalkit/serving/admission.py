@@ -50,12 +50,15 @@ class Admission:
 
     def arrive(self, conn: AdmittedConnection) -> None:
         """A new TCP connection: counted; over a limit, it replaces a stalled handshake or is marked for 503."""
-        self.arrived += 1
         self.open[conn] = None
         self.per_address[conn.address] += 1
         over_share = self.per_address[conn.address] > self.max_per_address
-        if not over_share and len(self.open) <= self.max_connections:
-            return
+        if over_share or len(self.open) > self.max_connections:
+            self._make_room(conn, over_share)
+        # last, so that whoever reads the count (another thread) sees this arrival's bookkeeping done
+        self.arrived += 1
+
+    def _make_room(self, conn: AdmittedConnection, over_share: bool) -> None:
         victim = self._oldest_handshake(conn, conn.address if over_share else None)
         if victim is not None:
             log.warning("closed a connection from %s that had not finished its handshake", victim.address)
@@ -145,7 +148,9 @@ class AdmittedConnection(ServerConnection):
         super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        # Free what websockets buffered of an unfinished frame now, before its bytes go back to the budget.
-        self.protocol.reader.discard()
-        self.admission.leave(self)
+        try:
+            super().connection_lost(exc)
+        finally:
+            # Free what websockets buffered of an unfinished frame now, before its bytes go back to the budget.
+            self.protocol.reader.discard()
+            self.admission.leave(self)

@@ -130,6 +130,10 @@ class ServeConfig:
     def validate(self) -> None:
         """One-line errors naming the flag, before anything starts."""
         checks = [
+            (
+                self.embodiment in EMBODIMENTS,
+                f"unknown embodiment {self.embodiment!r}; choose one of {', '.join(EMBODIMENTS)}",
+            ),
             (0 <= self.port <= 65535, f"--port must be between 0 and 65535, got {self.port}"),
             (self.max_batch >= 1, f"--max-batch must be at least 1, got {self.max_batch}"),
             (self.max_wait_ms >= 0, f"--max-wait-ms must not be negative, got {self.max_wait_ms}"),

@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import msgpack
 import numpy as np
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
@@ -142,8 +143,8 @@ class PolicyServer:
             if ready is not None:
                 ready.set()
             await (server.serve_forever() if stop is None else stop.wait())
-            log.info("stopping: no new connections")
             server.server.close()  # the listening sockets; open connections stay for now
+            log.info("stopping: no new connections")
             await self._drain()
 
     async def _drain(self) -> None:
@@ -162,9 +163,6 @@ class PolicyServer:
     def busy(self) -> bool:
         """A policy call is still running (e.g. abandoned at shutdown): the policy must not be closed under it."""
         return self.batching.batcher.busy
-
-    def serve_forever(self) -> None:
-        asyncio.run(self.serve())
 
     def close(self) -> None:
         """Stop the batcher (its running call, if any, is abandoned)."""
@@ -188,31 +186,11 @@ class PolicyServer:
         try:
             await ws.send(packer.pack(self.metadata))
             while True:
-                message = await ws.recv()
-                start = time.perf_counter()
-                self._waiting += 1
-                try:
-                    outcome = await self._answer(message, closed)
-                finally:
-                    self._waiting -= 1
-                    self.admission.release_message(ws, len(message))
-                    del message
-                if not isinstance(outcome, Reply):
-                    await self._refuse(ws, outcome)
+                # No reference to the message here: once answered, its memory goes back to the byte budget.
+                total_ms = await self._reply(ws, packer, await ws.recv(), closed, prev_total_ms)
+                if total_ms is None:
                     return
-                timing = {
-                    "infer_ms": (time.perf_counter() - start) * 1000.0,
-                    "batch_size": outcome.batch_size,
-                }
-                if prev_total_ms is not None:
-                    timing["prev_total_ms"] = prev_total_ms
-                reply = {
-                    "actions": outcome.actions,
-                    "server_timing": timing,
-                    "policy_timing": {"infer_ms": outcome.policy_ms},
-                }
-                await ws.send(packer.pack(reply))
-                prev_total_ms = (time.perf_counter() - start) * 1000.0
+                prev_total_ms = total_ms
         except ConnectionClosed:
             pass
         finally:
@@ -220,6 +198,48 @@ class PolicyServer:
             self._connections -= 1
             self.batching.batcher.notify()  # one connection fewer that could join a batch
             log.info("connection from %s closed", ws.remote_address)
+
+    async def _reply(
+        self,
+        ws: AdmittedConnection,
+        packer: msgpack.Packer,
+        message: bytes | str,
+        closed: asyncio.Future,
+        prev_total_ms: float | None,
+    ) -> float | None:
+        """Answers one message: how long that took in ms (openpi's `prev_total_ms` in the next reply), or None when
+        the connection ends (a bad request, the policy's failure, the server stopping, or the client gone)."""
+        start = time.perf_counter()
+        self._waiting += 1
+        try:
+            outcome = await self._answer(message, closed)
+            self.admission.release_message(ws, len(message))
+            del message
+            if not isinstance(outcome, Reply):
+                await self._refuse(ws, outcome)
+                return None
+            return await self._send_reply(ws, packer, outcome, start, prev_total_ms)
+        finally:
+            self._waiting -= 1
+
+    @staticmethod
+    async def _send_reply(
+        ws: AdmittedConnection,
+        packer: msgpack.Packer,
+        outcome: Reply,
+        start: float,
+        prev_total_ms: float | None,
+    ) -> float:
+        timing = {"infer_ms": (time.perf_counter() - start) * 1000.0, "batch_size": outcome.batch_size}
+        if prev_total_ms is not None:
+            timing["prev_total_ms"] = prev_total_ms
+        reply = {
+            "actions": outcome.actions,
+            "server_timing": timing,
+            "policy_timing": {"infer_ms": outcome.policy_ms},
+        }
+        await ws.send(packer.pack(reply))
+        return (time.perf_counter() - start) * 1000.0
 
     async def _answer(
         self, message: bytes | str, closed: asyncio.Future
