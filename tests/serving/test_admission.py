@@ -57,6 +57,20 @@ def test_stalled_handshakes_do_not_lock_out_a_good_client(attacker):
                 sock.close()
 
 
+def test_at_the_cap_a_newcomer_replaces_the_oldest_stalled_handshake():
+    """Four stalled connections from four addresses fill a 4-connection server: a good client takes the place of
+    the oldest of them, which the server closes."""
+    with ServerThread(local_server(ZeroPolicy(7), max_connections=4)) as srv:
+        stalled = [stalled_connection(srv.port, f"127.0.0.{2 + i}") for i in range(4)]
+        try:
+            wait_until(lambda: srv.server.admission.arrived == 4)
+            assert good_client(srv.url) == (10, 7)
+            assert srv.server.admission.evicted == 1 and closed_by_peer(stalled[0])
+        finally:
+            for sock in stalled:
+                sock.close()
+
+
 def test_per_address_share():
     """An address with its share of established connections gets HTTP 503; another address is still served."""
     with ServerThread(local_server(ZeroPolicy(7), max_connections_per_address=2)) as srv:
