@@ -61,7 +61,7 @@ class ScriptedServer:
 
     def __enter__(self):
         self._thread.start()
-        self._ready.wait(10)
+        self._ready.wait(CEILING_S)
         return self
 
     def __exit__(self, *exc):

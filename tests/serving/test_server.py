@@ -69,7 +69,7 @@ def echo_server():
 
 
 def test_healthz_and_metadata_frame(echo_server):
-    with urllib.request.urlopen(f"http://127.0.0.1:{echo_server.port}/healthz", timeout=5) as resp:
+    with urllib.request.urlopen(f"http://127.0.0.1:{echo_server.port}/healthz", timeout=CEILING_S) as resp:
         assert resp.status == 200 and resp.read() == b"OK\n"
     ws, metadata = open_client(echo_server.url)
     ws.close()
@@ -217,7 +217,7 @@ def test_policy_exception_sends_traceback_then_1011():
         text = expect_error_frame(ws, packb(libero_obs(0)), "deliberate failure inside the policy")
         assert "Traceback" in text
         # The server itself is fine.
-        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=5) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=CEILING_S) as resp:
             assert resp.status == 200
 
 
@@ -231,7 +231,7 @@ def test_api_key_required():
         with ws:
             assert ask(ws, libero_obs(0))["actions"].shape == (10, 7)
         # Health checks need no key.
-        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=5) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=CEILING_S) as resp:
             assert resp.status == 200
 
 
@@ -253,7 +253,7 @@ def test_binds_loopback_by_default():
     # Control: bound to all interfaces, the same address does answer.
     with (
         ServerThread(local_server(ZeroPolicy(7), host="0.0.0.0")) as srv,
-        urllib.request.urlopen(f"http://{ip}:{srv.port}/healthz", timeout=5) as resp,
+        urllib.request.urlopen(f"http://{ip}:{srv.port}/healthz", timeout=CEILING_S) as resp,
     ):
         assert resp.status == 200
 
@@ -324,6 +324,7 @@ def test_bad_request_in_a_batch_fails_alone():
             assert info.value.rcvd.code == 1011
             assert ask(good, {**libero_obs(3), SEED_FIELD: 13})["actions"].shape == (10, 7)  # still served
     assert policy.calls[:3] == [2, 1, 1]  # batched together, then each alone
+    assert unpackb(reply)["server_timing"]["batch_size"] == 2  # the size of the call that settled it
     want = EchoPolicy().infer([PolicyRequest(libero_obs(1), "", 11, 7)])[0]
     np.testing.assert_array_equal(unpackb(reply)["actions"], want)
 
@@ -336,7 +337,7 @@ def test_connection_cap():
             open_client(srv.url)
         assert info.value.response.status_code == 503
         assert b"limit of 2 connections" in info.value.response.body
-        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=5) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=CEILING_S) as resp:
             assert resp.status == 200  # health checks still answered
         first.close()
         wait_until(lambda: len(srv.server.admission.open) <= 1)
