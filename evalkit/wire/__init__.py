@@ -15,8 +15,9 @@ from __future__ import annotations
 SEED_FIELD = "__evalkit_seed__"
 # The episode id (`EpisodeSpec.episode_id`), for logs, stateful policies and recognising a retried request:
 EPISODE_ID_FIELD = "__evalkit_episode__"
-# The largest seed a request may carry: msgpack's largest unsigned integer. (Run seeds, `core.protocol.MAX_SEED`,
-# stay below 2**63 because numpy and torch seeds are int64; per-request seeds derived from them do too.)
+# The largest seed a request may carry: msgpack's largest unsigned integer. (A protocol's run seed, checked in
+# `evalkit.core.protocol`, stays below 2**63 because numpy and torch seeds are int64; request seeds derived from it
+# do too.)
 MAX_REQUEST_SEED = 2**64 - 1
 
 DEFAULT_MAX_SIZE = 64 * 2**20  # bytes per message
