@@ -319,3 +319,30 @@ def test_server_batches_one_request_per_connection():
     assert echo.batch_sizes == [8]
     for a, b in zip(got, EchoPolicy().infer(requests), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_eval_with_a_key_on_the_command_line_says_to_use_the_variable():
+    """The key shows in ps while `evalkit eval` runs: one line says so; the key itself is never printed."""
+    import subprocess
+    import sys
+
+    key = "canary-Zq81-eval-key"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evalkit.cli",
+            "eval",
+            "--suite",
+            "no-such-suite",
+            "--policy",
+            "ws://127.0.0.1:9",
+        ]
+        + ["--api-key", key],
+        capture_output=True,
+        text=True,
+        timeout=CEILING_S,
+    )
+    notes = [line for line in run.stderr.splitlines() if line.startswith("evalkit eval: note:")]
+    assert len(notes) == 1 and "EVALKIT_API_KEY" in notes[0]
+    assert key not in run.stderr + run.stdout and run.returncode == 2
