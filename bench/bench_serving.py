@@ -8,12 +8,16 @@ time; requests/s and p50/p99 latency per N. Also the `ws://` adapter (`RemotePol
 Part 2: a small pi0.5 (`evalkit.models.pi05.Pi05Model`, random weights): B requests in one `infer` call vs B
 separate calls, in process and through the server (`--max-batch B` vs `--max-batch 1`, B concurrent clients).
 
-`--flood` instead: the server's peak memory while N clients each send one huge frame at once (raw sockets, so the
-clients themselves hold 1 MB each), e.g. 16 x 120 MB. `--server-src DIR` runs the server from another checkout
-(e.g. the code before a change) for a side-by-side comparison:
+`--flood` instead: the server's peak memory while N clients each send one huge frame at once (raw sockets sharing
+one payload): zeros (`garbage`, refused once parsed) or a valid observation with a large extra array
+(`observation`, decoded and held until answered). `--slowloris N` instead: N connections that send half an HTTP
+request and stall (from 127.0.0.1, the good clients' own address, and from 127.0.0.2), then three good clients.
+`--server-src DIR` runs the server from another checkout (e.g. the code before a change) for a side-by-side
+comparison; `--serve-args ...` (last) passes flags to `evalkit serve`:
 
-    .venv/bin/python bench/bench_serving.py --flood --flood-mb 120 60
-    .venv/bin/python bench/bench_serving.py --flood --flood-mb 120 60 --server-src ../old-checkout
+    .venv/bin/python bench/bench_serving.py --flood --flood-mb 120 60 30
+    .venv/bin/python bench/bench_serving.py --flood --flood-mb 7 3 --serve-args --max-size 8388608 --max-buffered 33554432
+    .venv/bin/python bench/bench_serving.py --slowloris 300 --server-src ../old-checkout
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import numpy as np
 
 from evalkit.core.embodiment import EMBODIMENTS
 from evalkit.core.policy import PolicyMeta, PolicyRequest
-from evalkit.wire import SEED_KEY
+from evalkit.wire import SEED_FIELD
 from evalkit.wire.msgpack_numpy import packb, unpackb
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,7 +95,7 @@ async def _client_loop(
 
 def measure_clients(url: str, n: int, seconds: float, warmup: float = 0.5) -> tuple[float, float, float]:
     """n concurrent connections for `seconds` (after `warmup`): requests/s, p50 ms, p99 ms."""
-    payloads = [packb({**libero_obs(i), SEED_KEY: i}) for i in range(8)]
+    payloads = [packb({**libero_obs(i), SEED_FIELD: i}) for i in range(8)]
     lat: list[float] = []
 
     async def main() -> None:
@@ -213,6 +217,7 @@ class SmallPi05Policy:
 
 def batching_gain(batches: list[int], repeats: int) -> None:
     from evalkit.policies.remote import RemotePolicy
+    from evalkit.serving.config import ServeConfig
     from evalkit.serving.server import PolicyServer, ServerThread
 
     policy = SmallPi05Policy()
@@ -248,7 +253,7 @@ def batching_gain(batches: list[int], repeats: int) -> None:
     )
     print("|---|---|---|---|---|")
     for b in batches:
-        one, many = (PolicyServer(policy, port=0, max_batch=m, max_wait_ms=5) for m in (1, b))
+        one, many = (PolicyServer(policy, ServeConfig(port=0, max_batch=m, max_wait_ms=5)) for m in (1, b))
         with (
             ServerThread(one) as srv_one,
             ServerThread(many) as srv_many,
@@ -257,12 +262,15 @@ def batching_gain(batches: list[int], repeats: int) -> None:
         ):
             c_one.infer(reqs[:b])  # warm-up, opens b connections each
             c_many.infer(reqs[:b])
-            before = (one.batches, many.batches)
+            before = (one.stats().batches, many.stats().batches)
             t_one, t_many = [], []
             for _ in range(repeats):
                 t_one.append(_timed(lambda b=b: c_one.infer(reqs[:b])))
                 t_many.append(_timed(lambda b=b: c_many.infer(reqs[:b])))
-            calls = ((one.batches - before[0]) / repeats, (many.batches - before[1]) / repeats)
+            calls = (
+                (one.stats().batches - before[0]) / repeats,
+                (many.stats().batches - before[1]) / repeats,
+            )
         _row(b, t_one, t_many, f" {calls[0]:.0f} / {calls[1]:.1f} |")
 
 
@@ -286,7 +294,7 @@ def zero_policy_tables(args: argparse.Namespace, max_wait: float) -> None:
     proc, url, log = start_server(*serve_args, src=args.server_src.resolve())
     try:
         print(f"\n## Zero policy, `evalkit serve {' '.join(serve_args)}` (subprocess, loopback)")
-        size = len(packb({**libero_obs(0), SEED_KEY: 0}))
+        size = len(packb({**libero_obs(0), SEED_FIELD: 0}))
         reply = len(packb({"actions": np.zeros((10, 7), np.float32)}))
         print(
             f"LIBERO-sized requests (2 x 224x224x3 uint8 + state + prompt): {size} bytes; reply {reply} bytes; "
@@ -323,69 +331,171 @@ def _rss_mb(pid: int, field: str) -> float:
     raise RuntimeError(f"no {field} for {pid}")
 
 
-def _flood_client(port: int, nbytes: int, outcomes: list[str], start: threading.Barrier) -> None:
-    """One websocket client (RFC 6455 by hand) that sends a single binary frame of `nbytes` zeros, 1 MiB at a time."""
-    sent = 0
+class _RawClient:
+    """A websocket client by hand (RFC 6455), so that nothing but the socket holds what it sends."""
+
+    def __init__(self, port: int, source: str = "127.0.0.1"):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60, source_address=(source, 0))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        self.pending = self._read_until(b"\r\n\r\n")
+        status = self.pending.split(b"\r\n", 1)[0].decode(errors="replace")
+        self.pending = self.pending.split(b"\r\n\r\n", 1)[1]
+        if " 101 " not in status:
+            self.sock.close()
+            raise ConnectionError(f"refused ({status or 'closed'})")
+
+    def _read_until(self, marker: bytes) -> bytes:
+        data = b""
+        while marker not in data:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+
+    def _read_exact(self, n: int) -> bytes:
+        while len(self.pending) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.pending += chunk
+        data, self.pending = self.pending[:n], self.pending[n:]
+        return data
+
+    def read_frame(self) -> int:
+        """The next frame's opcode (its payload is skipped)."""
+        head = self._read_exact(2)
+        n = head[1] & 0x7F
+        if n >= 126:
+            n = int.from_bytes(self._read_exact(2 if n == 126 else 8), "big")
+        self._read_exact(n)
+        return head[0] & 0x0F
+
+    def send_frame(self, payload: bytes) -> int:
+        """One binary frame, 1 MiB at a time; how many payload bytes went out before an error, if one occurs."""
+        # FIN + binary opcode; mask bit + 64-bit length; a zero masking key leaves the payload as it is.
+        self.sock.sendall(bytes([0x82, 0x80 | 127]) + len(payload).to_bytes(8, "big") + b"\0\0\0\0")
+        view, self.sent = memoryview(payload), 0
+        while self.sent < len(payload):
+            self.sock.sendall(view[self.sent : self.sent + (1 << 20)])
+            self.sent = min(len(payload), self.sent + (1 << 20))
+        return self.sent
+
+
+def _flood_client(port: int, payload: bytes, outcomes: list[str], start: threading.Barrier) -> None:
+    """One client that sends `payload` as a single frame; what became of it."""
+    client = None
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-            key = base64.b64encode(os.urandom(16)).decode()
-            sock.sendall(
-                f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-            )
-            response = b""
-            while b"\r\n\r\n" not in response:
-                data = sock.recv(4096)
-                if not data:
-                    break
-                response += data
-            status = response.split(b"\r\n", 1)[0].decode(errors="replace")
-            if " 101 " not in status:
-                outcomes.append(f"refused ({status})")
-                return
+        client = _RawClient(port)
+        with client.sock:
+            client.read_frame()  # the metadata
             start.wait(30)
-            # FIN + binary opcode; mask bit + 64-bit length; a zero masking key leaves the payload as it is.
-            sock.sendall(bytes([0x82, 0x80 | 127]) + nbytes.to_bytes(8, "big") + b"\0\0\0\0")
-            chunk = bytes(1 << 20)
-            while sent < nbytes:
-                n = min(len(chunk), nbytes - sent)
-                sock.sendall(chunk if n == len(chunk) else chunk[:n])
-                sent += n
-            sock.settimeout(30)
-            while sock.recv(65536):  # the server's answer (an error frame and a close), until it closes
-                pass
-            outcomes.append("sent whole")
+            client.send_frame(payload)
+            client.sock.settimeout(30)
+            opcode = client.read_frame()
+            outcomes.append({2: "answered", 1: "error frame", 8: "closed"}.get(opcode, f"opcode {opcode}"))
     except OSError as exc:
-        outcomes.append(f"cut after {sent >> 20} MiB ({type(exc).__name__})")
+        sent = getattr(client, "sent", None)
+        outcomes.append(f"refused ({exc})" if sent is None else f"cut after {sent >> 20} MiB")
 
 
-def flood(clients: int, frame_mb: int, src: Path) -> None:
-    proc, url, log = start_server("--policy", "zero", src=src)
+def flood_payload(kind: str, nbytes: int) -> bytes:
+    """`garbage`: zeros (refused once parsed); `observation`: a valid LIBERO observation with an extra array, which
+    the server decodes and holds until it is answered."""
+    if kind == "garbage":
+        return bytes(nbytes)
+    small = len(packb(libero_obs(0)))
+    return packb({**libero_obs(0), "extra": np.zeros(max(0, nbytes - small - 64), np.uint8)})
+
+
+def flood_once(args: argparse.Namespace, payload: bytes) -> tuple[float, list[str], bool]:
+    """One flood against a fresh server: its memory growth (peak RSS - RSS before) in MiB, the clients' outcomes,
+    and whether it survived."""
+    proc, url, log = start_server("--policy", "zero", *args.serve_args, src=args.server_src.resolve())
     try:
         port = int(url.rsplit(":", 1)[1])
         time.sleep(0.5)
         base = _rss_mb(proc.pid, "VmRSS")
         outcomes: list[str] = []
-        barrier = threading.Barrier(clients)
+        barrier = threading.Barrier(args.flood_clients)
         threads = [
-            threading.Thread(target=_flood_client, args=(port, frame_mb << 20, outcomes, barrier))
-            for _ in range(clients)
+            threading.Thread(target=_flood_client, args=(port, payload, outcomes, barrier))
+            for _ in range(args.flood_clients)
         ]
-        t0 = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join(120)
-        elapsed = time.perf_counter() - t0
-        peak = _rss_mb(proc.pid, "VmHWM")
-        alive = proc.poll() is None
-        summary = ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes)))
-        print(
-            f"| {src} | {clients} x {frame_mb} MiB | {base:.0f} | {peak:.0f} | {peak - base:.0f} | "
-            f"{(peak - base) / clients:.1f} | {elapsed:.1f} | {'yes' if alive else 'NO'} | {summary} |",
-            flush=True,
-        )
+        return _rss_mb(proc.pid, "VmHWM") - base, outcomes, proc.poll() is None
     finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def buffered_cap_mib(serve_args: list[str]) -> float:
+    """The server's --max-buffered as its flags set it (default: 256 MiB, or 4 x --max-size if larger)."""
+    flags = dict(zip(serve_args[::2], serve_args[1::2], strict=False))
+    max_size = int(flags.get("--max-size", 64 << 20))
+    return int(flags.get("--max-buffered", max(256 << 20, 4 * max_size))) / 2**20
+
+
+def flood(args: argparse.Namespace, frame_mb: float, kind: str) -> None:
+    payload = flood_payload(kind, int(frame_mb * 2**20))
+    runs = [flood_once(args, payload) for _ in range(args.flood_runs)]
+    growth = [g for g, _, _ in runs]
+    outcomes = [o for _, run, _ in runs for o in run]
+    cap = buffered_cap_mib(args.serve_args)
+    summary = ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes)))
+    print(
+        f"| {args.server_src.name} | {args.flood_clients} x {frame_mb:g} MiB {kind} | {cap:.0f} | "
+        f"{np.median(growth):.0f} | {max(growth):.0f} | {max(growth) / cap:.2f} | "
+        f"{sum(alive for _, _, alive in runs)}/{len(runs)} | {summary} |",
+        flush=True,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ slow-loris
+
+
+def _good_client(url: str) -> str:
+    """One openpi-style client: connect, read the metadata, send one request; its outcome and how long it took."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    t0 = time.perf_counter()
+    try:
+        with connect(url, compression=None, max_size=None, open_timeout=30) as ws:
+            ws.recv(timeout=30)
+            ws.send(packb({**libero_obs(0), SEED_FIELD: 0}))
+            ws.recv(timeout=30)
+    except InvalidStatus as exc:
+        return f"HTTP {exc.response.status_code} after {time.perf_counter() - t0:.2f} s"
+    except (OSError, TimeoutError) as exc:
+        return f"{type(exc).__name__} after {time.perf_counter() - t0:.2f} s"
+    return f"answered in {time.perf_counter() - t0:.2f} s"
+
+
+def slowloris(args: argparse.Namespace, source: str) -> None:
+    """N connections from `source` that send half an HTTP request and stall, then good clients from 127.0.0.1."""
+    proc, url, log = start_server("--policy", "zero", *args.serve_args, src=args.server_src.resolve())
+    sockets = []
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        for _ in range(args.slowloris):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+            sock.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode())
+            sockets.append(sock)
+        time.sleep(0.5)  # the server has taken them all in
+        good = [_good_client(url) for _ in range(3)]
+        print(f"| {args.server_src.name} | {args.slowloris} from {source} | {'; '.join(good)} |", flush=True)
+    finally:
+        for sock in sockets:
+            sock.close()
         proc.terminate()
         proc.wait(10)
         log.close()
@@ -406,22 +516,50 @@ def main() -> None:
         "--flood", action="store_true", help="only measure memory under a flood of huge frames"
     )
     parser.add_argument("--flood-clients", type=int, default=16)
-    parser.add_argument("--flood-mb", type=int, nargs="+", default=[120], help="frame size(s) in MiB")
     parser.add_argument(
-        "--server-src", type=Path, default=REPO, help="checkout whose evalkit serves (--flood)"
+        "--flood-runs", type=int, default=3, help="floods per row, each against a fresh server"
+    )
+    parser.add_argument("--flood-mb", type=float, nargs="+", default=[120], help="frame size(s) in MiB")
+    parser.add_argument(
+        "--flood-kind", nargs="+", choices=("garbage", "observation"), default=["garbage", "observation"]
+    )
+    parser.add_argument(
+        "--slowloris", type=int, default=0, help="only: N stalled half-open connections, then good clients"
+    )
+    parser.add_argument(
+        "--slowloris-from", nargs="+", default=["127.0.0.1", "127.0.0.2"], help="their source address(es)"
+    )
+    parser.add_argument(
+        "--server-src", type=Path, default=REPO, help="checkout whose evalkit serves (--flood, --slowloris)"
+    )
+    parser.add_argument(
+        "--serve-args", nargs=argparse.REMAINDER, default=[], help="(last) flags for `evalkit serve`"
     )
     args = parser.parse_args()
 
+    serve = " ".join(["evalkit serve --policy zero", *args.serve_args])
+    if args.slowloris:
+        print(
+            f"\n## Slow-loris: `{serve}`, N stalled half-open connections, then 3 good clients from 127.0.0.1"
+        )
+        print("| server source | half-open connections | good clients |")
+        print("|---|---|---|")
+        for source in args.slowloris_from:
+            slowloris(args, source)
+        return
     if args.flood:
+        print(f"\n## Flood: `{serve}`, N raw clients each sending one frame at once")
         print(
-            "\n## Flood: `evalkit serve --policy zero` (defaults), N raw clients each sending one frame at once"
+            f"Memory growth = peak RSS - RSS before, in MiB, over {args.flood_runs} runs (a fresh server each);"
+            " clients' outcomes summed over the runs."
         )
         print(
-            "| server source | frames | RSS before MiB | peak RSS MiB | peak - before | per client | s | alive | clients |"
+            "| server source | frames | cap MiB | growth median | growth max | max / cap | alive | clients |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
         for mb in args.flood_mb:
-            flood(args.flood_clients, mb, args.server_src.resolve())
+            for kind in args.flood_kind:
+                flood(args, mb, kind)
         return
 
     for max_wait in args.max_wait_ms:

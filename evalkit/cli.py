@@ -52,6 +52,10 @@ def eval_main(args: argparse.Namespace) -> int:
     from evalkit.trackers.log import log_run
 
     policy = dataclass_from_arguments(PolicyOptions, args)
+    if policy.api_key is not None:
+        from evalkit.wire.auth import hint_if_key_on_command_line
+
+        hint_if_key_on_command_line("eval")
     config = dataclass_from_arguments(EvalConfig, args, suite=args.suite, policy=policy)
     tracking = dataclass_from_arguments(TrackerOptions, args)
     trackers = check_trackers(

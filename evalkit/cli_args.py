@@ -1,7 +1,8 @@
 """Command-line flags generated from config dataclasses, so that each default and help text lives in one place.
 
 A dataclass field becomes a flag when its metadata carries one (`evalkit.core.flags.flag`); its default is the
-field's default, `--help` shows it, and fields that name a group are listed under that heading.
+field's default, `--help` shows it (unless the help text already speaks of it), and fields that name a group are
+listed under that heading.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ def add_dataclass_arguments(
         group = groups[heading]
         kwargs: dict[str, Any] = dict(meta["argparse"])
         help_text = meta["help"]
-        if f.default is not dataclasses.MISSING and kwargs.get("action") not in ("store_true", "store_false"):
+        switch = kwargs.get("action") in ("store_true", "store_false")
+        if f.default is not dataclasses.MISSING and not switch:
             kwargs["default"] = f.default
-            if f.default is not None:
-                help_text += f" (default: {shown_default(f.default)})"
+        if f.default is not dataclasses.MISSING and "default" not in help_text:
+            # a switch (--compile, --no-trim) is off unless given, whatever the field it sets
+            help_text += f" (default: {'off' if switch else shown_default(f.default)})"
         if meta["flag"].startswith("-"):
             kwargs["dest"] = f.name
         elif meta["flag"] != f.name:
@@ -41,7 +44,12 @@ def add_dataclass_arguments(
 
 
 def shown_default(value: Any) -> str:
-    """A default as `--help` shows it: a sequence as its items, space-separated, as they are typed."""
+    """A default as `--help` shows it: switches as on/off, an unset value as none, a sequence as its items,
+    space-separated, as they are typed."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "none"
     if isinstance(value, list | tuple):
         return " ".join(str(v) for v in value)
     return str(value)

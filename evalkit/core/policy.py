@@ -137,7 +137,9 @@ class PolicyOptions:
     api_key: str | None = field(
         default=None,
         metadata=flag(
-            "--api-key", "API key of a remote policy server (or set EVALKIT_API_KEY); never stored"
+            "--api-key",
+            "API key of a remote policy server; never stored (default: $EVALKIT_API_KEY, which unlike this flag "
+            "does not show in ps)",
         ),
     )
     timeout_s: float | None = field(

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -32,14 +31,21 @@ import numpy as np
 
 from evalkit.core.embodiment import EMBODIMENTS
 from evalkit.core.errors import EvalkitError
-from evalkit.core.policy import PolicyMeta, PolicyOptions, PolicyRequest, PolicyUnavailableError
-from evalkit.wire import DEFAULT_MAX_SIZE, EPISODE_KEY, SEED_KEY
+from evalkit.core.policy import PolicyOptions, PolicyRequest, PolicyUnavailableError
+from evalkit.wire import DEFAULT_MAX_SIZE, EPISODE_ID_FIELD, SEED_FIELD
+from evalkit.wire.auth import auth_headers, key_from_environment
+from evalkit.wire.metadata import (
+    describe_identity,
+    metadata_str,
+    served_identity,
+    served_latency_s,
+    served_policy_meta,
+)
 
 log = logging.getLogger("evalkit.remote")
 
 __all__ = ["PolicyUnavailableError", "RemotePolicy", "RemotePolicyError", "make_remote_policy"]
 
-API_KEY_ENV = "EVALKIT_API_KEY"  # read when no key is given, as `evalkit serve` does
 MIN_TIMEOUT_S = 60.0
 TIMEOUT_FACTOR = 4.0
 
@@ -87,7 +93,7 @@ class RemotePolicy:
         self.retries = retries
         self.backoff_s = backoff_s
         self.max_size = max_size
-        self._headers = {"Authorization": f"Api-Key {api_key}"} if api_key else None
+        self._headers = auth_headers(api_key)
         self._max_connections = max_connections
         self._idle: list[Any] = []  # open connections not in use (only touched from the loop thread)
         self._open: set[Any] = set()
@@ -102,23 +108,13 @@ class RemotePolicy:
         except BaseException:
             self.close()
             raise
-        served = _metadata_str(self.metadata, "policy")
-        self.meta = PolicyMeta(
-            name=f"remote:{served or url}",
-            fingerprint=_metadata_str(self.metadata, "fingerprint") or f"remote:{url}",
-            cameras=_metadata_cameras(self.metadata, embodiment),
-            image_size=_metadata_size(self.metadata),
-            action_dim=action_dim,
-            embodiment=_metadata_str(self.metadata, "embodiment"),  # None (any) from openpi's servers
-            action_mode=_metadata_str(self.metadata, "action_mode"),
-            provenance=_metadata_provenance(self.metadata),
-        )
+        self.meta = served_policy_meta(self.metadata, url, embodiment, action_dim)
         log.info(
             "policy server %s serves %s (fingerprint %s, %s); request timeout %.0f s",
             url,
-            served or "an unnamed policy",
+            metadata_str(self.metadata, "policy") or "an unnamed policy",
             self.meta.fingerprint,
-            _metadata_str(self.metadata, "embodiment") or "embodiment not stated",
+            self.meta.embodiment or "embodiment not stated",
             self.timeout_s,
         )
 
@@ -149,7 +145,7 @@ class RemotePolicy:
 
     def _check_served(self, metadata: dict) -> None:
         """Refuse a server that serves another embodiment, or fewer action dims, than the suite needs."""
-        served = _metadata_str(metadata, "embodiment")
+        served = metadata_str(metadata, "embodiment")
         if served is not None and served != self.embodiment:
             raise EvalkitError(
                 f"policy server {self.url} serves {served} observations but the suite is {self.embodiment}: "
@@ -165,7 +161,7 @@ class RemotePolicy:
         """From a fresh metadata frame: the per-request timeout, unless fixed by the caller."""
         if self.fixed_timeout_s is not None:
             return
-        measured_s = _metadata_latency_s(metadata)
+        measured_s = served_latency_s(metadata)
         timeout = max(self.min_timeout_s, TIMEOUT_FACTOR * measured_s) if measured_s else self.min_timeout_s
         if timeout > self.timeout_s:
             log.info(
@@ -288,8 +284,8 @@ class RemotePolicy:
         from evalkit.wire import msgpack_numpy
 
         obs = dict(request.obs)
-        obs[SEED_KEY] = int(request.seed)
-        obs[EPISODE_KEY] = request.episode_id
+        obs[SEED_FIELD] = int(request.seed)
+        obs[EPISODE_ID_FIELD] = request.episode_id
         try:
             payload = msgpack_numpy.packb(obs)
         except (TypeError, ValueError) as exc:
@@ -307,12 +303,13 @@ class RemotePolicy:
             conn = self._idle.pop()
         else:
             conn, metadata = await self._connect()
-            now, was = _identity(metadata), _identity(self.metadata)
+            now, was = served_identity(metadata), served_identity(self.metadata)
             if now != was:
                 await self._discard(conn)
                 raise _Rejected(
                     RemotePolicyError(
-                        f"policy server {self.url} now serves a different policy ({_show(now)}; was {_show(was)})"
+                        f"policy server {self.url} now serves a different policy ({describe_identity(now)}; "
+                        f"was {describe_identity(was)})"
                     )
                 )
 
@@ -361,63 +358,12 @@ class RemotePolicy:
             await self._discard(conn)
 
 
-def _metadata_str(metadata: dict, key: str) -> str | None:
-    value = metadata.get(key)
-    return value if isinstance(value, str) and value else None
-
-
 async def _within(awaitable, timeout_s: float, doing: str = ""):
     """`asyncio.wait_for`, whose TimeoutError says how long it waited."""
     try:
         return await asyncio.wait_for(awaitable, timeout_s)
     except TimeoutError:
         raise TimeoutError(f"timed out after {timeout_s:g} s{' ' + doing if doing else ''}") from None
-
-
-def _identity(metadata: dict) -> tuple:
-    return tuple(metadata.get(k) for k in ("policy", "fingerprint", "embodiment"))
-
-
-def _show(identity: tuple) -> str:
-    return ", ".join(
-        f"{k} {v!r}" for k, v in zip(("policy", "fingerprint", "embodiment"), identity, strict=True)
-    )
-
-
-def _metadata_provenance(metadata: dict) -> dict[str, str]:
-    value = metadata.get("provenance")
-    if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        return dict(value)
-    return {}
-
-
-def _metadata_cameras(metadata: dict, embodiment: str) -> tuple[str, ...]:
-    """The image keys the served policy reads (`evalkit serve` says; none = it needs no rendering), else all."""
-    value = metadata.get("cameras")
-    known = EMBODIMENTS[embodiment].cameras
-    if isinstance(value, list) and all(isinstance(c, str) and c in known for c in value):
-        return tuple(value)
-    return EMBODIMENTS[embodiment].policy_cameras
-
-
-def _metadata_latency_s(metadata: dict) -> float | None:
-    """The slowest policy call the server measured (warm-up or recent), in seconds; None if it says nothing."""
-    value = metadata.get("latency_ms")
-    if not isinstance(value, dict):
-        return None
-    times = [v for k in ("warmup", "max") if isinstance(v := value.get(k), int | float) and v > 0]
-    return max(times) / 1000.0 if times else None
-
-
-def _metadata_size(metadata: dict) -> tuple[int, int] | None:
-    value = metadata.get("image_size")
-    if (
-        isinstance(value, list | tuple)
-        and len(value) == 2
-        and all(isinstance(v, int) and v > 0 for v in value)
-    ):
-        return (int(value[0]), int(value[1]))
-    return None
 
 
 def _last_line(text: str) -> str:
@@ -431,6 +377,6 @@ def make_remote_policy(options: PolicyOptions) -> RemotePolicy:
         options.name,
         embodiment=options.embodiment,
         action_dim=options.action_dim or EMBODIMENTS[options.embodiment].action_dim,
-        api_key=options.api_key if options.api_key is not None else os.environ.get(API_KEY_ENV) or None,
+        api_key=options.api_key if options.api_key is not None else key_from_environment(),
         timeout_s=options.timeout_s,
     )

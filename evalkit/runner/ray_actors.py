@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.batching import validate_chunk
 from evalkit.core.episode import EpisodeSpec
 from evalkit.core.errors import EvalkitError
 from evalkit.core.policy import Observation, PolicyMeta, PolicyOptions, PolicyRequest, PolicyUnavailableError
 from evalkit.core.protocol import SuiteSpec
-from evalkit.runner.runner import validate_chunk
 from evalkit.runner.worker import EnvHost, Message
 
 

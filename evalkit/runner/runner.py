@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.batching import validate_chunk
 from evalkit.core.episode import EpisodeResult, EpisodeSpec
 from evalkit.core.errors import EvalkitError
 from evalkit.core.policy import Observation, Policy, PolicyRequest, PolicyUnavailableError
@@ -70,17 +71,6 @@ class Pending:
 
     def request(self, action_dim: int) -> PolicyRequest:
         return PolicyRequest(self.obs, self.spec.episode_id, self.spec.request_seed(self.call), action_dim)
-
-
-def validate_chunk(chunk: object, action_dim: int, episode_id: str) -> np.ndarray:
-    arr = np.asarray(chunk)
-    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] != action_dim:
-        raise EvalkitError(
-            f"policy returned actions of shape {arr.shape} for {episode_id}; expected (horizon, {action_dim})"
-        )
-    if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
-        raise EvalkitError(f"policy returned non-finite actions for {episode_id}")
-    return arr.astype(np.float64)
 
 
 class InferenceThread:

@@ -13,9 +13,9 @@ import pytest
 
 from evalkit.core.policy import PolicyRequest
 from evalkit.policies.simple import RandomPolicy
-from evalkit.serving.server import PolicyServer, ServerThread
+from evalkit.serving.server import ServerThread
 from evalkit.wire.msgpack_numpy import packb
-from tests.serving.wire_helpers import REPO, EchoPolicy, ServerProcess
+from tests.serving.wire_helpers import REPO, EchoPolicy, ServerProcess, local_server
 
 CLIENT_VENV = REPO / ".venv-openpi-client"
 CLIENT_PACKAGES = ["openpi-client==0.1.2", "typing_extensions"]
@@ -50,7 +50,7 @@ def client_run(openpi_python, tmp_path_factory) -> dict[str, np.ndarray]:
     """openpi's WebsocketClientPolicy against an in-process server (EchoPolicy) and `evalkit serve --policy random`."""
     out_path = tmp_path_factory.mktemp("openpi") / "out.npz"
     with (
-        ServerThread(PolicyServer(EchoPolicy(), port=0)) as echo,
+        ServerThread(local_server(EchoPolicy())) as echo,
         ServerProcess("--policy", "random") as rand,
     ):
         run = subprocess.run(

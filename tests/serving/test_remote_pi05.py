@@ -5,8 +5,8 @@ import numpy as np
 from evalkit.core.policy import PolicyOptions
 from evalkit.models.pi05.cli import make_tiny_checkpoint
 from evalkit.policies.registry import make_policy
-from evalkit.serving.server import PolicyServer, ServerThread
-from tests.serving.wire_helpers import libero_request
+from evalkit.serving.server import ServerThread
+from tests.serving.wire_helpers import libero_request, local_server
 
 
 def test_served_pi05_equals_in_process(tmp_path):
@@ -17,18 +17,20 @@ def test_served_pi05_equals_in_process(tmp_path):
     )
     try:
         want = [local.infer([r])[0] for r in requests]  # one at a time
-        with ServerThread(PolicyServer(local, port=0, max_wait_ms=200)) as srv:
+        with ServerThread(local_server(local, max_wait_ms=200)) as srv:
             remote = make_policy(PolicyOptions(name=srv.url, embodiment="libero", action_dim=7, timeout_s=60))
             try:
                 assert remote.meta.fingerprint == local.meta.fingerprint  # from the server's metadata
                 assert remote.meta.name == f"remote:{local.meta.name}"
                 assert remote.meta.image_size == local.meta.image_size
                 remote.infer([libero_request(i + 3) for i in range(3)])  # opens three pooled connections
-                before = srv.server.batches
+                before = srv.server.stats().batches
                 got = remote.infer(requests)
             finally:
                 remote.close()
-            assert srv.server.batches == before + 1  # the three concurrent requests shared one policy call
+            assert (
+                srv.server.stats().batches == before + 1
+            )  # the three concurrent requests shared one policy call
     finally:
         local.close()
     for a, b in zip(got, want, strict=True):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -16,14 +18,22 @@ from pathlib import Path
 import numpy as np
 
 from evalkit.core.embodiment import EMBODIMENTS
-from evalkit.core.policy import PolicyMeta, PolicyRequest
+from evalkit.core.policy import Policy, PolicyMeta, PolicyRequest
+from evalkit.serving.config import ServeConfig
+from evalkit.serving.server import PolicyServer
 
 REPO = Path(__file__).resolve().parents[2]
+CEILING_S = 60  # generous bounds on waits for observable state; no test relies on timing
 # `evalkit serve` as installed (the console script next to this interpreter), else the module itself.
 _CONSOLE = Path(sys.executable).with_name("evalkit")
 SERVE_COMMAND = (
     [str(_CONSOLE), "serve"] if _CONSOLE.exists() else [sys.executable, "-m", "evalkit.serving.cli"]
 )
+
+
+def local_server(policy: Policy, **config) -> PolicyServer:
+    """A PolicyServer of `policy` on loopback, on any free port unless `port` is given."""
+    return PolicyServer(policy, ServeConfig(**{"port": 0, **config}))
 
 
 def libero_obs(i: int, prompt: str = "put the bowl on the plate") -> dict:
@@ -89,7 +99,7 @@ class FailingPolicy:
 
 
 class SlowPolicy:
-    """Blocks every call until `release` is set (or 10 s pass); records the episode ids of each call."""
+    """Blocks every call until `release` is set (or CEILING_S pass); records the episode ids of each call."""
 
     def __init__(self):
         self.meta = PolicyMeta("slow", "none", action_dim=7)
@@ -100,7 +110,7 @@ class SlowPolicy:
     def infer(self, batch):
         self.calls.append([r.episode_id for r in batch])
         self.entered.set()
-        self.release.wait(10)
+        self.release.wait(CEILING_S)
         return [np.full((10, r.action_dim), r.seed % 1000, np.float32) for r in batch]
 
     def close(self) -> None:
@@ -181,7 +191,7 @@ class ServerProcess:
         self.log.seek(0)
         return self.log.read()
 
-    def wait_for_log(self, text: str, timeout: float = 10) -> None:
+    def wait_for_log(self, text: str, timeout: float = CEILING_S) -> None:
         deadline = time.monotonic() + timeout
         while text not in self.read_log():
             if time.monotonic() > deadline:
@@ -200,3 +210,89 @@ class ServerProcess:
         self.kill()
         self.proc.stdout.close()
         self.log.close()
+
+
+# ------------------------------------------------------------------ raw sockets (misbehaving clients)
+
+
+def stalled_connection(port: int, source: str = "127.0.0.1") -> socket.socket:
+    """A connection from `source` that sends half an HTTP request and stalls (slow-loris)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=CEILING_S, source_address=(source, 0))
+    sock.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode())
+    return sock
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the server has closed `sock` (reads until it does, or CEILING_S passes)."""
+    sock.settimeout(CEILING_S)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return False
+    return True
+
+
+class RawClient:
+    """A websocket client by hand (RFC 6455), so that nothing but the socket holds what it sends."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=CEILING_S)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        self.pending = b""
+        while b"\r\n\r\n" not in self.pending:
+            self.pending += self._recv()
+        self.pending = self.pending.split(b"\r\n\r\n", 1)[1]
+
+    def _recv(self) -> bytes:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionResetError("closed by the server")
+        return data
+
+    def _read(self, n: int) -> bytes:
+        while len(self.pending) < n:
+            self.pending += self._recv()
+        data, self.pending = self.pending[:n], self.pending[n:]
+        return data
+
+    def read_frame(self) -> int:
+        """The next frame's opcode (2: binary, 1: text, 8: close); its payload is skipped."""
+        head = self._read(2)
+        n = head[1] & 0x7F
+        if n >= 126:
+            n = int.from_bytes(self._read(2 if n == 126 else 8), "big")
+        self._read(n)
+        return head[0] & 0x0F
+
+    def send_frame(self, payload: bytes) -> bool:
+        """One binary frame, 1 MiB at a time (a zero masking key leaves the payload as it is); False if the
+        server cut the connection before all of it was sent."""
+        view = memoryview(payload)
+        try:
+            self.sock.sendall(bytes([0x82, 0x80 | 127]) + len(payload).to_bytes(8, "big") + b"\0\0\0\0")
+            for start in range(0, len(payload), 1 << 20):
+                self.sock.sendall(view[start : start + (1 << 20)])
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        return True
+
+
+def wait_until(condition, timeout: float = CEILING_S) -> None:
+    """Polls `condition` until it holds; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def server_side(srv, sock: socket.socket):
+    """The server's end (an `AdmittedConnection`) of the client socket `sock`, None once the server let it go."""
+    port = sock.getsockname()[1]
+    return next((c for c in srv.server.admission.open if c.remote_address[1] == port), None)
