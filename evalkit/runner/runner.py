@@ -110,6 +110,7 @@ class LocalRunner:
         self.suites = {s.name: s for s in suites}
         self.ctx = mp.get_context("spawn")
         self.workers: list[Worker] = []
+        self.batcher: DynamicBatcher | None = None  # the current run's
         # the batcher writes a byte here after each batch; the loop waits on it with the workers' pipes
         self._woken, self._wake = self.ctx.Pipe(duplex=False)
 
@@ -119,7 +120,7 @@ class LocalRunner:
         did). The workers stay up for the next run unless this one was interrupted."""
         n_workers = max(1, min(self.config.workers or 1, ledger.total))
         options = ledger.episode_options(policy.meta)
-        batcher = DynamicBatcher(
+        self.batcher = batcher = DynamicBatcher(
             policy,
             max(1, self.config.batch_size),
             BATCH_WAIT_MS / 1000,
@@ -141,6 +142,7 @@ class LocalRunner:
             interrupted = False
         finally:
             batcher.close(grace_s=0.0 if interrupted else 10.0)
+            self.batcher = None
             if interrupted:
                 self._stop_workers(interrupted=True)
         return ledger.finish()

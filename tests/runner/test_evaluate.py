@@ -114,6 +114,25 @@ def test_interrupted_run_resumes_only_missing_episodes(tmp_path):
     assert len(sessions) == 2 and sessions[1]["episodes_run"] == 4 - len(before)
 
 
+def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path):
+    """SIGTERM to the whole process group (as `timeout`, a batch scheduler or a service manager sends it): exit
+    143, no worker traceback, the session marked interrupted, and the same command resumes."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        _eval_cmd(run, "--workers", "2"), stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    _wait_for_rows(run, 1, proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    err = proc.stderr.read()
+    assert "stopping…" in err and "Traceback" not in err, err
+    assert read_manifest(run)["sessions"][-1]["status"] == "interrupted"
+    assert not (run / ".evalkit.lock").exists()
+    done = subprocess.run(_eval_cmd(run), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(r["init_state"] for r in read_rows(run)) == [0, 1, 2, 3]
+
+
 def test_a_second_ctrl_c_exits_at_once_without_worker_traces(tmp_path):
     """Both presses while the workers are still booting (where a worker used to print a KeyboardInterrupt trace)."""
     run = tmp_path / "run"
@@ -214,4 +233,5 @@ def test_video_at_control_rate_with_outcome_in_name(tmp_path):
     # the banner's red FAILURE text sits in the top rows of the held frames
     top = frames[-1, :14].astype(int)
     assert ((top[..., 0] > 150) & (top[..., 1] < 120)).any()
-    assert not list((run / "videos" / ".partial").iterdir())
+    assert not (run / "videos" / ".partial").exists()  # no empty folder left behind
+    assert not (run / ".evalkit.lock").exists()  # nor a lock naming a process that has ended
