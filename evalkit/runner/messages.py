@@ -3,7 +3,7 @@ across a cluster).
 
 runner -> local env worker (pipe):   RunEpisode | Actions | Abort | Stop
 env host -> runner:                  PolicyCall | EpisodeDone | SimCrashed  (and Aborted, after an Abort)
-Ray env actor -> driver (a stream):  Waiting | Stepping, then EpisodeDone | SimCrashed | PolicyFailed
+Ray env actor -> driver (a stream):  Waiting | Stepping, then EpisodeDone | SimCrashed | PolicyFailed | Aborted
 
 `PolicyFailed` is also how the local runner names a failed policy call, so both runners hand the ledger the same
 thing.
@@ -87,7 +87,7 @@ class Aborted:
 
 @dataclass(frozen=True)
 class Waiting:
-    """A Ray env actor is waiting on the policy (the watchdog does not time the policy)."""
+    """A Ray env actor is waiting on the policy: the watchdog does not time the policy, it pings the actor."""
 
 
 @dataclass(frozen=True)
@@ -119,4 +119,4 @@ class PolicyFailed:
 
 HostMessage = PolicyCall | EpisodeDone | SimCrashed
 WorkerMessage = HostMessage | Aborted
-ActorReport = Waiting | Stepping | EpisodeDone | SimCrashed | PolicyFailed
+ActorReport = Waiting | Stepping | EpisodeDone | SimCrashed | PolicyFailed | Aborted

@@ -10,8 +10,9 @@ Reuse across policies (`evalkit watch`): `RayBackend.load(options)` replaces the
 actors; each `run` names the replicas its episodes ask.
 
 Faults:
-- an env actor that dies (its node lost) or makes no progress for `episode_timeout_s`: its episode is retried on
-  a new actor, wherever the cluster places it, and stored once;
+- an env actor that dies (its node lost) or makes no progress for `episode_timeout_s` (while it waits on the
+  policy: does not answer a ping within that time): its episode is retried on a new actor, wherever the cluster
+  places it, and stored once;
 - a replica that dies: Ray restarts it and re-sends its in-flight requests (`max_restarts`/`max_task_retries`);
   the requests are seeded by the episode identity, so the answers are the same;
 - this machine's node marked dead, or the cluster silent for `CLUSTER_TIMEOUT_S`: one line, the run stops
@@ -204,9 +205,12 @@ class EnvSlot:
     ready: bool = False
     episode: EpisodeSpec | None = None
     last_task: tuple[str, int] | None = None
-    deadline: float | None = None  # it owes a report by then (None: idle, or waiting on the policy)
+    # it owes a report by then (or, while it waits on the policy, an answer to a ping)
+    deadline: float | None = None
     stream: Any = None  # the ObjectRefGenerator of the episode in progress
     aborting: bool = False  # asked to drop its episode: it ends with `Aborted` at its next policy call
+    waiting: bool = False  # waiting on the policy, whose time the watchdog does not count
+    ping: Any = None  # a `ready()` call in flight: a waiting actor must still answer it
 
 
 class RayRunner:
@@ -291,11 +295,8 @@ class RayRunner:
         except (RayError, StopIteration) as exc:
             self._replace(slot, ledger, f"env worker lost ({type(exc).__name__}; its node died?)")
             return
-        if isinstance(msg, Waiting):
-            slot.deadline = None  # the policy's time, which the watchdog does not count
-            return
-        if isinstance(msg, Stepping):
-            slot.deadline = self._deadline()
+        slot.waiting, slot.ping, slot.deadline = isinstance(msg, Waiting), None, self._deadline()
+        if isinstance(msg, Waiting | Stepping):
             return
         del self.waitables[slot.stream]
         slot.episode, slot.deadline, slot.stream, slot.aborting = None, None, None, False
@@ -320,9 +321,17 @@ class RayRunner:
         return time.monotonic() + self.config.episode_timeout_s
 
     def _watchdog(self, ledger: EpisodeLedger) -> None:
+        """An actor that owes a report past its deadline is replaced. One waiting on the policy is pinged instead:
+        if it answers, it is alive and the policy is slow (not the env's fault), and it gets another period."""
         now = time.monotonic()
         for slot in list(self.slots):
-            if slot.episode is not None and slot.deadline is not None and now > slot.deadline:
+            if slot.episode is None or slot.deadline is None or now <= slot.deadline:
+                continue
+            if slot.waiting and slot.ping is None:
+                slot.ping, slot.deadline = slot.actor.ready.remote(), self._deadline()
+            elif slot.waiting and ray.wait([slot.ping], timeout=0)[0]:
+                slot.ping, slot.deadline = None, self._deadline()
+            else:
                 reason = f"no progress for {self.config.episode_timeout_s:g} s (env worker hung or stopped)"
                 self._replace(slot, ledger, reason)
 
