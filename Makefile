@@ -33,6 +33,9 @@ RUN ?=
 BASE ?=
 NEW ?=
 RESULTS ?= results
+# experiment trackers for eval, e.g. LOG="tensorboard wandb" (each an optional extra, see README)
+LOG ?=
+HUB_DATASET ?=
 
 # How much of the protocol to run (default: all of it); `make demo` honours these too.
 LIMIT_ARGS := $(if $(EPISODES),--episodes-per-task $(EPISODES)) $(if $(TASKS),--tasks $(TASKS)) \
@@ -42,9 +45,10 @@ POLICY_ARGS := --policy $(POLICY) $(if $(CKPT),--checkpoint $(CKPT)) $(if $(CONF
 EVAL_ARGS := --suite $(SUITE) $(POLICY_ARGS) $(LIMIT_ARGS) \
 	$(if $(WORKERS),--workers $(WORKERS)) $(if $(BATCH),--batch-size $(BATCH)) $(if $(OUT),--out $(OUT)) \
 	$(if $(VIDEO),--video $(VIDEO)) $(if $(SEED),--seed $(SEED)) $(if $(PROTOCOL),--protocol $(PROTOCOL)) \
-	$(if $(RAY),--ray $(RAY)) $(if $(REPLICAS),--policy-replicas $(REPLICAS)) $(if $(GPUS),--gpus-per-replica $(GPUS))
+	$(if $(RAY),--ray $(RAY)) $(if $(REPLICAS),--policy-replicas $(REPLICAS)) $(if $(GPUS),--gpus-per-replica $(GPUS)) \
+	$(foreach tracker,$(LOG),--log $(tracker))
 
-.PHONY: setup eval test report leaderboard regress serve demo gpu-check clean-venv
+.PHONY: setup eval test report export leaderboard regress serve demo gpu-check clean-venv
 
 setup: $(VENV)/.installed
 
@@ -67,6 +71,10 @@ test: setup
 report: setup
 	@if [ -z "$(RUN)" ]; then echo "make report: set RUN=<run directory>, e.g. make report RUN=results/demo" >&2; exit 2; fi
 	$(BIN)/evalkit report $(RUN)
+
+export: setup
+	@if [ -z "$(RUN)" ]; then echo "make export: set RUN=<run directory> (and HUB_DATASET=<hub benchmark id> for .eval_results)" >&2; exit 2; fi
+	$(BIN)/evalkit export $(RUN) $(if $(HUB_DATASET),--hub-dataset $(HUB_DATASET))
 
 leaderboard: setup
 	$(BIN)/evalkit leaderboard $(RESULTS)

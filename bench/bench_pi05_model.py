@@ -11,12 +11,17 @@ attention (`gemma.grouped_query_attention`: float32 `scaled_dot_product_attentio
 used before (float32 logits and softmax, then a bfloat16 probs × V `torch.matmul`, kept below as
 `matmul_attention`), side by side in one run: bf16 ÷ fp32 time for each.
 
+Part 4 (`--trim`): the analytic FLOPs per observation of the full-size LIBERO and DROID configs, openpi's computation
+vs the trimmed prefix (`evalkit.models.pi05.model.trim_prefix`), then the reduced model's whole-sample CPU time
+trimmed vs untrimmed at each batch size, beside its FLOP ratio.
+
 Part 2 (`--full-size`, run it as its own process): the full ~3.3B-parameter model built on the meta device and
 materialised directly in bfloat16 with random weights; peak RSS vs parameter bytes (goal ≤ 1.05×), then one whole
 sample at batch 1 with a short prompt.
 
     .venv/bin/python bench/bench_pi05_model.py                 # part 1, batches 1,4,16
     .venv/bin/python bench/bench_pi05_model.py --full-size     # part 2
+    .venv/bin/python bench/bench_pi05_model.py --trim --batches 1,4   # part 4
     .venv/bin/python bench/bench_pi05_model.py --dtypes        # part 3
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python bench/bench_pi05_model.py --dtypes
                                                                # part 3 as on a CPU without bf16 instructions
@@ -57,10 +62,16 @@ def matmul_flops_per_s(n: int = 4096, repeats: int = 3) -> float:
     return 2 * n**3 / best
 
 
-def count_flops(c: Pi05Config, b: int) -> dict[str, float]:
-    """Analytic matmul FLOPs (2 per multiply-add) of the prefix pass, one denoising step, the whole sample."""
+def count_flops(
+    c: Pi05Config, b: int, slots: int | None = None, prompt_len: int | None = None
+) -> dict[str, float]:
+    """Analytic matmul FLOPs (2 per multiply-add) of the prefix pass, one denoising step, the whole sample.
+
+    `slots` image slots encoded and `prompt_len` prompt positions (default: all of them, openpi's computation; a
+    trimmed prefix encodes fewer, see `evalkit.models.pi05.model.trim_prefix`)."""
     v, g, e = c.siglip, c.paligemma, c.action_expert
-    p_img, n_img = v.num_patches, len(c.image_keys)
+    p_img = v.num_patches
+    n_img = len(c.image_keys) if slots is None else slots
     patch = p_img * (3 * v.patch_size**2) * v.width
     vit_layer = p_img * (4 * v.width**2 + 2 * v.width * v.mlp_dim) + 2 * p_img * p_img * v.width
     siglip = n_img * (patch + v.depth * vit_layer + p_img * v.width * v.out_dim)
@@ -72,7 +83,8 @@ def count_flops(c: Pi05Config, b: int) -> dict[str, float]:
     def attn(t: int, s: int) -> int:  # QKᵀ and PV
         return 2 * g.num_heads * t * s * g.head_dim
 
-    p, h = c.prefix_len, c.action_horizon
+    p = n_img * p_img + (c.max_token_len if prompt_len is None else prompt_len)
+    h = c.action_horizon
     prefix = siglip + g.depth * (proj(g.width, g.mlp_dim, p) + attn(p, p))
     step = g.depth * (proj(e.width, e.mlp_dim, h) + attn(h, p + h))
     step += (
@@ -84,6 +96,55 @@ def count_flops(c: Pi05Config, b: int) -> dict[str, float]:
     flops = {"prefix": 2.0 * b * prefix, "step": 2.0 * b * step}
     flops["whole"] = flops["prefix"] + c.num_steps * flops["step"]
     return flops
+
+
+# Prompt positions a trimmed prefix keeps (multiples of 32): LIBERO's instructions are 10-25 PaliGemma tokens
+# (pi05_libero has no state in the prompt); pi05_droid adds "Task: ..., State: <8 numbers>;\nAction: " (~40-60).
+TRIMMED_PROMPT = {"pi05_libero": 32, "pi05_droid": 64}
+
+
+def flop_table() -> list[dict[str, float | str]]:
+    """FLOPs per observation, openpi's computation (3 slots, 200 prompt positions) vs trimmed (2 slots: the right
+    wrist is always masked; the prompt cut to TRIMMED_PROMPT), full-size configs."""
+    from evalkit.models.pi05.checkpoint import NAMED_CONFIGS
+
+    rows = []
+    for name, prompt in TRIMMED_PROMPT.items():
+        training_config = NAMED_CONFIGS[name]
+        c = Pi05Config.full(
+            action_horizon=training_config.action_horizon, max_token_len=training_config.max_token_len
+        )
+        full, trimmed = count_flops(c, 1), count_flops(c, 1, slots=2, prompt_len=prompt)
+        rows.append(
+            {
+                "config": name,
+                "prefix_tokens": f"{c.prefix_len} -> {2 * c.siglip.num_patches + prompt}",
+                "prefix_gflop": full["prefix"] / 1e9,
+                "prefix_gflop_trimmed": trimmed["prefix"] / 1e9,
+                "whole_gflop": full["whole"] / 1e9,
+                "whole_gflop_trimmed": trimmed["whole"] / 1e9,
+            }
+        )
+    return rows
+
+
+def print_flop_table() -> None:
+    print("analytic FLOPs per observation, full-size pi0.5 (GFLOP; whole = prefix + 10 denoising steps)")
+    print(
+        "| config | prefix tokens | prefix | prefix trimmed | saved | whole sample | whole trimmed | saved |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in flop_table():
+        p, pt, w, wt = (
+            r["prefix_gflop"],
+            r["prefix_gflop_trimmed"],
+            r["whole_gflop"],
+            r["whole_gflop_trimmed"],
+        )
+        print(
+            f"| {r['config']} | {r['prefix_tokens']} | {p:,.0f} | {pt:,.0f} | {1 - pt / p:.0%} | {w:,.0f} | "
+            f"{wt:,.0f} | {1 - wt / w:.0%} |"
+        )
 
 
 def random_init_(model: Pi05Model, std: float = 0.02) -> Pi05Model:
@@ -249,6 +310,35 @@ def bench_attention_alone(c: Pi05Config, impls: dict, repeats: int) -> None:
         print(f"{label:<36} {row[0]:>11.0f} {row[1]:>11.0f}")
 
 
+def bench_trim(args: argparse.Namespace) -> None:
+    """Trimmed vs openpi's computation on the reduced model (real widths), LIBERO-like inputs (right wrist masked,
+    a prompt of --prompt-len tokens padded to max_token_len): process CPU time of one whole sample, min over
+    round-robin repeats, and the analytic FLOP ratio of the same model."""
+    c = reduced_config(args)
+    model = random_init_(Pi05Model(c).eval())
+    print(
+        f"trimmed vs untrimmed: reduced config ({args.layers} LLM layers, {args.vision_layers} SigLIP layers, "
+        f"real widths), prompt {args.prompt_len} of {c.max_token_len}, float32, torch threads {torch.get_num_threads()}"
+    )
+    print(f"{'B':>3} {'untrimmed CPU s':>16} {'trimmed CPU s':>14} {'time ratio':>11} {'FLOP ratio':>11}")
+    prompt = -(-args.prompt_len // 32) * 32
+    for b in args.batches:
+        x = make_inputs(c, b, args.prompt_len)
+        best = {True: float("inf"), False: float("inf")}
+        with torch.no_grad():
+            for repeat in range(args.repeats + 1):
+                for trim in (False, True):
+                    t = time.process_time()
+                    model.sample_actions(**x, trim=trim)
+                    if repeat:  # the first round is the warm-up
+                        best[trim] = min(best[trim], time.process_time() - t)
+        flops = count_flops(c, b, slots=2, prompt_len=prompt)["whole"] / count_flops(c, b)["whole"]
+        print(
+            f"{b:>3} {best[False]:>16.2f} {best[True]:>14.2f} {best[True] / best[False]:>11.3f} {flops:>11.3f}",
+            flush=True,
+        )
+
+
 def bench_full_size(args: argparse.Namespace) -> None:
     c = Pi05Config.full(action_horizon=args.horizon, max_token_len=args.max_token_len)
     rss0 = current_rss_bytes()
@@ -297,12 +387,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="timing repeats (min is reported)")
     ap.add_argument("--full-size", action="store_true", help="run part 2 (full 3.3B model in bf16) instead")
     ap.add_argument("--dtypes", action="store_true", help="run part 3 (fp32 vs bf16, two attentions) instead")
+    ap.add_argument(
+        "--trim", action="store_true", help="run part 4 (FLOP table; trimmed vs untrimmed CPU time) instead"
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.full_size:
         bench_full_size(args)
+    elif args.trim:
+        print_flop_table()
+        bench_trim(args)
     elif args.dtypes:
         bench_dtypes(args)
     else:

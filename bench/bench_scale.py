@@ -175,30 +175,41 @@ def projected_obs_per_s(envs: int, replicas: int, env_s: float, max_batch: int =
     return envs / (env_s + period)
 
 
-def projection(bare_obs_per_s: float) -> None:
-    """README table: episodes/h for openpi's LIBERO protocol from this machine's per-core env rate."""
-    env_s = 1 / bare_obs_per_s
+# Assumptions of the projection, stated because no device run exists yet (bench/device_check.py measures them):
+# the sampler's model FLOP utilisation at batch 64 in bf16, an H100 SXM's dense bf16 peak (data sheet), and one
+# observation's env cost on a GPU node: the measured LIBERO step x replan steps + two 224x224 cameras rendered by
+# EGL on the GPU (MuJoCo's hardware renderer: ~2 ms per camera, not this machine's software renderer).
+ASSUMED_MFU, H100_BF16_FLOPS, EGL_RENDER_MS = 0.4, 989e12, 4.0
+
+
+def projection(step_ms: float) -> None:
+    """README table: openpi's 2,000-episode LIBERO protocol on 1 and 8 H100s, trimmed and untrimmed, the policy's
+    cost from FLOPs per observation (bench/bench_pi05_model.py) at ASSUMED_MFU, envs as many as keep it busy."""
+    from bench_pi05_model import flop_table
+
+    row = next(r for r in flop_table() if r["config"] == "pi05_libero")
+    env_s = (5 * step_ms + EGL_RENDER_MS) / 1000  # replan_steps = 5 (openpi examples/libero/main.py)
     obs_per_episode = sum(m / 5 for m in OPENPI_MAX_STEPS) / len(
         OPENPI_MAX_STEPS
     )  # no early success: worst case
     print(
-        f"projection (openpi LIBERO, {OPENPI_EPISODES} episodes, {obs_per_episode:.0f} observations/episode at "
-        f"most, {env_s * 1000:.0f} ms of env per observation per core, pi0.5 modelled as {A_MS:g} + {B_MS:g} B ms):"
+        f"projection (openpi LIBERO, {OPENPI_EPISODES} episodes, {obs_per_episode:.0f} observations/episode at most; "
+        f"env {env_s * 1000:.0f} ms per observation per core = 5 steps x {step_ms:.1f} ms + {EGL_RENDER_MS:g} ms EGL; "
+        f"pi0.5 at MFU {ASSUMED_MFU:g} (assumed) of {H100_BF16_FLOPS / 1e12:.0f} TFLOP/s):"
     )
-    print("| cluster | env workers | policy replicas | observations/s | episodes/h | 2,000 episodes |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, nodes, gpus in (
-        ("1 node, 64 cores, 1 H100", 1, 1),
-        ("1 node, 64 cores, 8 H100", 1, 8),
-        ("4 nodes, 64 cores + 1 H100 each", 4, 4),
-    ):
-        envs = nodes * 64 - gpus  # a CPU per replica
-        rate = projected_obs_per_s(envs, gpus, env_s)
-        per_h = rate * 3600 / obs_per_episode
-        print(
-            f"| {name} | {envs} | {gpus} | {rate:.0f} | {per_h:,.0f} | {OPENPI_EPISODES / per_h * 60:.1f} min |"
-        )
-    print("| vla-eval (AI2), 1 H100 node, 50 shards | | | | ~6,700 | 18 min |")
+    print("| GPUs | prefix | GFLOP/obs | policy obs/s | env cores to feed it | 2,000 episodes |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for gpus in (1, 8):
+        for label, gflop in (
+            ("untrimmed (openpi)", row["whole_gflop"]),
+            ("trimmed", row["whole_gflop_trimmed"]),
+        ):
+            rate = gpus * ASSUMED_MFU * H100_BF16_FLOPS / (gflop * 1e9)
+            minutes = OPENPI_EPISODES * obs_per_episode / rate / 60
+            print(
+                f"| {gpus} | {label} | {gflop:,.0f} | {rate:,.0f} | {rate * env_s:,.0f} | {minutes:.1f} min |"
+            )
+    print("| vla-eval (AI2), 1 H100 node, 50 shards | | | | | 18 min |")
 
 
 def main() -> None:
@@ -301,7 +312,7 @@ def main() -> None:
     ray_over_local = min(
         by[n, "ray"].episodes_per_h / by[n, "local"].episodes_per_h for n in ("accelerator", "env")
     )
-    projection(bare)
+    projection(step_ms)
     print(f"(total {time.time() - t0:.0f} s; the minimum over local and Ray for each ratio)")
     print(f"accelerator_busy={accelerator:.3f} env_busy={env:.3f} ray_over_local={ray_over_local:.3f}")
 

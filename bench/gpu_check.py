@@ -131,23 +131,23 @@ def latency(device: str, c: Pi05Config, batches: list[int], dtype: torch.dtype) 
 
 
 def full_size_checkpoint(out: Path) -> Path:
-    """pi05_libero's behaviour and the full model size, random weights, the tiny tokenizer (fewer pieces than the
+    """pi05_libero's training config and the full model size, random weights, the tiny tokenizer (fewer pieces than the
     model's vocabulary, so any of its tokens is valid)."""
     from evalkit.models.pi05.normalize import FeatureNorm, NormSpec
     from evalkit.models.pi05.tokenizer import TOKENIZER_FILENAME, train_tiny_sentencepiece
 
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tiny_sentencepiece(out / TOKENIZER_FILENAME, tiny_training_sentences())
-    behaviour = NAMED_CONFIGS["pi05_libero"]
+    training_config = NAMED_CONFIGS["pi05_libero"]
     config = Pi05Config.full(
-        action_horizon=behaviour.action_horizon,
-        max_token_len=behaviour.max_token_len,
-        discrete_state_input=behaviour.discrete_state_input,
+        action_horizon=training_config.action_horizon,
+        max_token_len=training_config.max_token_len,
+        discrete_state_input=training_config.discrete_state_input,
     )
     weights = random_init_(Pi05Model.empty(config, dtype=torch.bfloat16)).state_dict()
     state, actions = tiny_norm_stats("libero")
     norm = NormSpec(FeatureNorm("quantile", state), FeatureNorm("quantile", actions))
-    return write_evalkit_checkpoint(out, weights, config, behaviour, norm, "bfloat16", tokenizer)
+    return write_evalkit_checkpoint(out, weights, config, training_config, norm, "bfloat16", tokenizer)
 
 
 def libero_run(device: str, checkpoint: Path, out: Path, workers: int, max_steps: int) -> None:

@@ -15,6 +15,10 @@ EXTERNAL_COMMANDS = {
     "report": ("evalkit.report.cli", "write a run's report (markdown, CSV, Parquet, HTML)"),
     "leaderboard": ("evalkit.report.cli", "compare checkpoints across runs"),
     "regress": ("evalkit.report.cli", "paired regression test of a candidate run against a baseline"),
+    "export": (
+        "evalkit.report.export",
+        "export a run for leaderboards: per-episode Parquet, eval_results.json, Hugging Face .eval_results YAML",
+    ),
     "convert": ("evalkit.models.pi05.cli", "convert a pi0.5 checkpoint to evalkit's safetensors layout"),
     "make-tiny-checkpoint": (
         "evalkit.models.pi05.cli",
@@ -27,10 +31,12 @@ def eval_arguments(parser: argparse.ArgumentParser) -> None:
     from evalkit.cli_args import add_dataclass_arguments
     from evalkit.core.policy import PolicyOptions
     from evalkit.runner.config import EvalConfig
+    from evalkit.trackers.config import TrackerOptions
 
     parser.add_argument("--suite", required=True, help="suite or group name (see `evalkit suites`)")
     add_dataclass_arguments(parser, PolicyOptions, title="policy")
     add_dataclass_arguments(parser, EvalConfig, helps={"protocol": protocol_help()})
+    add_dataclass_arguments(parser, TrackerOptions)
     parser.add_argument(
         "--quiet",
         action="store_true",
@@ -60,9 +66,16 @@ def eval_main(args: argparse.Namespace) -> int:
     from evalkit.runner.evaluate import run_evaluation
     from evalkit.runner.outcome import EXIT_INTERRUPTED, EXIT_TERMINATED
     from evalkit.runner.runner import Terminated
+    from evalkit.trackers.base import check_trackers
+    from evalkit.trackers.config import TrackerOptions
+    from evalkit.trackers.log import log_run
 
     policy = dataclass_from_arguments(PolicyOptions, args)
     config = dataclass_from_arguments(EvalConfig, args, suite=args.suite, policy=policy)
+    tracking = dataclass_from_arguments(TrackerOptions, args)
+    trackers = check_trackers(
+        tracking
+    )  # before anything runs: an unknown tracker or missing extra is one line
     try:
         outcome = run_evaluation(config, progress=not args.quiet)
     except KeyboardInterrupt as exc:
@@ -77,6 +90,8 @@ def eval_main(args: argparse.Namespace) -> int:
     report = write_report(outcome.run_dir)
     print(f"\nrun directory: {outcome.run_dir}")
     print(f"report: {report_link(report)}")
+    for line in log_run(trackers, outcome.run_dir, tracking):
+        print(f"logged to {line}")
     if outcome.last_line():
         print(outcome.last_line(), file=sys.stderr)
     return outcome.exit_code

@@ -34,12 +34,11 @@ def add_dataclass_arguments(
         group = groups[heading]
         kwargs: dict[str, Any] = dict(meta["argparse"])
         help_text = (helps or {}).get(f.name, meta["help"])
-        if f.default is not dataclasses.MISSING and kwargs.get("action") != "store_true":
+        switch = {"store_true": "off", "store_false": "on"}.get(kwargs.get("action", ""))
+        if f.default is not dataclasses.MISSING and switch is None:
             kwargs["default"] = f.default
         if f.default is not dataclasses.MISSING and "default" not in help_text:
-            shown = (
-                "off" if kwargs.get("action") == "store_true" else "none" if f.default is None else f.default
-            )
+            shown = switch or ("none" if f.default is None else f.default)
             help_text += f" (default: {shown})"
         group.add_argument(meta["flag"], dest=f.name, help=help_text, **kwargs)
 

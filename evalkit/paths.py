@@ -30,10 +30,13 @@ def safe_component(text: str, max_len: int = MAX_COMPONENT) -> str:
     return f"{clean[:keep]}_{digest}" if clean[:keep] else digest
 
 
-def inside(root: Path, relative: str | Path) -> Path:
-    """`root / relative`, refused unless it resolves inside `root` (no `..`, no absolute path, no symlink out)."""
+def inside(root: Path, relative: str | Path, verb: str = "write", named_in: Path | None = None) -> Path:
+    """`root / relative`, refused unless it resolves inside `root` (no `..`, no absolute path, no symlink out).
+
+    `named_in`: the file that gave `relative` (said in the error, e.g. a checkpoint's own config)."""
     root_resolved = Path(root).resolve()
     path = (Path(root) / relative).resolve()
     if path == root_resolved or not path.is_relative_to(root_resolved):
-        raise EvalkitError(f"refusing to write {relative!s}: it is outside {root}")
+        where = f"{named_in}: " if named_in is not None else ""
+        raise EvalkitError(f"{where}refusing to {verb} {relative!s}: it is outside {root}")
     return path

@@ -18,3 +18,17 @@ def read_rows(run_dir: Path) -> list[dict]:
 
 def read_manifest(run_dir: Path) -> dict:
     return json.loads((run_dir / "manifest.json").read_text())
+
+
+# what makes two runs of the same episodes the same: identity and outcome (not wall time, latency or run id)
+OUTCOME_COLUMNS = [
+    "suite",
+    "task_id",
+    "init_state",
+    "seed",
+    "task",
+    "success",
+    "steps",
+    "termination",
+    "policy_calls",
+]

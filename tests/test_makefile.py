@@ -26,6 +26,7 @@ def clone(tmp_path):
     "args,message",
     [
         (["report"], "make report: set RUN=<run directory>"),
+        (["export"], "make export: set RUN=<run directory>"),
         (["regress"], "make regress: set BASE=<baseline run directory> NEW=<candidate run directory>"),
         (["regress", "BASE=results/a"], "make regress: set BASE="),
     ],

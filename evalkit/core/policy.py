@@ -108,8 +108,32 @@ class PolicyOptions:
         default="float32", metadata=flag("--dtype", "model dtype", choices=("float32", "bfloat16"))
     )
     compile: bool = field(
-        default=False, metadata=flag("--compile", "torch.compile the sampler", action="store_true")
+        default=False,
+        metadata=flag(
+            "--compile",
+            "torch.compile the sampler (CUDA graphs on CUDA), one graph per batch bucket",
+            action="store_true",
+        ),
     )
+    trim: bool = field(
+        default=True,
+        metadata=flag(
+            "--no-trim",
+            "compute every prefix token as openpi does (masked image slots, prompt padding); by default "
+            "only what a valid token can see",
+            action="store_false",
+        ),
+    )
+    deterministic: bool = field(
+        default=False,
+        metadata=flag(
+            "--deterministic",
+            "bit-identical actions whatever the workers, batch composition, replicas or backend: one batch "
+            "shape per run, deterministic kernels, pinned CPU threads (slower)",
+            action="store_true",
+        ),
+    )
+    max_batch: int | None = None  # the most observations one infer call gets (eval: --batch-size)
     api_key: str | None = field(
         default=None,
         metadata=flag(

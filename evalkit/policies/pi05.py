@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import torch
 
     from evalkit.models.pi05.checkpoint import Pi05Checkpoint
+    from evalkit.models.pi05.sampler import SamplerOptions
 
 log = logging.getLogger(__name__)
 
@@ -87,22 +88,23 @@ class Pi05Policy:
         embodiment: str,
         device: str = "cpu",
         dtype: str = "float32",
-        compile: bool = False,
         tokenizer: str | None = None,
+        sampling: SamplerOptions | None = None,
     ):
         import torch
 
         from evalkit.models.pi05.checkpoint import fingerprint_files
+        from evalkit.models.pi05.sampler import Pi05Sampler, SamplerOptions
         from evalkit.models.pi05.tokenizer import PaligemmaTokenizer, find_tokenizer
 
         if embodiment not in EMBODIMENTS:
             raise EvalkitError(
                 f"pi05 has no transforms for embodiment {embodiment!r} (have {', '.join(EMBODIMENTS)})"
             )
-        trained_on = checkpoint.behaviour.embodiment
+        trained_on = checkpoint.training_config.embodiment
         if trained_on is not None and trained_on != embodiment:
             raise EvalkitError(
-                f"checkpoint {checkpoint.path} ({checkpoint.behaviour.name}) is a {trained_on} policy; "
+                f"checkpoint {checkpoint.path} ({checkpoint.training_config.name}) is a {trained_on} policy; "
                 f"it cannot drive a {embodiment} suite"
             )
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -111,7 +113,7 @@ class Pi05Policy:
         self.checkpoint = checkpoint
         self.config = checkpoint.config
         self.device = torch.device(device)
-        self.action_mode: str | None = checkpoint.behaviour.action_mode
+        self.action_mode: str | None = checkpoint.training_config.action_mode
         self.tokenizer = PaligemmaTokenizer(
             find_tokenizer(checkpoint.path, tokenizer),
             self.config.max_token_len,
@@ -130,7 +132,7 @@ class Pi05Policy:
             "pi05 %s (%s layout, config %s): horizon %d, %s, norm %s/%s, %s on %s",
             checkpoint.path,
             checkpoint.layout,
-            checkpoint.behaviour.name,
+            checkpoint.training_config.name,
             self.config.action_horizon,
             "state in prompt" if self.config.discrete_state_input else "no state in prompt",
             checkpoint.norm.state.mode,
@@ -138,7 +140,7 @@ class Pi05Policy:
             dtype,
             device,
         )
-        self._sample = torch.compile(self.model.sample_actions) if compile else self.model.sample_actions
+        self.sampler = Pi05Sampler(self.model, sampling or SamplerOptions())
         self.meta = PolicyMeta(
             name="pi05",
             fingerprint=fingerprint(self.provenance),  # weights, norm stats and tokenizer together
@@ -173,35 +175,26 @@ class Pi05Policy:
         if not batch:
             return []
         prepared = [self._prepare(request) for request in batch]
-        base = np.stack([p.base for p in prepared])
-        wrist = np.stack([p.wrist for p in prepared])
         n = len(batch)
 
-        def to_model(images: np.ndarray) -> torch.Tensor:  # uint8 HWC → float [-1, 1], as openpi
-            return torch.from_numpy(images).to(self.device).float() / 255.0 * 2.0 - 1.0
+        def stack(field: str) -> torch.Tensor:
+            return torch.from_numpy(np.stack([getattr(p, field) for p in prepared]))
 
-        images = {
-            BASE: to_model(base),
-            LEFT_WRIST: to_model(wrist),
-            RIGHT_WRIST: torch.full((n, *IMAGE_SIZE, 3), -1.0, device=self.device),
-        }
+        right = torch.zeros(n, *IMAGE_SIZE, 3, dtype=torch.uint8)
+        images = {BASE: stack("base"), LEFT_WRIST: stack("wrist"), RIGHT_WRIST: right}
         masks = {
-            BASE: torch.ones(n, dtype=torch.bool, device=self.device),
-            LEFT_WRIST: torch.ones(n, dtype=torch.bool, device=self.device),
-            RIGHT_WRIST: torch.zeros(n, dtype=torch.bool, device=self.device),
+            BASE: torch.ones(n, dtype=torch.bool),
+            LEFT_WRIST: torch.ones(n, dtype=torch.bool),
+            RIGHT_WRIST: torch.zeros(n, dtype=torch.bool),  # openpi LiberoInputs / DroidInputs: zeros, masked
         }
-        tokens = torch.from_numpy(np.stack([p.tokens for p in prepared])).to(self.device)
-        token_mask = torch.from_numpy(np.stack([p.token_mask for p in prepared])).to(self.device)
-        noise = torch.stack([self._noise(request.seed) for request in batch]).to(self.device)
-        with torch.inference_mode():
-            actions = self._sample(images, masks, tokens, token_mask, noise)
-        actions = actions.float().cpu().numpy()
+        noise = torch.stack([self._noise(request.seed) for request in batch])
+        actions = self.sampler(images, masks, stack("tokens"), stack("token_mask"), noise).numpy()
         out = []
         for request, inputs, chunk in zip(batch, prepared, actions, strict=True):
             if not np.all(np.isfinite(chunk)):
                 raise EvalkitError(f"{request.episode_id}: pi05 produced non-finite actions")
             chunk = self.checkpoint.norm.actions.unnormalize(chunk)
-            if self.checkpoint.behaviour.absolute_joint_actions:
+            if self.checkpoint.training_config.absolute_joint_actions:
                 chunk[..., :7] += inputs.state[:7]  # openpi AbsoluteActions(make_bool_mask(7, -1))
             out.append(np.ascontiguousarray(chunk[..., : self.io.action_dim], dtype=np.float32))
         return out
@@ -225,6 +218,7 @@ def _phase(message: str) -> None:
 def make_pi05_policy(options: PolicyOptions) -> Pi05Policy:
     from evalkit.models.pi05.checkpoint import load_checkpoint
     from evalkit.models.pi05.hub import resolve_checkpoint
+    from evalkit.models.pi05.sampler import SamplerOptions
 
     if not options.checkpoint:
         raise EvalkitError(
@@ -244,6 +238,11 @@ def make_pi05_policy(options: PolicyOptions) -> Pi05Policy:
         options.embodiment,
         device=options.device,
         dtype=options.dtype,
-        compile=options.compile,
         tokenizer=options.tokenizer or os.environ.get("EVALKIT_TOKENIZER") or None,
+        sampling=SamplerOptions(
+            trim=options.trim,
+            compile=options.compile,
+            deterministic=options.deterministic,
+            max_batch=options.max_batch,
+        ),
     )

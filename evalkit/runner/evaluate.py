@@ -61,10 +61,13 @@ def resolve_suites(config: EvalConfig) -> list[SuiteSpec]:
     return suites
 
 
-def policy_options(options: PolicyOptions, suites: list[SuiteSpec]) -> PolicyOptions:
-    """The policy options for these suites: its embodiment and action dims are the suites'."""
+def policy_options(config: EvalConfig, suites: list[SuiteSpec]) -> PolicyOptions:
+    """The policy options of `config` for these suites: its embodiment and action dims are the suites', its largest
+    batch the run's."""
     body = embodiment(suites[0].embodiment)
-    return dataclasses.replace(options, embodiment=body.name, action_dim=body.action_dim)
+    return dataclasses.replace(
+        config.policy, embodiment=body.name, action_dim=body.action_dim, max_batch=config.batch_size
+    )
 
 
 def check_config(config: EvalConfig) -> None:
@@ -90,22 +93,25 @@ def check_config(config: EvalConfig) -> None:
 
 
 class LocalBackend:
-    """The policy in this process, env workers as local processes (kept across policies)."""
+    """The policy in this process, env workers as local processes (kept across policies). A policy given
+    ready-made (the Python API's) is used as it is and left open: its owner closes it."""
 
     def __init__(self, config: EvalConfig, suites: list[SuiteSpec]):
         self.config = config.replace(workers=config.workers or default_workers())
         self.runner = LocalRunner(self.config, suites)
         self.policy: Policy | None = None
+        self.owned = False
 
     def load(self, policy: PolicyOptions | Policy) -> PolicyMeta:
-        """Build (or take) the policy to evaluate next, closing the previous one."""
+        """Build (or take) the policy to evaluate next, closing the previous one if it was built here."""
         self.unload()
+        self.owned = isinstance(policy, PolicyOptions)
         self.policy = make_policy(policy) if isinstance(policy, PolicyOptions) else policy
         return self.policy.meta
 
     def unload(self, graceful: bool = True) -> None:
-        if self.policy is not None:
-            policy, self.policy = self.policy, None
+        policy, self.policy = self.policy, None
+        if policy is not None and self.owned:
             policy.close()
 
     def run(self, ledger: EpisodeLedger) -> Tally:
@@ -194,20 +200,21 @@ class EvalSession:
         progress: bool = True,
         command: list[str] | None = None,
     ) -> RunOutcome:
-        """Evaluate `policy` (default: the session config's) into `out` (default: the config's run directory);
-        resumes what that directory holds. Raises EvalkitError on bad input."""
+        """Evaluate `policy` (options, or a ready-made policy described by the session config's `policy`; default:
+        the config's) into `out` (default: the config's run directory); resumes what that directory holds.
+        Raises EvalkitError on bad input."""
         config = self.backend.config
         if isinstance(policy, PolicyOptions):
             config = config.replace(policy=policy)
-        elif policy is not None:
-            if config.ray is not None:
-                raise EvalkitError("a Policy object cannot be sent to Ray replicas; give PolicyOptions")
-            config = config.replace(policy=PolicyOptions(name=policy.meta.name))
+        elif (
+            policy is not None and config.ray is not None
+        ):  # (config.policy then says what it is, for the record)
+            raise EvalkitError("a policy object runs in this process: it cannot be used with --ray")
         if out is not None:
             config = config.replace(out=Path(out))
         check_config(config)
         built = policy if policy is not None and not isinstance(policy, PolicyOptions) else None
-        meta = self.backend.load(built or policy_options(config.policy, self.suites))
+        meta = self.backend.load(built or policy_options(config, self.suites))
         check_compatible(meta, self.suites)
         if meta.cameras or config.video != "none":
             from evalkit.rendering import check_gl
@@ -282,17 +289,19 @@ def run_evaluation(
     progress: bool = True,
     command: list[str] | None = None,
     *,
+    policy: Policy | None = None,
     episodes: Sequence[EpisodeSpec] | None = None,
     stop_when: StopHook | None = None,
 ) -> RunOutcome:
-    """One evaluation, with its own session. Ctrl-C or SIGTERM prints "stopping…" at once, stops the workers and
-    keeps what finished (the session is marked interrupted); a second one exits at once."""
+    """One evaluation, with its own session; `policy`: a ready-made policy to evaluate instead of building
+    `config.policy` (not closed here). Ctrl-C or SIGTERM prints "stopping…" at once, stops the workers and keeps
+    what finished (the session is marked interrupted); a second one exits at once."""
     session: EvalSession | None = None
     with stop_on_signals(lambda: session.kill_now() if session is not None else None):
         session = EvalSession(config)
         try:
             outcome = session.evaluate(
-                episodes=episodes, stop_when=stop_when, progress=progress, command=command
+                policy, episodes=episodes, stop_when=stop_when, progress=progress, command=command
             )
         except BaseException:
             session.close(graceful=False)  # e.g. Ctrl-C: no waiting on a replica in the middle of a batch

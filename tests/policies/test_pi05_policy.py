@@ -250,7 +250,9 @@ def test_droid_mapping_state_prompt_and_ignored_second_camera(droid_policy):
 def test_jointpos_adds_the_joint_state(droid_policy):
     jointpos = copy.copy(droid_policy)  # same weights; only the output transform differs
     ckpt = droid_policy.checkpoint
-    jointpos.checkpoint = replace(ckpt, behaviour=replace(ckpt.behaviour, absolute_joint_actions=True))
+    jointpos.checkpoint = replace(
+        ckpt, training_config=replace(ckpt.training_config, absolute_joint_actions=True)
+    )
     obs = droid_obs(np.random.default_rng(3))
     absolute = jointpos.infer([request(obs, seed=1, action_dim=8)])[0]
     velocity = droid_policy.infer([request(obs, seed=1, action_dim=8)])[0]

@@ -3,21 +3,11 @@
 import numpy as np
 
 from evalkit.runner import EvalConfig, evaluate
+from tests.helpers import OUTCOME_COLUMNS as COMPARED
 from tests.helpers import read_manifest, read_rows
 from tests.serving.wire_helpers import ServerProcess
 
 SUITE = "libero_spatial"
-COMPARED = (
-    "suite",
-    "task_id",
-    "init_state",
-    "seed",
-    "task",
-    "success",
-    "steps",
-    "termination",
-    "policy_calls",
-)
 
 
 def _run(tmp_path, name: str, policy: str):

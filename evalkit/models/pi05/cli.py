@@ -48,7 +48,10 @@ def convert_arguments(parser: argparse.ArgumentParser) -> None:
         "--tokenizer", default=None, help="PaliGemma SentencePiece model to copy into the output"
     )
     parser.add_argument(
-        "--dtype", default="float32", choices=("float32", "bfloat16"), help="stored weight dtype"
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="stored weight dtype (default: float32)",
     )
 
 
@@ -66,7 +69,7 @@ def convert_main(args: argparse.Namespace) -> int:
     )
     ckpt = load_checkpoint(out)  # read back: the output must load strictly
     print(
-        f"wrote {out} ({ckpt.behaviour.name}: horizon {ckpt.config.action_horizon}, "
+        f"wrote {out} ({ckpt.training_config.name}: horizon {ckpt.config.action_horizon}, "
         f"{'state prompt' if ckpt.config.discrete_state_input else 'no state in prompt'}, "
         f"norm {ckpt.norm.state.mode}/{ckpt.norm.actions.mode}, {args.dtype})"
     )
@@ -199,25 +202,30 @@ def make_tiny_checkpoint(out: Path, embodiment: str = "libero", seed: int = 0) -
     import sentencepiece
 
     vocab = sentencepiece.SentencePieceProcessor(model_file=str(tokenizer)).get_piece_size()
-    behaviour = replace(NAMED_CONFIGS[base], name=f"tiny_{base}", max_token_len=TINY_MAX_TOKEN_LEN)
+    training_config = replace(NAMED_CONFIGS[base], name=f"tiny_{base}", max_token_len=TINY_MAX_TOKEN_LEN)
     config = Pi05Config(
         paligemma=GemmaConfig(**TINY_DIMS["paligemma"], vocab_size=vocab),
         action_expert=GemmaConfig(**TINY_DIMS["action_expert"], vocab_size=vocab),
         siglip=SiglipConfig(**TINY_DIMS["siglip"], out_dim=TINY_DIMS["paligemma"]["width"]),
-        action_horizon=behaviour.action_horizon,
-        max_token_len=behaviour.max_token_len,
-        discrete_state_input=behaviour.discrete_state_input,
+        action_horizon=training_config.action_horizon,
+        max_token_len=training_config.max_token_len,
+        discrete_state_input=training_config.discrete_state_input,
     )
     state, actions = tiny_norm_stats(embodiment)
     norm = NormSpec(FeatureNorm("quantile", state), FeatureNorm("quantile", actions))
     weights = random_tiny_weights(config, seed)
-    return write_evalkit_checkpoint(out, weights, config, behaviour, norm, "float32", tokenizer)
+    return write_evalkit_checkpoint(out, weights, config, training_config, norm, "float32", tokenizer)
 
 
 def make_tiny_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output directory")
-    parser.add_argument("--embodiment", default="libero", choices=("libero", "droid"))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--embodiment",
+        default="libero",
+        choices=("libero", "droid"),
+        help="robot whose training config and norm stats it mimics (default: libero)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
 
 
 def make_tiny_checkpoint_main(args: argparse.Namespace) -> int:
@@ -225,7 +233,9 @@ def make_tiny_checkpoint_main(args: argparse.Namespace) -> int:
 
     out = make_tiny_checkpoint(Path(args.out), args.embodiment, args.seed)
     ckpt = load_checkpoint(out)
-    print(f"wrote tiny random pi05 checkpoint {out} ({ckpt.behaviour.name}); it is for smoke tests only")
+    print(
+        f"wrote tiny random pi05 checkpoint {out} ({ckpt.training_config.name}); it is for smoke tests only"
+    )
     suite = "libero_spatial" if args.embodiment == "libero" else "droid_demo"
     print(
         f"one-episode smoke run: evalkit eval --suite {suite} --policy pi05 --checkpoint {out} "

@@ -178,13 +178,25 @@ def make_attn_mask(input_mask: Tensor, ar_mask: Tensor) -> Tensor:
 
 def rope_angles(positions: Tensor, head_dim: int, max_wavelength: float) -> tuple[Tensor, Tensor]:
     """positions (B, T) int → cos, sin (B, T, 1, Hd/2) float32; θ = pos / max_wavelength^(2k/Hd) (JAX order)."""
-    exponents = (2.0 / head_dim) * torch.arange(head_dim // 2, dtype=torch.float32, device=positions.device)
-    timescale = torch.pow(
-        torch.tensor(max_wavelength, dtype=torch.float32, device=positions.device), exponents
+    radians = positions.to(torch.float32)[..., None] / rope_timescale(
+        head_dim, max_wavelength, positions.device
     )
-    radians = positions.to(torch.float32)[..., None] / timescale  # (B, T, Hd/2)
-    radians = radians[:, :, None, :]
+    radians = radians[:, :, None, :]  # (B, T, 1, Hd/2)
     return torch.cos(radians), torch.sin(radians)
+
+
+_TIMESCALES: dict[tuple[int, float, torch.device], Tensor] = {}
+
+
+def rope_timescale(head_dim: int, max_wavelength: float, device: torch.device) -> Tensor:
+    """max_wavelength^(2k/Hd), k < Hd/2, float32 on `device`; computed once per device, so that a captured CUDA
+    graph never copies a constant from the host."""
+    key = (head_dim, float(max_wavelength), device)
+    if key not in _TIMESCALES:
+        exponents = (2.0 / head_dim) * torch.arange(head_dim // 2, dtype=torch.float32, device=device)
+        base = torch.tensor(max_wavelength, dtype=torch.float32, device=device)
+        _TIMESCALES[key] = torch.pow(base, exponents)
+    return _TIMESCALES[key]
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -197,22 +209,26 @@ def grouped_query_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Te
     """q (B, T, N, Hd) (already scaled), k/v (B, S, K, Hd), mask (B, T, S) bool → (B, T, N·Hd) in v's dtype.
 
     Query head n uses kv head n // G, G = N/K (JAX groups heads as (K G); `enable_gqa` repeats kv heads the same
-    way). The whole attention runs in float32 through `scaled_dot_product_attention`: openpi computes logits and
-    softmax in float32 too, and on a CPU a bfloat16 probs × V matmul is ~20× slower than float32 (it has no fast
-    bf16 kernel). Masked logits get BIG_NEG added, not -inf, so a fully masked (padding) row averages all values
-    as big_vision's `jnp.where(mask, logits, BIG_NEG)` does, instead of turning into NaN.
+    way). Masked logits get BIG_NEG added, not -inf, so a fully masked (padding) row averages all values as
+    big_vision's `jnp.where(mask, logits, BIG_NEG)` does, instead of turning into NaN.
+    On a CPU the whole attention runs in float32: on a CPU a bfloat16 probs × V matmul is ~20× slower than float32
+    (it has no fast bf16 kernel). On an accelerator it runs in the activation dtype: the fused kernels compute
+    logits and softmax in float32 internally and multiply bf16 probabilities with V, as openpi's JAX attention
+    does (`probs.astype(v.dtype)`); kv heads are expanded there, since the fused kernels that take a mask do not
+    all take grouped heads.
     """
     b, t, n, hd = q.shape
-    bias = torch.zeros(mask.shape, dtype=torch.float32, device=q.device).masked_fill_(~mask, BIG_NEG)
+    out_dtype = v.dtype
+    on_cpu = q.device.type == "cpu"
+    dtype = torch.float32 if on_cpu else out_dtype
+    bias = torch.zeros(mask.shape, dtype=dtype, device=q.device).masked_fill_(~mask, BIG_NEG)
+    q, k, v = (x.to(dtype).transpose(1, 2) for x in (q, k, v))  # (B, heads, tokens, Hd)
+    if not on_cpu and k.shape[1] != n:
+        k, v = (x.repeat_interleave(n // x.shape[1], dim=1) for x in (k, v))
     out = F.scaled_dot_product_attention(
-        q.float().transpose(1, 2),  # (B, N, T, Hd)
-        k.float().transpose(1, 2),  # (B, K, S, Hd)
-        v.float().transpose(1, 2),
-        attn_mask=bias[:, None],  # (B, 1, T, S)
-        scale=1.0,
-        enable_gqa=True,
+        q, k, v, attn_mask=bias[:, None], scale=1.0, enable_gqa=on_cpu
     )  # (B, N, T, Hd)
-    return out.transpose(1, 2).reshape(b, t, n * hd).to(v.dtype)
+    return out.transpose(1, 2).reshape(b, t, n * hd).to(out_dtype)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.core.errors import EvalkitError
+from evalkit.paths import inside
 
 OPENPI_EPS = 1e-6
 LEROBOT_EPS = 1e-8
@@ -211,7 +212,7 @@ def _lerobot_step(
                 key: _as_stats(value, f"{pipeline_file}:{key}") for key, value in config["stats"].items()
             }
         elif step.get("state_file"):
-            state_path = pipeline_file.parent / step["state_file"]
+            state_path = inside(pipeline_file.parent, str(step["state_file"]), "read", named_in=pipeline_file)
             if not state_path.is_file():
                 raise EvalkitError(f"{pipeline_file}: its {registry_name} state file {state_path} is missing")
             from safetensors.numpy import load_file

@@ -28,6 +28,7 @@ from evalkit.core.errors import EvalkitError
 from evalkit.core.policy import Observation
 from evalkit.core.protocol import SuiteSpec
 from evalkit.images import apply_image_transforms, rot180
+from evalkit.suites.libero.progress import GoalProgress
 from evalkit.suites.libero.transforms import libero_state
 from evalkit.suites.robosuite_logs import quiet_robosuite_import
 
@@ -65,6 +66,7 @@ class LiberoEnv:
         self._obs: dict | None = None  # robosuite observation dict of the latest step / reset
         self._snapshot = None  # copy of MjData at the latest observable sample
         self._render_cache: dict[str, np.ndarray] = {}  # camera -> raw image of the current snapshot
+        self._goal: GoalProgress | None = None
 
     # -- construction -------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -123,12 +125,14 @@ class LiberoEnv:
         self._env.reset()  # hard reset: rebuilds the MuJoCo model and data
         self._snapshot = None
         self._obs = self._env.set_init_state(init_state)  # forces an observable sample -> snapshot
+        self._goal = GoalProgress(self._env.env)
 
     def step(self, action: np.ndarray) -> bool:
         if self._env is None or self._obs is None:
             raise RuntimeError("LiberoEnv.step called before reset")
         obs, _reward, done, _info = self._env.step(np.asarray(action, dtype=np.float64))
         self._obs = obs
+        self._goal.update()
         return bool(done)
 
     def observe(self, cameras: bool, privileged: bool = False) -> Observation:
@@ -154,7 +158,8 @@ class LiberoEnv:
         return rot180(self.raw_image(camera))
 
     def progress(self) -> dict[str, bool]:
-        return {}
+        """The BDDL goal's conjuncts that held at the episode's best step (`evalkit.suites.libero.progress`)."""
+        return self._goal.flags() if self._goal is not None else {}
 
     def close(self) -> None:
         if self._renderer is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from evalkit.core.errors import EvalkitError
 from evalkit.models.pi05.config import GemmaConfig, Pi05Config, SiglipConfig
 from evalkit.models.pi05.gemma import apply_rope, make_attn_mask, rope_angles
-from evalkit.models.pi05.model import Pi05Model
+from evalkit.models.pi05.model import Pi05Model, kept_prompt_length, trim_prefix
 
 
 def tiny_config(num_heads: int = 2, num_kv_heads: int = 1, horizon: int = 4) -> Pi05Config:
@@ -239,3 +240,108 @@ def test_chunked_mlp_matches_unchunked(model: Pi05Model, monkeypatch):
     monkeypatch.setattr(gemma, "MLP_CHUNK_ELEMENTS", 3 * 64)  # 3 rows per chunk for the VLM MLP (F = 64)
     # other GEMM shapes sum in another order: float32 rounding only (|actions| ~ 1)
     torch.testing.assert_close(model.sample_actions(**inputs), whole, atol=1e-5, rtol=0)
+
+
+# -- trimmed prefix ------------------------------------------------------------------------------------------------
+def test_trim_prefix_drops_what_no_observation_attends_to():
+    config = tiny_config()
+    inputs = random_inputs(config, b=3)
+    masks = dict(inputs["image_masks"])
+    masks["right_wrist_0_rgb"] = torch.tensor([False, False, False])
+    masks["left_wrist_0_rgb"] = torch.tensor([False, True, False])  # masked for some only: kept
+    token_mask = torch.zeros(3, 5, dtype=torch.bool)
+    token_mask[0, :2] = token_mask[2, :3] = True
+    images, kept_masks, tokens, kept_tokens = trim_prefix(
+        inputs["images"], masks, inputs["tokens"], token_mask, step=2
+    )
+    assert images["right_wrist_0_rgb"] is None and kept_masks["right_wrist_0_rgb"] is None
+    assert images["left_wrist_0_rgb"] is inputs["images"]["left_wrist_0_rgb"]
+    assert tokens.shape == (3, 4) and torch.equal(kept_tokens, token_mask[:, :4])  # 3 valid → 4 (step 2)
+    assert kept_prompt_length(token_mask, 5, step=32) == 5  # never past max_token_len
+    assert (
+        kept_prompt_length(torch.zeros(2, 200, dtype=torch.bool), 200) == 32
+    )  # an empty prompt keeps a shape
+    assert [kept_prompt_length(torch.arange(200)[None] < n, 200) for n in (1, 32, 33, 193)] == [
+        32,
+        32,
+        64,
+        200,
+    ]
+
+
+def trimmable_inputs(config: Pi05Config, b: int) -> dict:
+    """Random inputs where one slot is masked for every observation and prompts are shorter than max_token_len."""
+    inputs = random_inputs(config, b)
+    inputs["image_masks"] = {**inputs["image_masks"], "right_wrist_0_rgb": torch.zeros(b, dtype=torch.bool)}
+    inputs["token_mask"][:, 3:] = False
+    inputs["tokens"] = inputs["tokens"] * inputs["token_mask"]
+    return inputs
+
+
+def test_trimmed_sampling_matches_openpis_computation(model: Pi05Model):
+    """Dropping masked tokens changes the arithmetic by summation order only: within 1e-5 in float32."""
+    inputs = trimmable_inputs(model.config, b=3)
+    exact = model.sample_actions(**inputs, trim=False)
+    images, masks, tokens, token_mask = trim_prefix(
+        inputs["images"], inputs["image_masks"], inputs["tokens"], inputs["token_mask"], step=2
+    )
+    assert images["right_wrist_0_rgb"] is None and tokens.shape[1] == 4
+    trimmed = model.sample_actions(images, masks, tokens, token_mask, inputs["noise"], trim=False)
+    torch.testing.assert_close(trimmed, exact, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        model.sample_actions(**inputs), exact, atol=1e-5, rtol=0
+    )  # trim is the default
+    assert (exact - model.sample_actions(**random_inputs(model.config, b=3))).abs().max() > 1e-3
+
+
+def test_trimmed_prefix_cache_holds_the_valid_tokens_only(model: Pi05Model):
+    inputs = trimmable_inputs(model.config, b=2)
+    prefix = {k: v for k, v in inputs.items() if k != "noise"}
+    full = model.prefix_kv_cache(**prefix)
+    trimmed = model.prefix_kv_cache(*trim_prefix(**prefix, step=1))
+    patches = model.config.siglip.num_patches
+    assert full.pad_mask.shape[1] == 3 * patches + 5 and trimmed.pad_mask.shape[1] == 2 * patches + 3
+    valid = full.pad_mask[0]
+    assert torch.equal(full.positions[:, valid], trimmed.positions)  # RoPE positions unchanged
+    for k_full, k_trim in zip(full.kv.keys, trimmed.kv.keys, strict=True):
+        torch.testing.assert_close(k_full[:, valid], k_trim, atol=1e-5, rtol=0)
+
+
+def test_every_slot_masked_leaves_the_prompt_alone(model: Pi05Model):
+    inputs = trimmable_inputs(model.config, b=2)
+    inputs["image_masks"] = {k: torch.zeros(2, dtype=torch.bool) for k in model.config.image_keys}
+    exact = model.sample_actions(**inputs, trim=False)
+    torch.testing.assert_close(model.sample_actions(**inputs), exact, atol=1e-5, rtol=0)
+
+
+def test_a_dropped_slot_needs_image_and_mask_dropped(model: Pi05Model):
+    inputs = random_inputs(model.config, b=1)
+    half = {**inputs, "images": {**inputs["images"], "right_wrist_0_rgb": None}}
+    with pytest.raises(EvalkitError, match="both be None"):
+        model.sample_actions(**half, trim=False)
+
+
+@pytest.mark.slow
+def test_trimmed_sampling_matches_at_full_width():
+    """Real widths (Gemma 2B / 300M / SigLIP So400m, full heads and MLPs), one layer each, openpi's LIBERO inputs:
+    right wrist masked, a 20-token prompt padded to 200. Trimmed vs openpi's computation within 1e-5 (float32)."""
+    full = Pi05Config.full(action_horizon=10)
+    config = dataclasses.replace(
+        full,
+        paligemma=dataclasses.replace(full.paligemma, depth=1, vocab_size=1024),
+        action_expert=dataclasses.replace(full.action_expert, depth=1, vocab_size=1024),
+        siglip=dataclasses.replace(full.siglip, depth=1),
+    )
+    model = Pi05Model(config).eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * min(0.3, p.shape[-1] ** -0.5))
+    inputs = random_inputs(config, b=2)
+    inputs["image_masks"] = {k: torch.tensor([k != "right_wrist_0_rgb"] * 2) for k in config.image_keys}
+    inputs["token_mask"] = (torch.arange(200) < 20)[None].repeat(2, 1)
+    inputs["tokens"] = inputs["tokens"] % 1024 * inputs["token_mask"]
+    exact = model.sample_actions(**inputs, trim=False)
+    trimmed = model.sample_actions(**inputs)
+    print(f"full width, trimmed vs untrimmed: max |diff| {(trimmed - exact).abs().max():.2e}")
+    torch.testing.assert_close(trimmed, exact, atol=1e-5, rtol=0)

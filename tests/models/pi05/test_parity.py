@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from evalkit.core.errors import EvalkitError
 from evalkit.models.pi05.config import Pi05Config
 from evalkit.models.pi05.jax_names import jax_to_state_dict
-from evalkit.models.pi05.model import FP32_KEEP_PATTERNS, Pi05Model
+from evalkit.models.pi05.model import FP32_KEEP_PATTERNS, Pi05Model, trim_prefix
 from tests.fixtures import pi05_fixture
 
 FIXTURE = pi05_fixture()
@@ -202,3 +202,27 @@ def test_bfloat16_keeps_fp32_exceptions_and_samples(fx: Fixture):
     scale = float(np.abs(fx.expected["actions"]).max())
     print(f"[bf16] actions: max|diff| = {d:.3g} (max|actions| {scale:.3g})")
     assert d < 0.1 * scale
+
+
+@pytest.mark.parametrize("right_wrist", ["as recorded", "masked for both"])
+def test_trimmed_prefix_matches_the_exact_computation(fx: Fixture, right_wrist: str):
+    """The fixture's weights and inputs, trimmed (prompt cut at the longest prompt; the right wrist dropped when
+    it is masked for every observation) vs openpi's computation over every prefix token, same noise: within 1e-5;
+    and the trimmed actions still match the JAX reference within the fixture's tolerance."""
+    model = _load(fx, "safetensors")
+    x = fx.model_inputs()
+    if right_wrist == "masked for both":
+        x["image_masks"] = {**x["image_masks"], "right_wrist_0_rgb": torch.zeros(2, dtype=torch.bool)}
+    noise = torch.from_numpy(fx.inputs["noise"])
+    longest = int(x["token_mask"].sum(dim=1).max())
+    images, masks, tokens, token_mask = trim_prefix(**x, step=1)
+    assert tokens.shape[1] == longest < fx.config.max_token_len
+    assert (images["right_wrist_0_rgb"] is None) == (right_wrist == "masked for both")
+    with torch.no_grad():
+        exact = model.sample_actions(**x, noise=noise, trim=False)
+        trimmed = model.sample_actions(images, masks, tokens, token_mask, noise, trim=False)
+    d = _diff(trimmed, exact)
+    print(f"trimmed vs exact ({right_wrist}): max|diff| = {d:.3g}")
+    assert d <= 1e-5
+    if right_wrist == "as recorded":
+        _check(fx, {"naming": "trimmed"}, "actions", trimmed)

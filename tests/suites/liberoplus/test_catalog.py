@@ -122,8 +122,10 @@ import contextlib, io, sys
 from evalkit.suites.liberoplus.assets import asset_root
 from evalkit.suites.liberoplus.catalog import BENCHMARK_SUITES, suite_variants
 from evalkit.suites.liberoplus.config import ensure_liberoplus_config
+from evalkit.suites.liberoplus.env import wand_not_loaded
 ensure_liberoplus_config(asset_root()[0])
-with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+# upstream's envs import Wand at module level; as in evalkit's workers, it is kept from loading (no ImageMagick here)
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), wand_not_loaded():
     from liberoplus.liberoplus import benchmark
 assert "libero" not in sys.modules, "LIBERO-plus imported LIBERO"
 mismatches = 0

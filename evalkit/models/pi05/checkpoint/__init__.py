@@ -1,7 +1,7 @@
 """π₀.₅ checkpoints: layouts, reading, validation, conversion and fingerprints.
 
 Modules:
-- `configs`: training configs (`Behaviour`, `NAMED_CONFIGS`) and norm-stats checks against them.
+- `configs`: training configs (`TrainingConfig`, `NAMED_CONFIGS`) and norm-stats checks against them.
 - `layout`: the `Layout` interface and `detect_layout`; one module per layout, each with detect, key map, training
   config and norm-stat location: `evalkit_layout`, `openpi_pytorch`, `lerobot`, `openpi_jax`.
 - `io`: safetensors (copied into owned memory, never left mapped), json and npz reading; pickles refused.
@@ -11,7 +11,7 @@ Modules:
 - `fingerprint`: sha256 fingerprints of files, cached under the cache root (`evalkit.core.cache`).
 """
 
-from evalkit.models.pi05.checkpoint.configs import NAMED_CONFIGS, Behaviour, named_config
+from evalkit.models.pi05.checkpoint.configs import NAMED_CONFIGS, TrainingConfig, named_config
 from evalkit.models.pi05.checkpoint.convert import convert_checkpoint, write_evalkit_checkpoint
 from evalkit.models.pi05.checkpoint.fingerprint import fingerprint_files
 from evalkit.models.pi05.checkpoint.io import WEIGHTS_FILE, WEIGHTS_INDEX
@@ -23,7 +23,7 @@ __all__ = [
     "NAMED_CONFIGS",
     "WEIGHTS_FILE",
     "WEIGHTS_INDEX",
-    "Behaviour",
+    "TrainingConfig",
     "Pi05Checkpoint",
     "convert_checkpoint",
     "expected_shapes",

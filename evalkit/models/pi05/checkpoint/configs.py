@@ -12,34 +12,33 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.core.embodiment import ACTION_MODES, EMBODIMENTS
 from evalkit.core.errors import EvalkitError
 from evalkit.models.pi05.normalize import MODES, FeatureNorm, NormSpec
 
-# What the policy's actions mean, so that a protocol can refuse a mismatched config before the first episode:
-# LIBERO's OSC end-effector deltas, DROID joint velocities (`pi05_droid`) or absolute joint positions (`*_jointpos`).
-ACTION_MODES = ("eef_delta", "joint_velocity", "joint_position")
-# Robot state and action dims per embodiment (openpi `libero_policy.py`, `droid_policy.py`).
-EMBODIMENT_DIMS = {"libero": (8, 7), "droid": (8, 8)}
-
 
 @dataclass(frozen=True)
-class Behaviour:
+class TrainingConfig:
     """A training config: horizon, prompt format, norm-stats asset, embodiment and what the actions mean."""
 
-    name: str  # e.g. "pi05_libero"; "lerobot_pi05" for a lerobot checkpoint's own config
+    # e.g. "pi05_libero"; "lerobot_pi05" for a lerobot checkpoint's own config
+    name: str
     action_horizon: int
     discrete_state_input: bool
     max_token_len: int = 200
-    asset_id: str | None = None  # openpi norm stats: assets/<asset_id>/norm_stats.json
-    embodiment: str | None = None  # "libero" | "droid"
-    absolute_joint_actions: bool = False  # *_jointpos: actions[:7] += state[:7] (openpi AbsoluteActions)
-    action_mode: str | None = (
-        None  # one of ACTION_MODES; None: derived from embodiment and absolute_joint_actions
-    )
+    # openpi norm stats: assets/<asset_id>/norm_stats.json
+    asset_id: str | None = None
+    # a key of evalkit.core.embodiment.EMBODIMENTS ("libero", "droid")
+    embodiment: str | None = None
+    # *_jointpos: actions[:7] += state[:7] (openpi AbsoluteActions)
+    absolute_joint_actions: bool = False
+    # one of core.embodiment.ACTION_MODES; None: the embodiment's default, joint_position for absolute joints
+    action_mode: str | None = None
 
     def __post_init__(self) -> None:
         if self.action_mode is None and self.embodiment is not None:
-            mode = {"libero": "eef_delta", "droid": "joint_velocity"}.get(self.embodiment)
+            body = EMBODIMENTS.get(self.embodiment)
+            mode = body.action_modes[0] if body is not None else None
             if self.absolute_joint_actions:
                 mode = "joint_position"
             object.__setattr__(self, "action_mode", mode)
@@ -59,42 +58,45 @@ class Behaviour:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Behaviour:
+    def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
         try:
             return cls(**data)
         except TypeError as exc:
-            raise EvalkitError(f"malformed behaviour entry in config.json: {exc}") from exc
+            raise EvalkitError(
+                f"malformed 'behaviour' (training config) entry in config.json: {exc}"
+            ) from exc
 
     @property
     def dims(self) -> tuple[int, int] | None:
         """(state dims, action dims) of the embodiment, if known."""
-        return EMBODIMENT_DIMS.get(self.embodiment or "")
+        body = EMBODIMENTS.get(self.embodiment or "")
+        return (body.state_dim, body.action_dim) if body is not None else None
 
 
-NAMED_CONFIGS: dict[str, Behaviour] = {
-    "pi05_libero": Behaviour("pi05_libero", 10, False, 200, "physical-intelligence/libero", "libero"),
-    "pi05_droid": Behaviour("pi05_droid", 15, True, 200, "droid", "droid"),
-    "pi05_droid_jointpos": Behaviour("pi05_droid_jointpos", 15, True, 200, "droid", "droid", True),
+NAMED_CONFIGS: dict[str, TrainingConfig] = {
+    "pi05_libero": TrainingConfig("pi05_libero", 10, False, 200, "physical-intelligence/libero", "libero"),
+    "pi05_droid": TrainingConfig("pi05_droid", 15, True, 200, "droid", "droid"),
+    "pi05_droid_jointpos": TrainingConfig("pi05_droid_jointpos", 15, True, 200, "droid", "droid", True),
 }
 
 
-def named_config(name: str) -> Behaviour:
+def named_config(name: str) -> TrainingConfig:
     if name not in NAMED_CONFIGS:
         raise EvalkitError(f"unknown pi05 config {name!r}; choose one of {', '.join(NAMED_CONFIGS)}")
     return NAMED_CONFIGS[name]
 
 
-def require_config(name: str | None, where: str, why: str) -> Behaviour:
+def require_config(name: str | None, where: str, why: str) -> TrainingConfig:
     """A named config, or one line asking for `--config` when the checkpoint does not say which it is."""
     if name is None:
         raise EvalkitError(f"{where}: {why}; pass --config {{{','.join(NAMED_CONFIGS)}}}")
     return named_config(name)
 
 
-def check_norm_stats(norm: NormSpec, behaviour: Behaviour, model_action_dim: int) -> None:
+def check_norm_stats(norm: NormSpec, training_config: TrainingConfig, model_action_dim: int) -> None:
     """Stats must fit the config: state/action dims as the embodiment's (or the model's padded action_dim, as
     openpi's older stats were, `src/openpi/transforms.py` slices them), all finite, q01 <= q99 and min <= max."""
-    expected = behaviour.dims
+    expected = training_config.dims
     for feature_name, feature, index in (("state", norm.state, 0), ("actions", norm.actions, 1)):
         check_feature_stats(feature, f"{norm.source}: {feature_name}")
         dim = feature.dim
@@ -102,7 +104,7 @@ def check_norm_stats(norm: NormSpec, behaviour: Behaviour, model_action_dim: int
             continue
         if expected is not None and dim not in (expected[index], model_action_dim):
             raise EvalkitError(
-                f"{norm.source}: {feature_name} stats have {dim} dims; config {behaviour.name} needs "
+                f"{norm.source}: {feature_name} stats have {dim} dims; config {training_config.name} needs "
                 f"{expected[index]} (or {model_action_dim}, padded)"
             )
         if expected is None and dim > model_action_dim:

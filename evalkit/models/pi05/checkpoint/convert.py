@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalkit.core.errors import EvalkitError
-from evalkit.models.pi05.checkpoint.configs import Behaviour, check_norm_stats
+from evalkit.models.pi05.checkpoint.configs import TrainingConfig, check_norm_stats
 from evalkit.models.pi05.checkpoint.io import WEIGHTS_FILE
 from evalkit.models.pi05.checkpoint.layout import checkpoint_info, detect_layout
 from evalkit.models.pi05.checkpoint.load import DTYPES, load_checkpoint
@@ -38,7 +38,7 @@ def write_evalkit_checkpoint(
     out: Path,
     state_dict: Mapping[str, torch.Tensor],
     config: Pi05Config,
-    behaviour: Behaviour,
+    training_config: TrainingConfig,
     norm: NormSpec,
     dtype: str = "float32",
     tokenizer: Path | None = None,
@@ -59,7 +59,7 @@ def write_evalkit_checkpoint(
     save_file(tensors, str(tmp), metadata={"format": "pt"})
     os.chmod(tmp, 0o644)
     os.replace(tmp, out / WEIGHTS_FILE)
-    asset_id = behaviour.asset_id or "evalkit"
+    asset_id = training_config.asset_id or "evalkit"
     stats_rel = f"assets/{asset_id}/norm_stats.json"
     write_openpi_norm_stats(out / stats_rel, dict(norm.state.stats), dict(norm.actions.stats))
     normalization: dict[str, Any] = {
@@ -76,7 +76,7 @@ def write_evalkit_checkpoint(
         "version": 1,
         "dtype": dtype,
         "model": config.to_dict(),
-        "behaviour": replace(behaviour, asset_id=asset_id).to_dict(),
+        "behaviour": replace(training_config, asset_id=asset_id).to_dict(),
         "normalization": normalization,
     }
     (out / "config.json").write_text(json.dumps(info, indent=2))
@@ -100,13 +100,13 @@ def convert_checkpoint(
     stats_path = Path(norm_stats).expanduser() if norm_stats is not None else None
     layout = detect_layout(src)
     if isinstance(layout, OpenpiJaxLayout):
-        behaviour = layout.training_config(src, {}, config_name)
+        training_config = layout.training_config(src, {}, config_name)
         flat = layout.read_params(src)
-        inferred = infer_dims_jax(flat, behaviour)
+        inferred = infer_dims_jax(flat, training_config)
         if model_config is not None:
             check_dims(model_config, inferred, str(src))
-        config = apply_behaviour(model_config or inferred, behaviour)
-        norm, _ = layout.norm_stats(src, checkpoint_info(src), behaviour, stats_path)
+        config = apply_behaviour(model_config or inferred, training_config)
+        norm, _ = layout.norm_stats(src, checkpoint_info(src), training_config, stats_path)
         from evalkit.models.pi05.jax_names import jax_to_state_dict
 
         state = jax_to_state_dict(flat, config)
@@ -116,14 +116,14 @@ def convert_checkpoint(
         )
     else:
         ckpt = load_checkpoint(src, config_name, stats_path, model_config_file)
-        config, behaviour, norm = ckpt.config, ckpt.behaviour, ckpt.norm
+        config, training_config, norm = ckpt.config, ckpt.training_config, ckpt.norm
         state = ckpt.state_dict()
         tokenizer_path = Path(tokenizer) if tokenizer else ckpt.tokenizer_path
-    behaviour = replace(
-        behaviour,
+    training_config = replace(
+        training_config,
         action_horizon=config.action_horizon,
         discrete_state_input=config.discrete_state_input,
         max_token_len=config.max_token_len,
     )
-    check_norm_stats(norm, behaviour, config.action_dim)
-    return write_evalkit_checkpoint(out, state, config, behaviour, norm, dtype, tokenizer_path)
+    check_norm_stats(norm, training_config, config.action_dim)
+    return write_evalkit_checkpoint(out, state, config, training_config, norm, dtype, tokenizer_path)

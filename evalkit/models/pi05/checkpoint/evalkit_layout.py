@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.core.errors import EvalkitError
-from evalkit.models.pi05.checkpoint.configs import Behaviour
+from evalkit.models.pi05.checkpoint.configs import TrainingConfig
 from evalkit.models.pi05.checkpoint.shapes import EVALKIT_FORMAT
 from evalkit.models.pi05.config import Pi05Config
 from evalkit.models.pi05.normalize import FeatureNorm, NormSpec, read_openpi_norm_stats
+from evalkit.paths import inside
 
 
 class EvalkitLayout:
@@ -24,20 +25,20 @@ class EvalkitLayout:
     def key_map(self, keys: list[str]) -> dict[str, str] | None:
         return None
 
-    def training_config(self, path: Path, info: dict[str, Any], name: str | None) -> Behaviour:
-        behaviour = Behaviour.from_dict(info.get("behaviour", {}))
-        if name is not None and name != behaviour.name:
-            raise EvalkitError(f"{path} was converted with config {behaviour.name}, not {name}")
-        return behaviour
+    def training_config(self, path: Path, info: dict[str, Any], name: str | None) -> TrainingConfig:
+        training_config = TrainingConfig.from_dict(info.get("behaviour", {}))
+        if name is not None and name != training_config.name:
+            raise EvalkitError(f"{path} was converted with config {training_config.name}, not {name}")
+        return training_config
 
     def norm_stats(
-        self, path: Path, info: dict[str, Any], behaviour: Behaviour, override: Path | None
+        self, path: Path, info: dict[str, Any], training_config: TrainingConfig, override: Path | None
     ) -> tuple[NormSpec, tuple[Path, ...]]:
         """Stats in openpi's norm_stats.json format; modes (and eps) in config.json["normalization"]."""
         spec = info.get("normalization", {})
         if not spec.get("stats_file") and override is None:
             raise EvalkitError(f"{path}/config.json names no norm stats file")
-        stats_file = override or path / spec["stats_file"]
+        stats_file = override or inside(path, spec["stats_file"], "read", named_in=path / "config.json")
         if not stats_file.is_file():
             raise EvalkitError(
                 f"missing norm stats {stats_file}; pass --norm-stats FILE or re-run evalkit convert"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from evalkit.core.errors import EvalkitError
+from evalkit.paths import inside
 
 if TYPE_CHECKING:
     import torch
@@ -60,7 +61,10 @@ def weight_files(directory: Path) -> list[Path]:
         weight_map = read_json(index).get("weight_map")
         if not isinstance(weight_map, dict):
             raise EvalkitError(f"{index} has no weight_map")
-        files = [directory / name for name in sorted(set(weight_map.values()))]
+        names = sorted(set(weight_map.values()))
+        if not all(isinstance(name, str) for name in names):
+            raise EvalkitError(f"{index}: shard names must be strings")
+        files = [inside(directory, name, "read", named_in=index) for name in names]
         missing = [f.name for f in files if not f.is_file()]
         if missing:
             raise EvalkitError(

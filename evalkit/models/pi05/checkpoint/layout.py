@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from evalkit.core.errors import EvalkitError
-from evalkit.models.pi05.checkpoint.configs import Behaviour
+from evalkit.models.pi05.checkpoint.configs import TrainingConfig
 from evalkit.models.pi05.checkpoint.io import read_json, refuse_pickle, weight_files
 from evalkit.models.pi05.config import Pi05Config
 from evalkit.models.pi05.normalize import NormSpec
@@ -27,12 +27,12 @@ class Layout(Protocol):
         """File tensor name -> openpi PyTorch name (None: identical)."""
         ...
 
-    def training_config(self, path: Path, info: dict[str, Any], name: str | None) -> Behaviour:
+    def training_config(self, path: Path, info: dict[str, Any], name: str | None) -> TrainingConfig:
         """From the checkpoint's own metadata, else the named config `name` (never from the path)."""
         ...
 
     def norm_stats(
-        self, path: Path, info: dict[str, Any], behaviour: Behaviour, override: Path | None
+        self, path: Path, info: dict[str, Any], training_config: TrainingConfig, override: Path | None
     ) -> tuple[NormSpec, tuple[Path, ...]]:
         """The normalization and the files it was read from (`override`: a user's openpi norm_stats.json)."""
         ...

@@ -14,14 +14,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from evalkit.core.embodiment import EMBODIMENTS
 from evalkit.core.errors import EvalkitError
-from evalkit.models.pi05.checkpoint.configs import Behaviour, named_config
+from evalkit.models.pi05.checkpoint.configs import TrainingConfig, named_config
 from evalkit.models.pi05.checkpoint.io import WEIGHTS_FILE, WEIGHTS_INDEX, safetensors_shapes, weight_files
 from evalkit.models.pi05.checkpoint.openpi_pytorch import openpi_names
 from evalkit.models.pi05.config import Pi05Config
 from evalkit.models.pi05.normalize import NormSpec, lerobot_norm_spec, openpi_norm_spec
 
-EMBODIMENT_BY_ACTION_DIM = {7: "libero", 8: "droid"}
+EMBODIMENT_BY_ACTION_DIM = {body.action_dim: name for name, body in EMBODIMENTS.items()}
 
 
 class LerobotLayout:
@@ -53,7 +54,7 @@ class LerobotLayout:
             mapping[key] = name
         return openpi_names(mapping)
 
-    def training_config(self, path: Path, info: dict[str, Any], name: str | None) -> Behaviour:
+    def training_config(self, path: Path, info: dict[str, Any], name: str | None) -> TrainingConfig:
         if info.get("type") not in (None, "pi05"):
             raise EvalkitError(f"lerobot checkpoint of type {info.get('type')!r}, not pi05")
         if info.get("use_relative_actions"):
@@ -63,7 +64,7 @@ class LerobotLayout:
             )
         shape = info.get("output_features", {}).get("action", {}).get("shape") or [None]
         embodiment = EMBODIMENT_BY_ACTION_DIM.get(shape[0]) if isinstance(shape[0], int) else None
-        behaviour = Behaviour(
+        training_config = TrainingConfig(
             name="lerobot_pi05",
             action_horizon=int(info.get("chunk_size", 50)),
             discrete_state_input=True,
@@ -76,21 +77,21 @@ class LerobotLayout:
                     f"{path}: a lerobot DROID checkpoint does not record whether its actions are joint velocities "
                     "or positions; pass --config {pi05_droid,pi05_droid_jointpos}"
                 )
-            return behaviour
+            return training_config
         named = named_config(name)
         if embodiment is not None and named.embodiment != embodiment:
             raise EvalkitError(
                 f"{path}: its {shape[0]}-dim actions are a {embodiment} policy's, not {name}'s ({named.embodiment})"
             )
         return replace(
-            behaviour,
+            training_config,
             name=f"lerobot_{named.name}",
             embodiment=named.embodiment,
             action_mode=named.action_mode,
         )
 
     def norm_stats(
-        self, path: Path, info: dict[str, Any], behaviour: Behaviour, override: Path | None
+        self, path: Path, info: dict[str, Any], training_config: TrainingConfig, override: Path | None
     ) -> tuple[NormSpec, tuple[Path, ...]]:
         if override is not None:
             return openpi_norm_spec(override, quantile=True), (override,)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evalkit.core.errors import EvalkitError
-from evalkit.models.pi05.checkpoint.configs import Behaviour, check_norm_stats
+from evalkit.models.pi05.checkpoint.configs import TrainingConfig, check_norm_stats
 from evalkit.models.pi05.checkpoint.fingerprint import fingerprint_files
 from evalkit.models.pi05.checkpoint.io import (
     read_safetensors,
@@ -51,7 +51,7 @@ class Pi05Checkpoint:
     path: Path
     layout: str  # "evalkit" | "openpi" | "lerobot"
     config: Pi05Config
-    behaviour: Behaviour
+    training_config: TrainingConfig
     norm: NormSpec
     weights: tuple[Path, ...]
     key_map: dict[str, str] | None  # file key -> our key (None: identity)
@@ -131,8 +131,8 @@ def load_checkpoint(
             f"evalkit convert --src {path} --out DIR --config NAME (params/ needs the optional orbax-checkpoint)"
         )
     info = checkpoint_info(path)
-    behaviour = layout.training_config(path, info, config_name)
-    norm, norm_files = layout.norm_stats(path, info, behaviour, stats_path)
+    training_config = layout.training_config(path, info, config_name)
+    norm, norm_files = layout.norm_stats(path, info, training_config, stats_path)
     files = tuple(weight_files(path))
     shapes = {k: v.shape for k, v in safetensors_index(files).items()}
     key_map = layout.key_map(list(shapes))
@@ -141,7 +141,11 @@ def load_checkpoint(
     config = layout.model_config(info)
     if config is None:
         given = read_model_config_file(Path(model_config_file)) if model_config_file is not None else None
-        config = apply_behaviour(given, behaviour) if given is not None else infer_dims(shapes, behaviour)
+        config = (
+            apply_behaviour(given, training_config)
+            if given is not None
+            else infer_dims(shapes, training_config)
+        )
     compare_shapes(shapes, expected_shapes(config), str(path))
-    check_norm_stats(norm, behaviour, config.action_dim)
-    return Pi05Checkpoint(path, layout.name, config, behaviour, norm, files, key_map, norm_files)
+    check_norm_stats(norm, training_config, config.action_dim)
+    return Pi05Checkpoint(path, layout.name, config, training_config, norm, files, key_map, norm_files)

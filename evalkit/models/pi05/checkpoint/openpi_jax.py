@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.core.errors import EvalkitError
-from evalkit.models.pi05.checkpoint.configs import Behaviour
+from evalkit.models.pi05.checkpoint.configs import TrainingConfig
 from evalkit.models.pi05.checkpoint.io import read_npz, read_orbax_params
 from evalkit.models.pi05.checkpoint.openpi_pytorch import openpi_norm_stats, openpi_training_config
 from evalkit.models.pi05.config import Pi05Config
@@ -33,13 +33,13 @@ class OpenpiJaxLayout:
     def key_map(self, keys: list[str]) -> dict[str, str] | None:
         raise EvalkitError("openpi JAX names are converted with jax_names.jax_to_state_dict, not renamed")
 
-    def training_config(self, path: Path, info: dict[str, Any], name: str | None) -> Behaviour:
+    def training_config(self, path: Path, info: dict[str, Any], name: str | None) -> TrainingConfig:
         return openpi_training_config(self.root(path), name)
 
     def norm_stats(
-        self, path: Path, info: dict[str, Any], behaviour: Behaviour, override: Path | None
+        self, path: Path, info: dict[str, Any], training_config: TrainingConfig, override: Path | None
     ) -> tuple[NormSpec, tuple[Path, ...]]:
-        return openpi_norm_stats(self.root(path), behaviour, override)
+        return openpi_norm_stats(self.root(path), training_config, override)
 
     def model_config(self, info: dict[str, Any]) -> Pi05Config | None:
         return None

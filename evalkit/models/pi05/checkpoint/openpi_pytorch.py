@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.core.errors import EvalkitError
-from evalkit.models.pi05.checkpoint.configs import Behaviour, require_config
+from evalkit.models.pi05.checkpoint.configs import TrainingConfig, require_config
 from evalkit.models.pi05.checkpoint.io import WEIGHTS_FILE, WEIGHTS_INDEX, read_json
 from evalkit.models.pi05.checkpoint.shapes import P
 from evalkit.models.pi05.config import Pi05Config
 from evalkit.models.pi05.normalize import NormSpec, openpi_norm_spec
+from evalkit.paths import inside
 
 log = logging.getLogger(__name__)
 
@@ -60,36 +61,38 @@ def openpi_assets(path: Path) -> list[str]:
 
 
 def openpi_norm_stats(
-    path: Path, behaviour: Behaviour, override: Path | None
+    path: Path, training_config: TrainingConfig, override: Path | None
 ) -> tuple[NormSpec, tuple[Path, ...]]:
     stats_file = override
     if stats_file is None:
-        if behaviour.asset_id is None:
+        if training_config.asset_id is None:
             raise EvalkitError(f"{path}: no asset id to find norm stats under; pass --norm-stats FILE")
-        stats_file = path / "assets" / behaviour.asset_id / "norm_stats.json"
+        stats_file = inside(path, Path("assets", training_config.asset_id, "norm_stats.json"), "read")
         if not stats_file.is_file():
             found = openpi_assets(path)
             raise EvalkitError(
-                f"missing norm stats {stats_file} (config {behaviour.name}; found: {found or 'none'}). "
+                f"missing norm stats {stats_file} (config {training_config.name}; found: {found or 'none'}). "
                 "openpi's converter often drops them: copy <jax ckpt>/assets into the checkpoint or pass --norm-stats"
             )
     return openpi_norm_spec(stats_file, quantile=True), (stats_file,)
 
 
-def openpi_training_config(path: Path, name: str | None) -> Behaviour:
-    behaviour = require_config(name, str(path), "openpi checkpoints do not record their training config")
+def openpi_training_config(path: Path, name: str | None) -> TrainingConfig:
+    training_config = require_config(
+        name, str(path), "openpi checkpoints do not record their training config"
+    )
     info_file = path / "config.json"
     if info_file.is_file():
         horizon = read_json(info_file).get("action_horizon")
-        if isinstance(horizon, int) and horizon != behaviour.action_horizon:
+        if isinstance(horizon, int) and horizon != training_config.action_horizon:
             log.warning(
                 "%s: config.json says action_horizon %d; %s uses %d",
                 path,
                 horizon,
-                behaviour.name,
-                behaviour.action_horizon,
+                training_config.name,
+                training_config.action_horizon,
             )
-    return behaviour
+    return training_config
 
 
 class OpenpiPytorchLayout:
@@ -101,13 +104,13 @@ class OpenpiPytorchLayout:
     def key_map(self, keys: list[str]) -> dict[str, str] | None:
         return openpi_names({key: key for key in keys})
 
-    def training_config(self, path: Path, info: dict[str, Any], name: str | None) -> Behaviour:
+    def training_config(self, path: Path, info: dict[str, Any], name: str | None) -> TrainingConfig:
         return openpi_training_config(path, name)
 
     def norm_stats(
-        self, path: Path, info: dict[str, Any], behaviour: Behaviour, override: Path | None
+        self, path: Path, info: dict[str, Any], training_config: TrainingConfig, override: Path | None
     ) -> tuple[NormSpec, tuple[Path, ...]]:
-        return openpi_norm_stats(path, behaviour, override)
+        return openpi_norm_stats(path, training_config, override)
 
     def model_config(self, info: dict[str, Any]) -> Pi05Config | None:
         return None

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from evalkit.core.errors import EvalkitError
-from evalkit.models.pi05.checkpoint.configs import Behaviour
+from evalkit.models.pi05.checkpoint.configs import TrainingConfig
 from evalkit.models.pi05.checkpoint.io import read_json
 from evalkit.models.pi05.config import IMAGE_KEYS, GemmaConfig, Pi05Config, SiglipConfig
 
@@ -61,7 +61,7 @@ def compare_shapes(
         raise EvalkitError(f"{where} does not match the pi05 model: " + "; ".join(problems))
 
 
-def infer_dims(shapes: Mapping[str, tuple[int, ...]], behaviour: Behaviour) -> Pi05Config:
+def infer_dims(shapes: Mapping[str, tuple[int, ...]], training_config: TrainingConfig) -> Pi05Config:
     """Model dims from openpi PyTorch tensor shapes (assuming pi0.5's single kv head), plus the config's horizon and
     prompt format."""
 
@@ -113,14 +113,14 @@ def infer_dims(shapes: Mapping[str, tuple[int, ...]], behaviour: Behaviour) -> P
         action_expert=gemma(E, vocab),
         siglip=siglip,
         action_dim=get("action_in_proj.weight")[1],
-        action_horizon=behaviour.action_horizon,
-        max_token_len=behaviour.max_token_len,
-        discrete_state_input=behaviour.discrete_state_input,
+        action_horizon=training_config.action_horizon,
+        max_token_len=training_config.max_token_len,
+        discrete_state_input=training_config.discrete_state_input,
         image_keys=IMAGE_KEYS,
     )
 
 
-def infer_dims_jax(flat: Mapping[str, np.ndarray], behaviour: Behaviour) -> Pi05Config:
+def infer_dims_jax(flat: Mapping[str, np.ndarray], training_config: TrainingConfig) -> Pi05Config:
     """Model dims from openpi JAX parameter shapes (heads and head dims are explicit there)."""
 
     def get(key: str) -> tuple[int, ...]:
@@ -155,9 +155,9 @@ def infer_dims_jax(flat: Mapping[str, np.ndarray], behaviour: Behaviour) -> Pi05
         action_expert=gemma("_1"),
         siglip=siglip,
         action_dim=get("action_in_proj/kernel")[0],
-        action_horizon=behaviour.action_horizon,
-        max_token_len=behaviour.max_token_len,
-        discrete_state_input=behaviour.discrete_state_input,
+        action_horizon=training_config.action_horizon,
+        max_token_len=training_config.max_token_len,
+        discrete_state_input=training_config.discrete_state_input,
     )
 
 
@@ -171,12 +171,12 @@ def read_model_config_file(path: Path) -> Pi05Config:
     return Pi05Config.from_dict(data)
 
 
-def apply_behaviour(config: Pi05Config, behaviour: Behaviour) -> Pi05Config:
+def apply_behaviour(config: Pi05Config, training_config: TrainingConfig) -> Pi05Config:
     return replace(
         config,
-        action_horizon=behaviour.action_horizon,
-        discrete_state_input=behaviour.discrete_state_input,
-        max_token_len=behaviour.max_token_len,
+        action_horizon=training_config.action_horizon,
+        discrete_state_input=training_config.discrete_state_input,
+        max_token_len=training_config.max_token_len,
     )
 
 

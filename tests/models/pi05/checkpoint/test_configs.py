@@ -13,9 +13,9 @@ def test_the_config_is_never_guessed_from_the_path(tmp_path):
     # a hub download lands in .../owner--name/main: a meaningless name loads with the config given...
     d = openpi_dir(tmp_path / "hub" / "org--pi05", asset="droid", name="main", action_dim=8)
     ckpt = load_checkpoint(d, "pi05_droid_jointpos", model_config_file=FIXTURE_CONFIG)
-    assert ckpt.behaviour.absolute_joint_actions and ckpt.config.action_horizon == 15
-    assert ckpt.config.discrete_state_input and ckpt.behaviour.action_mode == "joint_position"
-    assert load_checkpoint(d, "pi05_droid", model_config_file=FIXTURE_CONFIG).behaviour.action_mode == (
+    assert ckpt.training_config.absolute_joint_actions and ckpt.config.action_horizon == 15
+    assert ckpt.config.discrete_state_input and ckpt.training_config.action_mode == "joint_position"
+    assert load_checkpoint(d, "pi05_droid", model_config_file=FIXTURE_CONFIG).training_config.action_mode == (
         "joint_velocity"
     )
     # ...and is refused in one line without it, whatever the directory or its assets are called

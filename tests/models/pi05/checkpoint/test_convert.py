@@ -91,7 +91,7 @@ def test_convert_cli_bfloat16(tmp_path, capsys, reference):
     with safe_open(str(tmp_path / "out" / "model.safetensors"), "pt") as f:
         assert f.get_slice(EMBED).get_dtype() == "BF16"
     ckpt = load_checkpoint(tmp_path / "out", "pi05_libero")
-    assert ckpt.behaviour.name == "pi05_libero" and not ckpt.config.discrete_state_input
+    assert ckpt.training_config.name == "pi05_libero" and not ckpt.config.discrete_state_input
     model = ckpt.build_model(dtype="bfloat16")
     weights = dict(model.named_parameters())
     assert weights[EMBED].dtype == torch.bfloat16
@@ -109,7 +109,7 @@ def test_make_tiny_checkpoint_cli_is_deterministic(tmp_path, capsys):
     assert weights["a"] == weights["b"] != weights["c"]
     droid = load_checkpoint(cli.make_tiny_checkpoint(tmp_path / "d", "droid"))
     assert droid.config.action_horizon == 15 and droid.config.discrete_state_input
-    assert droid.behaviour.embodiment == "droid" and droid.norm.state.dim == 8
+    assert droid.training_config.embodiment == "droid" and droid.norm.state.dim == 8
 
 
 def test_orbax_params_tree_converts(tmp_path, reference):
@@ -129,5 +129,23 @@ def test_orbax_params_tree_converts(tmp_path, reference):
     write_stats(d / "assets" / LIBERO / "norm_stats.json")
     out = convert_checkpoint(d, tmp_path / "out", "pi05_libero", model_config_file=FIXTURE_CONFIG)
     ckpt = load_checkpoint(out)
-    assert ckpt.behaviour.name == "pi05_libero" and ckpt.config.action_horizon == 10
+    assert ckpt.training_config.name == "pi05_libero" and ckpt.config.action_horizon == 10
     assert_same_tensors(ckpt.state_dict(), reference)
+
+
+@pytest.mark.parametrize(
+    ("add", "defaults"),
+    [
+        (cli.convert_arguments, ["--dtype"]),
+        (cli.make_tiny_checkpoint_arguments, ["--embodiment", "--seed"]),
+    ],
+)
+def test_help_shows_every_default(add, defaults):
+    parser = argparse.ArgumentParser()
+    add(parser)
+    for action in parser._actions:
+        if action.option_strings and action.default not in (None, argparse.SUPPRESS):
+            assert f"(default: {action.default})" in (action.help or ""), action.option_strings
+    assert {
+        a.option_strings[0] for a in parser._actions if a.default not in (None, argparse.SUPPRESS)
+    } >= set(defaults)

@@ -29,7 +29,7 @@ from tests.models.pi05.checkpoint.helpers import (
 def test_openpi_layout_loads_with_the_libero_config(tmp_path, reference):
     ckpt = load_checkpoint(openpi_dir(tmp_path), "pi05_libero", model_config_file=FIXTURE_CONFIG)
     assert ckpt.layout == "openpi"
-    assert ckpt.behaviour == NAMED_CONFIGS["pi05_libero"]
+    assert ckpt.training_config == NAMED_CONFIGS["pi05_libero"]
     assert (ckpt.config.action_horizon, ckpt.config.discrete_state_input, ckpt.config.max_token_len) == (
         10,
         False,
@@ -90,7 +90,7 @@ def test_lerobot_layout(tmp_path, reference):
     ckpt = load_checkpoint(lerobot_dir(tmp_path, reference), model_config_file=FIXTURE_CONFIG)
     assert ckpt.layout == "lerobot"
     assert ckpt.config.discrete_state_input and ckpt.config.action_horizon == 10
-    assert ckpt.behaviour.embodiment == "libero"
+    assert ckpt.training_config.embodiment == "libero"
     assert (ckpt.norm.state.mode, ckpt.norm.actions.mode) == ("lerobot_mean_std", "lerobot_quantiles")
     assert_same_tensors(ckpt.state_dict(), reference)
 
