@@ -102,6 +102,32 @@ def test_ray_run_stores_the_local_runs_results(cluster, feedback, local_run, tmp
     assert _cluster_is_idle()
 
 
+def test_ray_dispatches_in_list_order_and_stops_when_the_hook_decides(cluster, feedback, tmp_path):
+    """As locally: one worker takes the episodes in the order given; the stop hook ends a run early (episodes in
+    progress on the actors are dropped, the actors stay usable)."""
+    from evalkit.core.protocol import episodes_for
+    from evalkit.runner.evaluate import resolve_suites, run_evaluation
+
+    config = _config(tmp_path / "ordered", ray="auto", workers=1, max_steps=2, save_actions=False)
+    plan = episodes_for(resolve_suites(config))
+    order = [plan[3], plan[0], plan[2], plan[1]]
+    stored = []
+    run_evaluation(
+        config, progress=False, episodes=order, stop_when=lambda r: stored.append(r.spec) and False
+    )
+    assert stored == order
+
+    decided = []
+    outcome = run_evaluation(
+        _config(tmp_path / "decided", ray="auto", workers=2, episodes_per_task=6, save_actions=False),
+        progress=False,
+        stop_when=lambda r: decided.append(r.spec) or len(decided) == 2,
+    )
+    assert outcome.decided and outcome.exit_code == 0 and 2 <= outcome.finished <= 3 < 12
+    assert read_manifest(outcome.run_dir)["sessions"][-1]["status"] == "stopped by decision"
+    assert _cluster_is_idle()
+
+
 def _run_in_thread(config):
     box = {}
 
