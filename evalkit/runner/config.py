@@ -70,7 +70,8 @@ class EvalConfig:
         # its help lists the presets found under tasks/*/protocols/ (evalkit.cli)
         metadata=flag("--protocol", "protocol preset (default: the suite's own)", RUN),
     )
-    max_attempts: int = 3  # tries per episode when its env worker dies or its simulator raises
+    # tries per episode when its simulator raises, its env worker dies or hangs, or its policy call raises
+    max_attempts: int = 3
     save_actions: bool = field(
         default=False,
         metadata=flag(

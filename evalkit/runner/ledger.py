@@ -76,10 +76,10 @@ class EpisodeLedger:
         self.stop_when = stop_when
         self.tally = Tally()
         self.attempts: dict[EpisodeSpec, int] = {}
-        self.error: InvalidActionsError | None = (
-            None  # raised by `finish`: the policy broke the action contract
-        )
-        self.policy_gone = False  # episodes in progress are then stored as `error` (they were waiting on it)
+        # raised by `finish`: the policy broke the action contract
+        self.error: InvalidActionsError | None = None
+        # the policy is gone: episodes in progress are then stored as `error` (they were waiting on it)
+        self.policy_gone = False
         self.first_of_task: dict[tuple[str, int], int] = {}
         for spec in all_episodes if all_episodes is not None else episodes:
             key = (spec.suite, spec.task_id)

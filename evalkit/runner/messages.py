@@ -69,8 +69,10 @@ class PolicyCall:
 @dataclass(frozen=True)
 class EpisodeDone:
     result: EpisodeResult
-    actions: np.ndarray | None  # executed actions, with --save-actions
-    video: bytes | None = None  # the video's bytes, when a Ray actor ships it to the driver
+    # executed actions, with --save-actions
+    actions: np.ndarray | None
+    # the video's bytes, when a Ray actor ships it to the driver
+    video: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -207,10 +207,14 @@ class EnvSlot:
     last_task: tuple[str, int] | None = None
     # it owes a report by then (or, while it waits on the policy, an answer to a ping)
     deadline: float | None = None
-    stream: Any = None  # the ObjectRefGenerator of the episode in progress
-    aborting: bool = False  # asked to drop its episode: it ends with `Aborted` at its next policy call
-    waiting: bool = False  # waiting on the policy, whose time the watchdog does not count
-    ping: Any = None  # a `ready()` call in flight: a waiting actor must still answer it
+    # the ObjectRefGenerator of the episode in progress
+    stream: Any = None
+    # asked to drop its episode: it ends with `Aborted` at its next policy call
+    aborting: bool = False
+    # waiting on the policy, whose time the watchdog does not count
+    waiting: bool = False
+    # a `ready()` call in flight: a waiting actor must still answer it
+    ping: Any = None
 
 
 class RayRunner:
@@ -230,6 +234,8 @@ class RayRunner:
 
     # -- the loop --------------------------------------------------------------------------------------------
     def run(self, replicas: Replicas, ledger: EpisodeLedger) -> Tally:
+        if not ledger.has_work():
+            return ledger.finish()
         n_workers = max(1, min(self.config.workers or 1, ledger.total))
         options = ledger.episode_options(replicas.meta)
         interrupted = True

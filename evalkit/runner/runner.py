@@ -118,6 +118,8 @@ class LocalRunner:
     def run(self, policy: Policy, ledger: EpisodeLedger) -> Tally:
         """Run the ledger's episodes with `policy`; returns the tally (raises what stopped the run, if the policy
         did). The workers stay up for the next run unless this one was interrupted."""
+        if not ledger.has_work():
+            return ledger.finish()
         n_workers = max(1, min(self.config.workers or 1, ledger.total))
         options = ledger.episode_options(policy.meta)
         self.batcher = batcher = DynamicBatcher(
