@@ -36,17 +36,37 @@ def eval_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--suite", required=True, help="suite or group name (see `evalkit suites`)")
     add_dataclass_arguments(parser, PolicyOptions, title="policy")
-    add_dataclass_arguments(parser, EvalConfig)
+    add_dataclass_arguments(parser, EvalConfig, helps={"protocol": protocol_help()})
     add_dataclass_arguments(parser, TrackerOptions)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no plan and no progress (default: off; without a terminal, progress is a status line every 30 s)",
+    )
+
+
+def protocol_help() -> str:
+    """`--protocol`'s help: every preset under tasks/<kind>/protocols/, by suite kind (never stale)."""
+    from evalkit.suites.registry import PROTOCOL_DIR, tasks_dirs
+
+    presets: dict[str, set[str]] = {}
+    for root in tasks_dirs():
+        for path in root.glob(f"*/{PROTOCOL_DIR}/*.yaml"):
+            presets.setdefault(path.parent.parent.name, set()).add(path.stem)
+    listed = "; ".join(f"{kind}: {', '.join(sorted(names))}" for kind, names in sorted(presets.items()))
+    return f"protocol preset ({listed}) (default: the suite's own, e.g. openpi for LIBERO)"
 
 
 def eval_main(args: argparse.Namespace) -> int:
+    """Exit codes: evalkit.runner.outcome (0 complete, 2 usage/refusal, 4 incomplete, 130/143 interrupted)."""
     from evalkit.cli_args import dataclass_from_arguments
-    from evalkit.core.policy import PolicyOptions, PolicyUnavailableError
+    from evalkit.core.policy import PolicyOptions
     from evalkit.report.report import report_link, write_report
     from evalkit.report.summary import console_summary
-    from evalkit.runner import EvalConfig, evaluate
+    from evalkit.runner import EvalConfig
+    from evalkit.runner.evaluate import run_evaluation
+    from evalkit.runner.outcome import EXIT_INTERRUPTED, EXIT_TERMINATED
+    from evalkit.runner.runner import Terminated
     from evalkit.trackers.base import check_trackers
     from evalkit.trackers.config import TrackerOptions
     from evalkit.trackers.log import log_run
@@ -62,25 +82,24 @@ def eval_main(args: argparse.Namespace) -> int:
         tracking
     )  # before anything runs: an unknown tracker or missing extra is one line
     try:
-        run_dir = evaluate(config, progress=not args.quiet)
-    except PolicyUnavailableError as exc:
-        raise EvalkitError(
-            f"{exc}; waiting episodes were recorded as errors, re-run the same command to resume"
-        ) from exc
-    except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # already exiting: a further Ctrl-C changes nothing
+        outcome = run_evaluation(config, progress=not args.quiet)
+    except KeyboardInterrupt as exc:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # already exiting: a further signal changes nothing
+            signal.signal(sig, signal.SIG_IGN)
         print(
             f"\nevalkit: interrupted; finished episodes are kept in {config.run_dir()}, re-run to resume",
             file=sys.stderr,
         )
-        return 130
-    print(console_summary(run_dir))
-    report = write_report(run_dir)
-    print(f"\nrun directory: {run_dir}")
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+    print(console_summary(outcome.run_dir))
+    report = write_report(outcome.run_dir)
+    print(f"\nrun directory: {outcome.run_dir}")
     print(f"report: {report_link(report)}")
-    for line in log_run(trackers, run_dir, tracking):
+    for line in log_run(trackers, outcome.run_dir, tracking):
         print(f"logged to {line}")
-    return 0
+    if outcome.last_line():
+        print(outcome.last_line(), file=sys.stderr)
+    return outcome.exit_code
 
 
 def build_parser() -> argparse.ArgumentParser:

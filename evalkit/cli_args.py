@@ -15,9 +15,15 @@ T = TypeVar("T")
 
 
 def add_dataclass_arguments(
-    parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (), title: str | None = None
+    parser: argparse.ArgumentParser,
+    cls: type,
+    skip: tuple[str, ...] = (),
+    title: str | None = None,
+    helps: dict[str, str] | None = None,
 ) -> None:
-    """Flags for the fields of `cls` that carry one, under their group's heading (or `title`)."""
+    """Flags for the fields of `cls` that carry one, under their group's heading (or `title`); `helps` replaces
+    the help of fields by name (text known only when the parser is built). Every help ends with the default:
+    the field's, or "off" for a switch, or "none", unless the text already says what the default is."""
     groups: dict[str | None, Any] = {}
     for f in dataclasses.fields(cls):
         meta = f.metadata
@@ -28,7 +34,7 @@ def add_dataclass_arguments(
             groups[heading] = parser.add_argument_group(heading) if heading else parser
         group = groups[heading]
         kwargs: dict[str, Any] = dict(meta["argparse"])
-        help_text = meta["help"]
+        help_text = (helps or {}).get(f.name, meta["help"])
         switch = kwargs.get("action") in ("store_true", "store_false")
         if f.default is not dataclasses.MISSING and not switch:
             kwargs["default"] = f.default

@@ -23,6 +23,10 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# a batch that starts on an idle policy waits this long for more observations (as `evalkit serve` does by default),
+# unless no env worker can still send one
+BATCH_WAIT_MS = 5.0
+
 RUN, RAY = "run", "Ray (optional extra: pip install -e '.[ray]')"
 
 
@@ -32,9 +36,10 @@ class EvalConfig:
 
     suite: str
     policy: PolicyOptions  # a bare name is accepted and means PolicyOptions(name=...)
+    # a string on the command line, so that `--out ''` is refused rather than taken as the current directory
     out: Path | None = field(
         default=None,
-        metadata=flag("--out", "run directory (default: results/<suite>__<policy>)", RUN, type=Path),
+        metadata=flag("--out", "run directory (default: results/<suite>__<policy>)", RUN, metavar="DIR"),
     )
     episodes_per_task: int | None = field(
         default=None,
@@ -57,13 +62,16 @@ class EvalConfig:
         default=None, metadata=flag("--seed", "default: the protocol's (7 for openpi LIBERO)", RUN, type=int)
     )
     max_steps: int | None = field(
-        default=None, metadata=flag("--max-steps", "override the per-suite step budget", RUN, type=int)
+        default=None,
+        metadata=flag("--max-steps", "per-episode step budget (default: the suite's)", RUN, type=int),
     )
     protocol: str | None = field(
         default=None,
-        metadata=flag("--protocol", "protocol preset: openpi (default), lerobot, droid, droid_jointpos", RUN),
+        # its help lists the presets found under tasks/*/protocols/ (evalkit.cli)
+        metadata=flag("--protocol", "protocol preset (default: the suite's own)", RUN),
     )
-    max_attempts: int = 3  # tries per episode when its env worker dies or its simulator raises
+    # tries per episode when its simulator raises, its env worker dies or hangs, or its policy call raises
+    max_attempts: int = 3
     save_actions: bool = field(
         default=False,
         metadata=flag(
@@ -84,8 +92,9 @@ class EvalConfig:
         default=None,
         metadata=flag(
             "--ray",
-            "run env workers and policy replicas as Ray actors: `local` (the default when given without a value) "
-            "starts Ray in this process, `auto` or ray://host:10001 joins a running cluster",
+            "run env workers and policy replicas as Ray actors: `local` (when given without a value) starts a "
+            "private Ray instance in this process; `auto` joins this machine's cluster (`ray start` or "
+            "$RAY_ADDRESS); HOST:PORT joins the cluster whose head is there (default: off, local processes)",
             RAY,
             nargs="?",
             const="local",
@@ -111,6 +120,8 @@ class EvalConfig:
             object.__setattr__(self, "policy", PolicyOptions(name=self.policy))
         if self.tasks is not None:
             object.__setattr__(self, "tasks", tuple(self.tasks))
+        if isinstance(self.out, str) and self.out.strip():  # an empty one stays, for check_config to refuse
+            object.__setattr__(self, "out", Path(self.out))
 
     def run_dir(self) -> Path:
         if self.out is not None:

@@ -1,16 +1,35 @@
-"""`evaluate(config)`: one command's worth of evaluation, resumable, from suite resolution to the stored episodes."""
+"""Evaluations, from suite resolution to the stored episodes, resumable.
+
+`evaluate(config)` runs one (the `evalkit eval` command). `EvalSession` runs several with the same suites and
+backend, keeping the env workers (local processes or Ray actors) alive between them and swapping only the policy,
+which is what `evalkit watch` needs:
+
+    with EvalSession(config) as session:                 # suites resolved, Ray joined; workers start on first use
+        for checkpoint in checkpoints:
+            options = dataclasses.replace(config.policy, checkpoint=checkpoint)
+            outcome = session.evaluate(options, out=run_dir_for(checkpoint))   # its own store and run directory
+            print(outcome.exit_code, outcome.last_line())
+
+`session.evaluate` also takes `episodes` (the episodes to run, dispatched in that order, e.g. balanced across
+tasks; default: the protocol's episodes in plan order) and `stop_when` (called with each stored `EpisodeResult`;
+returning True ends the run early, in-progress episodes are dropped, and the outcome says it was decided).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from evalkit.core.compatibility import check_compatible
 from evalkit.core.embodiment import embodiment
+from evalkit.core.episode import EpisodeSpec
 from evalkit.core.errors import EvalkitError
 from evalkit.core.policy import Policy, PolicyMeta, PolicyOptions
 from evalkit.core.protocol import SuiteSpec, episodes_for
@@ -19,8 +38,10 @@ from evalkit.rundir.lock import RunLock
 from evalkit.rundir.manifest import now, open_manifest, write_manifest
 from evalkit.rundir.store import EpisodeStore, RunIdentity
 from evalkit.runner.config import VIDEO_MODES, EvalConfig, default_workers
+from evalkit.runner.ledger import EpisodeLedger, StopHook, Tally
+from evalkit.runner.outcome import IncompleteRunError, RunOutcome
 from evalkit.runner.plan import describe_plan
-from evalkit.runner.runner import Runner, stop_on_interrupt
+from evalkit.runner.runner import LocalRunner, stop_on_signals
 
 
 def resolve_suites(config: EvalConfig) -> list[SuiteSpec]:
@@ -41,73 +62,84 @@ def resolve_suites(config: EvalConfig) -> list[SuiteSpec]:
 
 
 def policy_options(config: EvalConfig, suites: list[SuiteSpec]) -> PolicyOptions:
-    """The policy options for these suites: its embodiment and action dims are the suites'."""
+    """The policy options of `config` for these suites: its embodiment and action dims are the suites', its largest
+    batch the run's."""
     body = embodiment(suites[0].embodiment)
     return dataclasses.replace(
         config.policy, embodiment=body.name, action_dim=body.action_dim, max_batch=config.batch_size
     )
 
 
-def build_policy(config: EvalConfig, suites: list[SuiteSpec]) -> Policy:
-    return make_policy(policy_options(config, suites))
-
-
-class LocalBackend:
-    """The policy in this process, env workers as local processes. A `policy` given ready-made (the Python API's)
-    is used as it is and left open: its owner closes it."""
-
-    def __init__(self, config: EvalConfig, suites: list[SuiteSpec], policy: Policy | None = None):
-        self.owned = policy is None
-        self.policy = build_policy(config, suites) if policy is None else policy
-        self.runner: Runner | None = None
-
-    @property
-    def meta(self) -> PolicyMeta:
-        return self.policy.meta
-
-    def default_workers(self) -> int:
-        return default_workers()
-
-    def execution(self, config: EvalConfig) -> dict[str, Any]:
-        return {"backend": "local", "workers": config.workers, "batch_size": config.batch_size}
-
-    def make_runner(
-        self, config: EvalConfig, suites: list[SuiteSpec], store: EpisodeStore, run_dir: Path, progress: bool
-    ) -> Runner:
-        self.runner = Runner(config, suites, self.policy, store, run_dir, progress=progress)
-        return self.runner
-
-    def kill_now(self) -> None:
-        if self.runner is not None:
-            self.runner.kill_now()
-
-    def close(self, graceful: bool = True) -> None:
-        if self.owned:
-            self.policy.close()
-
-
-def check_execution(config: EvalConfig) -> None:
-    if config.episode_timeout_s <= 0:
-        raise EvalkitError("--episode-timeout must be positive")
+def check_config(config: EvalConfig) -> None:
+    """Refuse bad settings in one line, before anything starts."""
+    if config.out is not None and not str(config.out).strip():
+        raise EvalkitError("--out must not be empty (omit it for results/<suite>__<policy>)")
+    if config.video not in VIDEO_MODES:
+        raise EvalkitError(f"unknown video mode {config.video!r}; choose one of {', '.join(VIDEO_MODES)}")
+    if config.batch_size < 1 or (config.workers is not None and config.workers < 1):
+        raise EvalkitError("--workers and --batch-size must be at least 1")
+    if not (math.isfinite(config.episode_timeout_s) and config.episode_timeout_s > 0):
+        raise EvalkitError(
+            f"--episode-timeout must be a positive number of seconds, got {config.episode_timeout_s}"
+        )
     if config.ray is None:
         if config.policy_replicas != 1 or config.gpus_per_replica:
             raise EvalkitError("--policy-replicas and --gpus-per-replica need --ray")
         return
     if config.policy_replicas < 1:
         raise EvalkitError("--policy-replicas must be at least 1")
-    if config.gpus_per_replica < 0:
-        raise EvalkitError("--gpus-per-replica must not be negative")
+    if not (math.isfinite(config.gpus_per_replica) and config.gpus_per_replica >= 0):
+        raise EvalkitError(f"--gpus-per-replica must be a number >= 0, got {config.gpus_per_replica}")
 
 
-def start_backend(config: EvalConfig, suites: list[SuiteSpec], policy: Policy | None = None):
+class LocalBackend:
+    """The policy in this process, env workers as local processes (kept across policies). A policy given
+    ready-made (the Python API's) is used as it is and left open: its owner closes it."""
+
+    def __init__(self, config: EvalConfig, suites: list[SuiteSpec]):
+        self.config = config.replace(workers=config.workers or default_workers())
+        self.runner = LocalRunner(self.config, suites)
+        self.policy: Policy | None = None
+        self.owned = False
+
+    def load(self, policy: PolicyOptions | Policy) -> PolicyMeta:
+        """Build (or take) the policy to evaluate next, closing the previous one if it was built here."""
+        self.unload()
+        self.owned = isinstance(policy, PolicyOptions)
+        self.policy = make_policy(policy) if isinstance(policy, PolicyOptions) else policy
+        return self.policy.meta
+
+    def unload(self, graceful: bool = True) -> None:
+        policy, self.policy = self.policy, None
+        if policy is not None and self.owned:
+            policy.close()
+
+    def run(self, ledger: EpisodeLedger) -> Tally:
+        assert self.policy is not None, "load a policy first"
+        return self.runner.run(self.policy, ledger)
+
+    def execution(self) -> dict[str, Any]:
+        return {"backend": "local", "workers": self.config.workers, "batch_size": self.config.batch_size}
+
+    def kill_now(self) -> None:
+        self.runner.kill_now()
+
+    def close(self, graceful: bool = True) -> None:
+        self.unload(graceful)
+        self.runner.close(graceful)
+
+
+def start_backend(config: EvalConfig, suites: list[SuiteSpec]):
     """LocalBackend, or RayBackend for `--ray` (Ray is imported only then)."""
     if config.ray is None:
-        return LocalBackend(config, suites, policy)
-    if policy is not None:
-        raise EvalkitError("a policy object runs in this process: it cannot be used with ray")
+        return LocalBackend(config, suites)
+    if config.ray == "local" and "ray" not in sys.modules:
+        # Ray's default for a new instance (token authentication), asked for explicitly so that Ray does not warn
+        # that it chose it. Ray reads the setting once, when it is imported.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     from evalkit.runner.ray_runner import RayBackend
 
-    return RayBackend(config, suites, policy_options(config, suites))
+    return RayBackend(config, suites)
 
 
 def prepare_run_dir(run_dir: Path) -> bool:
@@ -123,80 +155,168 @@ def prepare_run_dir(run_dir: Path) -> bool:
     return created
 
 
-def evaluate(
-    config: EvalConfig, progress: bool = True, command: list[str] | None = None, policy: Policy | None = None
-) -> Path:
-    """Run (or resume) an evaluation; returns the run directory. Raises EvalkitError on bad input.
-    `policy`: a ready-made policy to evaluate instead of building `config.policy` (it is not closed here).
+def tidy_run_dir(run_dir: Path) -> None:
+    """Remove the empty folders a run may leave (`videos/.partial`, then `videos` if nothing was filmed)."""
+    for folder in (run_dir / "videos" / ".partial", run_dir / "videos"):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only if empty
 
-    Ctrl-C prints "stopping…" at once, stops the workers and keeps what finished (the session is marked
-    interrupted); a second Ctrl-C exits at once."""
-    if config.video not in VIDEO_MODES:
-        raise EvalkitError(f"unknown video mode {config.video!r}; choose one of {', '.join(VIDEO_MODES)}")
-    if config.batch_size < 1 or (config.workers is not None and config.workers < 1):
-        raise EvalkitError("--workers and --batch-size must be at least 1")
-    check_execution(config)
-    suites = resolve_suites(config)
-    for suite in suites if progress and config.tasks is None else ():  # what a kind left out, and why
-        if suite.unavailable_note():
-            print(f"evalkit: {suite.name}: {suite.unavailable_note()}")
-    all_episodes = episodes_for(suites)
-    backend = None
-    with stop_on_interrupt(lambda: backend.kill_now() if backend is not None else None):
-        backend = start_backend(config, suites, policy)
+
+def session_status(tally: Tally) -> str:
+    if tally.decided:
+        return "stopped by decision"
+    return f"failed: {tally.stopped}" if tally.stopped else "completed"
+
+
+class EvalSession:
+    """Suites resolved and a backend started once, for one evaluation after another (see the module docstring)."""
+
+    def __init__(self, config: EvalConfig):
+        check_config(config)
+        self.config = config
+        self.suites = resolve_suites(config)
+        self.backend = start_backend(config, self.suites)
+
+    def __enter__(self) -> EvalSession:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.close(graceful=exc_type is None)
+
+    def close(self, graceful: bool = True) -> None:
+        """Stop the workers and the policy (at once, without waiting on them, unless `graceful`)."""
+        self.backend.close(graceful)
+
+    def kill_now(self) -> None:
+        self.backend.kill_now()
+
+    def evaluate(
+        self,
+        policy: PolicyOptions | Policy | None = None,
+        *,
+        out: Path | None = None,
+        episodes: Sequence[EpisodeSpec] | None = None,
+        stop_when: StopHook | None = None,
+        progress: bool = True,
+        command: list[str] | None = None,
+    ) -> RunOutcome:
+        """Evaluate `policy` (options, or a ready-made policy described by the session config's `policy`; default:
+        the config's) into `out` (default: the config's run directory); resumes what that directory holds.
+        Raises EvalkitError on bad input."""
+        config = self.backend.config
+        if isinstance(policy, PolicyOptions):
+            config = config.replace(policy=policy)
+        elif (
+            policy is not None and config.ray is not None
+        ):  # (config.policy then says what it is, for the record)
+            raise EvalkitError("a policy object runs in this process: it cannot be used with --ray")
+        if out is not None:
+            config = config.replace(out=Path(out))
+        check_config(config)
+        built = policy if policy is not None and not isinstance(policy, PolicyOptions) else None
+        meta = self.backend.load(built or policy_options(config, self.suites))
+        check_compatible(meta, self.suites)
+        if meta.cameras or config.video != "none":
+            from evalkit.rendering import check_gl
+
+            check_gl()
+        plan = list(episodes) if episodes is not None else episodes_for(self.suites)
+        return self._run(config, meta, plan, stop_when, progress, command)
+
+    def _print_unavailable(self, config: EvalConfig) -> None:
+        """What a suite kind left out of a whole suite, and why (not when tasks were chosen by hand)."""
+        for suite in self.suites if config.tasks is None else ():
+            if suite.unavailable_note():
+                print(f"evalkit: {suite.name}: {suite.unavailable_note()}")
+
+    def _run(self, config, meta, plan, stop_when, progress, command) -> RunOutcome:
+        command = command if command is not None else [os.path.basename(sys.argv[0]), *sys.argv[1:]]
+        run_dir = config.run_dir()
+        created = prepare_run_dir(run_dir)
+        tally: Tally | None = None
         try:
-            _evaluate(config, suites, all_episodes, backend, progress, command)
-        except BaseException:
-            backend.close(graceful=False)  # e.g. Ctrl-C: no waiting on a replica in the middle of a batch
-            raise
-        backend.close()
-    return config.run_dir()
-
-
-def _evaluate(config, suites, all_episodes, backend, progress, command) -> None:
-    check_compatible(backend.meta, suites)
-    if backend.meta.cameras or config.video != "none":
-        from evalkit.rendering import check_gl
-
-        check_gl()
-    command = command if command is not None else [os.path.basename(sys.argv[0]), *sys.argv[1:]]
-    resolved = config.replace(workers=config.workers or backend.default_workers())
-    run_dir = config.run_dir()
-    created = prepare_run_dir(run_dir)
-    runner: Runner | None = None
-    try:
-        with RunLock(run_dir):
-            manifest = open_manifest(
-                run_dir, resolved.to_dict(), suites, backend.meta, command, backend.execution(resolved)
-            )
-            identity = RunIdentity(manifest.run_id, backend.meta.identity, manifest.suite_fingerprints())
-            store = EpisodeStore(run_dir, identity)
-            session = manifest.sessions[-1]
-            try:
-                # "interrupted" until it ends: a driver killed outright leaves the right status behind
-                session.status = "interrupted"
-                write_manifest(run_dir, manifest)
-                finished = store.finished()
-                todo = [spec for spec in all_episodes if spec not in finished]
-                if progress:
-                    print(
-                        describe_plan(
-                            suites, all_episodes, todo, resolved.workers, backend.meta.name, str(run_dir)
-                        )
-                    )
-                runner = backend.make_runner(resolved, suites, store, run_dir, progress)
+            with RunLock(run_dir):
+                manifest = open_manifest(
+                    run_dir, config.to_dict(), self.suites, meta, command, self.backend.execution()
+                )
+                identity = RunIdentity(manifest.run_id, meta.identity, manifest.suite_fingerprints())
+                store = EpisodeStore(run_dir, identity)
+                session = manifest.sessions[-1]
                 try:
-                    runner.run(todo, all_episodes)
-                    session.status = "completed"
-                except EvalkitError as exc:
-                    session.status = f"failed: {exc}"
-                    raise
-                finally:
-                    session.ended_at, session.episodes_run = now(), runner.tally.done
+                    # "interrupted" until it ends: a driver killed outright leaves the right status behind
+                    session.status = "interrupted"
                     write_manifest(run_dir, manifest)
-            finally:
-                store.close()
-    except BaseException:
-        if created and (runner is None or runner.tally.done == 0):  # a failed start leaves nothing behind
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+                    finished = store.finished()
+                    todo = [spec for spec in plan if spec not in finished]
+                    if progress:
+                        self._print_unavailable(config)
+                        print(describe_plan(self.suites, plan, todo, config.workers, meta.name, str(run_dir)))
+                    ledger = EpisodeLedger(
+                        config,
+                        self.suites,
+                        store,
+                        run_dir,
+                        todo,
+                        plan,
+                        progress=progress,
+                        stop_when=stop_when,
+                    )
+                    tally = ledger.tally
+                    try:
+                        self.backend.run(ledger)
+                        session.status = session_status(tally)
+                    except IncompleteRunError as exc:  # e.g. the Ray cluster was lost: what was stored stays
+                        session.status = f"failed: {exc}"
+                        tally.stopped = str(exc)
+                    except EvalkitError as exc:
+                        session.status = f"failed: {exc}"
+                        raise
+                    finally:
+                        session.ended_at, session.episodes_run = now(), tally.done
+                        write_manifest(run_dir, manifest)
+                    return RunOutcome.read(run_dir, store, plan, tally.stopped, tally.decided)
+                finally:
+                    store.close()
+                    tidy_run_dir(run_dir)
+        except BaseException:
+            if created and (tally is None or tally.done == 0):  # a failed start leaves nothing behind
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+
+
+def run_evaluation(
+    config: EvalConfig,
+    progress: bool = True,
+    command: list[str] | None = None,
+    *,
+    policy: Policy | None = None,
+    episodes: Sequence[EpisodeSpec] | None = None,
+    stop_when: StopHook | None = None,
+) -> RunOutcome:
+    """One evaluation, with its own session; `policy`: a ready-made policy to evaluate instead of building
+    `config.policy` (not closed here). Ctrl-C or SIGTERM prints "stopping…" at once, stops the workers and keeps
+    what finished (the session is marked interrupted); a second one exits at once."""
+    session: EvalSession | None = None
+    with stop_on_signals(lambda: session.kill_now() if session is not None else None):
+        session = EvalSession(config)
+        try:
+            outcome = session.evaluate(
+                policy, episodes=episodes, stop_when=stop_when, progress=progress, command=command
+            )
+        except BaseException:
+            session.close(graceful=False)  # e.g. Ctrl-C: no waiting on a replica in the middle of a batch
+            raise
+        session.close()
+    return outcome
+
+
+def evaluate(
+    config: EvalConfig, progress: bool = True, command: list[str] | None = None, **kwargs: Any
+) -> Path:
+    """Run (or resume) an evaluation; returns the run directory (`run_evaluation` returns the whole outcome).
+    Raises EvalkitError on bad input, IncompleteRunError when a fault stopped the run (the policy is gone, the
+    Ray cluster was lost; what was stored stays). Episodes in error after their retries are in the store."""
+    outcome = run_evaluation(config, progress, command, **kwargs)
+    if outcome.stopped and not outcome.decided:
+        raise IncompleteRunError(outcome.last_line() or outcome.stopped)
+    return outcome.run_dir

@@ -2,17 +2,14 @@
 
 `EnvHost` runs the episode loop of the protocol (settle steps, then ask for a chunk when the queue is empty and
 execute its first `replan_steps` actions) as a state machine: `begin` starts an episode and `answer` gives it the
-chunk it asked for; each returns the next message for the runner:
+chunk it asked for; each returns the next message for the runner (`evalkit.runner.messages`): `PolicyCall`,
+`EpisodeDone` or `SimCrashed`.
 
-    ("request", call_index, obs) | ("result", EpisodeResult, actions | None) | ("crashed", message)
-
-The local runner drives a host in a worker process over a pipe (`worker_main`); the Ray runner drives one inside
-an actor (`evalkit.runner.ray_actors`). Cameras are rendered only for a policy request that needs them or a video
-frame.
-
-Pipe protocol of `worker_main`:
-    runner -> worker: ("episode", EpisodeSpec, record_video) | ("chunk", actions) | ("abort",) | ("stop",)
-    worker -> runner: a host message above | ("aborted",)
+The local runner drives a host in a worker process over a pipe (`worker_main`: `RunEpisode` | `Actions` | `Abort`
+| `Stop` in, host messages and `Aborted` out); the Ray runner drives one inside an actor
+(`evalkit.runner.ray_actors`). A host knows nothing of the policy or the run beyond each episode's
+`EpisodeOptions`, so one host serves run after run. Cameras are rendered only for a policy request that needs them
+or a video frame.
 """
 
 from __future__ import annotations
@@ -25,47 +22,43 @@ from collections import deque
 from collections.abc import Generator
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from evalkit.core.episode import EpisodeResult, EpisodeSpec
 from evalkit.core.policy import Observation
 from evalkit.core.protocol import SuiteSpec
-from evalkit.paths import safe_component
+from evalkit.runner.messages import (
+    Abort,
+    Aborted,
+    Actions,
+    EpisodeDone,
+    EpisodeOptions,
+    HostMessage,
+    PolicyCall,
+    RunEpisode,
+    SimCrashed,
+    Stop,
+)
 from evalkit.suites.base import SimEnv
 from evalkit.suites.kinds import make_env
 from evalkit.video import EpisodeVideo, video_name
 
-Message = tuple[Any, ...]
 Episode = Generator[Observation, np.ndarray, tuple[EpisodeResult, np.ndarray | None]]
 
 
 class EnvHost:
     """One simulator (kept across episodes of the same task) and the episode in progress on it."""
 
-    def __init__(
-        self,
-        suites: dict[str, SuiteSpec],
-        run_dir: Path,
-        cameras: bool,
-        privileged: bool,
-        video_mode: str,
-        save_actions: bool,
-    ):
+    def __init__(self, suites: dict[str, SuiteSpec]):
         self.suites = suites
-        self.run_dir = Path(run_dir)
-        self.cameras = cameras
-        self.privileged = privileged
-        self.video_mode = video_mode
-        self.save_actions = save_actions
         self.env: SimEnv | None = None
         self.env_key: tuple[str, int] | None = None
         self.episode: Episode | None = None
         self.calls = 0
 
     # -- the runner's side ---------------------------------------------------------------------------------
-    def begin(self, spec: EpisodeSpec, record_video: bool) -> Message:
+    def begin(self, spec: EpisodeSpec, record_video: bool, options: EpisodeOptions) -> HostMessage:
         self.abort()
         try:
             suite = self.suites[spec.suite]
@@ -73,14 +66,14 @@ class EnvHost:
                 self.close()
                 self.env = make_env(suite, spec.task_id)
                 self.env_key = (spec.suite, spec.task_id)
-            self.episode, self.calls = self._run(self.env, suite, spec, record_video), 0
+            self.episode, self.calls = self._run(self.env, suite, spec, record_video, options), 0
             return self._advance(None)
         except Exception as exc:  # a simulator fault: the runner retries the episode, then records `error`
             return self._crashed(exc)
 
-    def answer(self, chunk: np.ndarray) -> Message:
+    def answer(self, chunk: np.ndarray) -> HostMessage:
         if self.episode is None:
-            return ("crashed", "no episode is waiting for actions")
+            return SimCrashed("no episode is waiting for actions")
         try:
             return self._advance(chunk)
         except Exception as exc:
@@ -100,28 +93,29 @@ class EnvHost:
                 self.env.close()
         self.env, self.env_key = None, None
 
-    def _advance(self, chunk: np.ndarray | None) -> Message:
+    def _advance(self, chunk: np.ndarray | None) -> HostMessage:
         assert self.episode is not None
         try:
             obs = next(self.episode) if chunk is None else self.episode.send(chunk)
         except StopIteration as done:
             self.episode = None
-            result, actions = done.value
-            return ("result", result, actions)
+            return EpisodeDone(*done.value)
         self.calls += 1
-        return ("request", self.calls - 1, obs)
+        return PolicyCall(self.calls - 1, obs)
 
-    def _crashed(self, exc: Exception) -> Message:
+    def _crashed(self, exc: Exception) -> SimCrashed:
         self.close()
-        return ("crashed", f"{type(exc).__name__}: {exc}"[:500])
+        return SimCrashed(f"{type(exc).__name__}: {exc}"[:500])
 
     # -- one episode -----------------------------------------------------------------------------------------
-    def _run(self, env: SimEnv, suite: SuiteSpec, spec: EpisodeSpec, record_video: bool) -> Episode:
+    def _run(
+        self, env: SimEnv, suite: SuiteSpec, spec: EpisodeSpec, record_video: bool, options: EpisodeOptions
+    ) -> Episode:
         proto = suite.protocol
         task = suite.task(spec.task_id).language
         start = time.perf_counter()
         video = (
-            EpisodeVideo(self.run_dir, spec.episode_id.replace("/", "_"), task, proto.control_hz)
+            EpisodeVideo(Path(options.run_dir), spec.episode_id.replace("/", "_"), task, proto.control_hz)
             if record_video
             else None
         )
@@ -138,7 +132,7 @@ class EnvHost:
             success, steps = False, 0
             while steps < proto.max_steps and not success:
                 if not queue:
-                    obs = env.observe(cameras=self.cameras, privileged=self.privileged)
+                    obs = env.observe(cameras=options.cameras, privileged=options.privileged)
                     sent = time.perf_counter()
                     chunk = yield obs
                     latency_ms.append((time.perf_counter() - sent) * 1000)
@@ -146,7 +140,7 @@ class EnvHost:
                 action = queue.popleft()
                 success = bool(env.step(action))
                 steps += 1
-                if self.save_actions:
+                if options.save_actions:
                     executed.append(action)
                 if video:
                     video.add(env.frame())
@@ -156,13 +150,15 @@ class EnvHost:
             raise
         video_path = None
         if video:
-            if self.video_mode == "failures" and success:
+            if options.video_mode == "failures" and success:
                 video.discard()
             else:
                 name = video_name(spec.suite, spec.task_id, spec.init_state, spec.seed, task, success)
                 video_path = video.finish(name, success)
         actions = (
-            np.asarray(executed, dtype=np.float32).reshape(len(executed), -1) if self.save_actions else None
+            np.asarray(executed, dtype=np.float32).reshape(len(executed), -1)
+            if options.save_actions
+            else None
         )
         result = EpisodeResult(
             spec=spec,
@@ -180,48 +176,31 @@ class EnvHost:
         return result, actions
 
 
-def save_actions(run_dir: Path, spec: EpisodeSpec, actions: np.ndarray) -> None:
-    """Executed actions of one episode, `actions/<episode id>.npz` (written by the runner, whatever the backend)."""
-    path = Path(run_dir) / "actions" / f"{safe_component(spec.episode_id.replace('/', '_'))}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, actions=actions)
-
-
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     sys.exit(128 + signum)  # unwinds the episode, so a partial video is discarded
 
 
-def worker_main(
-    conn: Connection,
-    suites: dict[str, SuiteSpec],
-    run_dir: str,
-    cameras: bool,
-    privileged: bool,
-    video_mode: str,
-    save_actions: bool,
-) -> None:
+def worker_main(conn: Connection, suites: dict[str, SuiteSpec]) -> None:
     """Entry point of a worker process (started with the spawn method, so GL contexts are created here).
 
-    The runner starts it with SIGINT ignored (Ctrl-C is the runner's to handle) and stops it with SIGTERM.
+    The runner starts it with SIGINT ignored (Ctrl-C is the runner's to handle) and stops it with `Stop`, or
+    SIGTERM after an interrupt.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     from evalkit.rendering import configure_gl
 
     configure_gl()
-    host = EnvHost(suites, Path(run_dir), cameras, privileged, video_mode, save_actions)
+    host = EnvHost(suites)
     try:
-        while True:
-            msg = conn.recv()
-            if msg[0] == "stop":
-                break
-            if msg[0] == "episode":
-                conn.send(host.begin(msg[1], msg[2]))
-            elif msg[0] == "chunk":
-                conn.send(host.answer(msg[1]))
-            elif msg[0] == "abort":
+        while not isinstance(msg := conn.recv(), Stop):
+            if isinstance(msg, RunEpisode):
+                conn.send(host.begin(msg.spec, msg.record_video, msg.options))
+            elif isinstance(msg, Actions):
+                conn.send(host.answer(msg.chunk))
+            elif isinstance(msg, Abort):
                 host.abort()
-                conn.send(("aborted",))
+                conn.send(Aborted())
     except (EOFError, BrokenPipeError, KeyboardInterrupt, SystemExit):
         pass
     finally:

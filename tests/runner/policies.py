@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -13,14 +13,15 @@ class StateFeedbackPolicy:
     """Actions that depend on the observation it is given (the robot state) and on the request's seed, so an
     observation answered for the wrong episode, or a reordered batch, changes what is executed."""
 
-    def __init__(self, action_dim: int, first_delay_s: float = 0.0):
+    def __init__(self, action_dim: int):
         self.meta = PolicyMeta(name="state-feedback", fingerprint="test-v1", action_dim=action_dim)
-        self.first_delay_s = first_delay_s  # the first call waits, so other workers' observations pile up
         self.batches: list[int] = []  # size of every infer call, in order
+        # called before the first call computes (e.g. to hold it until other observations wait)
+        self.before_first: Callable[[], None] | None = None
 
     def infer(self, batch):
-        if not self.batches:
-            time.sleep(self.first_delay_s)
+        if not self.batches and self.before_first is not None:
+            self.before_first()
         self.batches.append(len(batch))
         out = []
         for req in batch:
@@ -38,3 +39,22 @@ class StateFeedbackPolicy:
 
 def make_state_feedback_policy(options: PolicyOptions) -> StateFeedbackPolicy:
     return StateFeedbackPolicy(options.action_dim or 7)
+
+
+class RaisingPolicy:
+    """Raises on every call, as a policy with a bug would."""
+
+    def __init__(self, action_dim: int):
+        self.meta = PolicyMeta(name="raising", fingerprint="test-v1", action_dim=action_dim)
+        self.calls = 0
+
+    def infer(self, batch):
+        self.calls += 1
+        raise ValueError("the model has a bug")
+
+    def close(self) -> None:
+        pass
+
+
+def make_raising_policy(options: PolicyOptions) -> RaisingPolicy:
+    return RaisingPolicy(options.action_dim or 7)

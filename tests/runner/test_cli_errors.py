@@ -7,13 +7,14 @@ import sys
 import pytest
 
 
-def evalkit(*args, env=None):
+def evalkit(*args, env=None, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "evalkit.cli", *args],
         capture_output=True,
         text=True,
         timeout=300,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
 
 

@@ -4,6 +4,7 @@ replica loss, Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -101,6 +102,32 @@ def test_ray_run_stores_the_local_runs_results(cluster, feedback, local_run, tmp
     assert _cluster_is_idle()
 
 
+def test_ray_dispatches_in_list_order_and_stops_when_the_hook_decides(cluster, feedback, tmp_path):
+    """As locally: one worker takes the episodes in the order given; the stop hook ends a run early (episodes in
+    progress on the actors are dropped, the actors stay usable)."""
+    from evalkit.core.protocol import episodes_for
+    from evalkit.runner.evaluate import resolve_suites, run_evaluation
+
+    config = _config(tmp_path / "ordered", ray="auto", workers=1, max_steps=2, save_actions=False)
+    plan = episodes_for(resolve_suites(config))
+    order = [plan[3], plan[0], plan[2], plan[1]]
+    stored = []
+    run_evaluation(
+        config, progress=False, episodes=order, stop_when=lambda r: stored.append(r.spec) and False
+    )
+    assert stored == order
+
+    decided = []
+    outcome = run_evaluation(
+        _config(tmp_path / "decided", ray="auto", workers=2, episodes_per_task=6, save_actions=False),
+        progress=False,
+        stop_when=lambda r: decided.append(r.spec) or len(decided) == 2,
+    )
+    assert outcome.decided and outcome.exit_code == 0 and 2 <= outcome.finished <= 3 < 12
+    assert read_manifest(outcome.run_dir)["sessions"][-1]["status"] == "stopped by decision"
+    assert _cluster_is_idle()
+
+
 def _run_in_thread(config):
     box = {}
 
@@ -152,8 +179,8 @@ def test_a_killed_replica_is_restarted_and_its_requests_resent(cluster, feedback
     assert _cluster_is_idle()
 
 
-def _episode_running_on(node, thread, timeout=240):
-    """Wait until an env actor of `node` (a child of its raylet) is inside an episode."""
+def _episode_running_on(node, thread, timeout=240) -> int:
+    """Wait until an env actor of `node` (a child of its raylet) is inside an episode; its pid."""
     psutil = pytest.importorskip("psutil")
     from ray._private import ray_constants
 
@@ -166,9 +193,30 @@ def _episode_running_on(node, thread, timeout=240):
             except psutil.Error:
                 continue
             if "ray::EnvActor.run" in title:
-                return
+                return child.pid
         time.sleep(0.05)
     raise AssertionError("no episode ran on the node")
+
+
+def test_a_stopped_env_actor_is_replaced_and_its_episode_retried(
+    cluster, feedback, local_run, tmp_path, capfd
+):
+    """The watchdog: SIGSTOP an env actor inside an episode. Stepping, it owes a report within the timeout;
+    waiting on the policy, it must answer a ping within it. Either way it is replaced and the episode retried."""
+    head, workers = cluster
+    config = _config(tmp_path / "run", ray="auto", workers=3, max_steps=12, episode_timeout_s=10.0)
+    thread, box = _run_in_thread(config)
+    pid = _episode_running_on(workers[1], thread)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        thread.join(timeout=300)
+        assert "error" not in box, box.get("error")
+        _same_results(box["run"], local_run)
+        assert "no progress for 10 s" in capfd.readouterr().err  # the episode was retried
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert _cluster_is_idle()
 
 
 def test_a_lost_node_loses_no_episode(cluster, feedback, local_run, tmp_path, capfd):
@@ -200,11 +248,11 @@ def test_ctrl_c_stops_the_actors_and_keeps_finished_episodes(cluster, tmp_path):
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    sent = time.time()
-    assert proc.wait(timeout=30) == 130
-    assert time.time() - sent < 5
+    assert proc.wait(timeout=60) == 130  # the actors killed, not waited for: episodes remain (below)
     err = proc.stderr.read()
     assert "stopping…" in err and "Traceback" not in err
+    # it says which cluster it joined, and how big it is
+    assert f"evalkit: joined the Ray cluster at {cluster[0].address}: 3 nodes, 6 CPUs, 0 GPUs" in err
     assert 1 <= len(read_rows(run)) < 6
     assert read_manifest(run)["sessions"][-1]["status"] == "interrupted"
     assert _cluster_is_idle()
@@ -215,6 +263,8 @@ def test_without_the_flag_ray_is_not_imported(tmp_path):
         "import sys; from evalkit.cli import main; "
         f"rc = main(['eval', '--suite', 'libero_spatial', '--policy', 'zero', '--tasks', '0', "
         f"'--episodes-per-task', '1', '--max-steps', '2', '--workers', '1', '--quiet', '--out', r'{tmp_path}']); "
-        "assert rc == 0 and 'ray' not in sys.modules, sorted(m for m in sys.modules if m.startswith('ray'))"
+        "print('exit', rc); print('ray modules', sorted(m for m in sys.modules if m.split('.')[0] == 'ray'))"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "exit 0" in proc.stdout and "ray modules []" in proc.stdout, proc.stdout + proc.stderr
