@@ -62,7 +62,10 @@ otherwise the row is not tested. Per-suite rows test at alpha / number of suites
 alpha. Intervals are at 1 - 2*alpha, so each bound is one-sided at alpha.
 A candidate with error episodes, or without some of the baseline's episodes, never passes unless --allow-partial
 is given or it stopped by decision (eval --stop-when-decided); a run that stopped by decision is judged with its
-own anytime-valid test at its recorded alpha and margin.
+own anytime-valid test at its recorded alpha, margin and statistic, on the pairs it was fed (the first planned
+episodes). --outcome progress judges each episode's mean of its progress flags with the anytime-valid test in the
+planned order. The "sequential view" shows, for information, where that test would have decided on success and on
+progress.
 Exit codes (use `evalkit regress` in CI, not `make regress`: make turns every failure into 2):
   0  pass: every row rules out a drop larger than --max-drop pp and none shows a significant drop
   1  regression: a significant drop (one-sided p < alpha) in some row
@@ -93,6 +96,7 @@ def regress_main(args: argparse.Namespace) -> int:
         config.min_episodes,
         config.force,
         config.allow_partial,
+        config.outcome,
     )
     print(render(result, baseline, candidate))
     return result.exit_code
