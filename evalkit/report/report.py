@@ -22,7 +22,7 @@ from evalkit.report.formatting import (
     with_ci_column,
 )
 from evalkit.report.output import make_out_dir, render_page, text_writer, write_files
-from evalkit.report.summary import RunSummary, summarize
+from evalkit.report.summary import RunSummary, suite_progress_lines, summarize
 from evalkit.report.videos import DEFAULT_EMBED_BUDGET
 from evalkit.rundir.run import Run, load_run
 
@@ -115,6 +115,26 @@ def provenance_lines(summary: RunSummary, esc: Callable[[Any], str]) -> list[str
     ]
 
 
+PROGRESS_TITLE = "Partial progress: a second statistic beside success"
+PROGRESS_NOTE = (
+    "Success is binary. Progress gives partial credit: each episode's mean of its progress flags (LIBERO: the share "
+    "of the BDDL goal's predicates that held at the episode's best step; DROID: the rubric's stages reached, success "
+    "included), so a near miss scores above doing nothing. `evalkit regress --outcome progress` and "
+    "`evalkit eval --against RUN --outcome progress` test it paired; every rate elsewhere in this report is success. "
+    "Stages: the share of episodes that reached each of the task's flags."
+)
+
+
+def progress_display(progress: pd.DataFrame) -> pd.DataFrame:
+    return progress.rename(
+        columns={
+            "success_pct": "success %",
+            "mean_progress_pct": "mean progress %",
+            "stages_reached_pct": "stages reached (% of episodes)",
+        }
+    )
+
+
 def render_markdown(summary: RunSummary) -> str:
     title = md_text(run_title(summary.provenance))
     lines = [f"- **{text}**" if bold else f"- {text}" for text, bold in headline(summary, md_text)]
@@ -129,9 +149,13 @@ def render_markdown(summary: RunSummary) -> str:
     parts += ["## Policy latency (as seen by the env workers)", "", markdown_table(summary.latency), ""]
     if not summary.progress.empty:
         parts += [
-            "## Partial progress (% of episodes reaching each stage)",
+            f"## {PROGRESS_TITLE}",
             "",
-            markdown_table(summary.progress),
+            PROGRESS_NOTE,
+            "",
+            *[f"- {md_text(line)}" for line in suite_progress_lines(summary.progress)],
+            "",
+            markdown_table(progress_display(summary.progress)),
             "",
         ]
     if not summary.errors.empty:
@@ -156,7 +180,12 @@ def render_html(summary: RunSummary, run: Run, out_dir: Path, embed_budget: int)
         terminations_table=html_table(summary.terminations, "terminations"),
         steps_table=html_table(summary.steps, "steps"),
         latency_table=html_table(summary.latency, "latency"),
-        progress_table=None if summary.progress.empty else html_table(summary.progress, "progress"),
+        progress_table=None
+        if summary.progress.empty
+        else html_table(progress_display(summary.progress), "progress"),
+        progress_title=PROGRESS_TITLE,
+        progress_note=PROGRESS_NOTE,
+        progress_suites=suite_progress_lines(summary.progress) if not summary.progress.empty else [],
         errors_table=None if summary.errors.empty else html_table(summary.errors, "errors"),
         task_plot=task_success_bars(summary.tasks),
         steps_plot=steps_histogram(summary.episodes),
@@ -207,6 +236,7 @@ def write_report(
     }
     if not summary.progress.empty:
         tables["progress"] = summary.progress
+        tables["progress_stages"] = summary.progress_stages
     if robust is not None:
         tables.update(robustness_dimensions=robust.by_dimension, robustness_levels=robust.by_level)
     writers: dict[str, Callable[[Path], Any]] = {}
