@@ -114,7 +114,8 @@ def test_report_title_labels_stage_order_and_posters(tmp_path, browser):
     drawer = browser.evaluate(
         session, "[...document.querySelectorAll('#progress tbody tr')][3].textContent.replace(/\\s+/g, ' ')"
     )
-    assert "reached" in drawer and "moved" in drawer and "grasped" not in drawer  # a drawer has no grasp stage
+    # a drawer has no grasp stage
+    assert "reached" in drawer and "moved" in drawer and "grasped" not in drawer
 
     assert browser.evaluate(session, "document.querySelectorAll('#videos img.thumb').length") == 1
     (std,) = browser.evaluate(session, f"{IMAGE_STD}('#videos img.thumb')")
