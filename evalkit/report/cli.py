@@ -25,11 +25,14 @@ def report_main(args: argparse.Namespace) -> int:
     if len(config.run) > 1:
         from evalkit.report.compare import write_comparison
 
+        if config.base is not None:
+            raise EvalkitError("--base is for one run; a comparison pairs perturbed and plain runs itself")
+
         _, markdown, files = write_comparison(list(config.run), config.out, budget)
         print(markdown)
         print(f"report: {files[-1].resolve().as_uri()}")
         return 0
-    result = write_report(config.run[0], config.out, parse_formats(config.formats), budget)
+    result = write_report(config.run[0], config.out, parse_formats(config.formats), budget, config.base)
     print(result.markdown)
     print(f"report written to {result.out_dir} ({', '.join(p.name for p in result.files)})", file=sys.stderr)
     print(f"report: {report_link(result)}")

@@ -44,6 +44,17 @@ class ReportConfig:
             "--embed-mb", "MB of videos embedded in the HTML page; videos beyond it are linked", type=float
         ),
     )
+    base: Path | None = field(
+        default=None,
+        metadata=flag(
+            "--base",
+            "a plain LIBERO run of the same checkpoint: pair each LIBERO-plus / LIBERO-PRO episode of RUN with its "
+            "base task's episode of the same init state and seed (paired robustness deltas per dimension; "
+            "default: none, or RUN's own LIBERO suites when it has both)",
+            type=Path,
+            metavar="BASE_RUN",
+        ),
+    )
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from evalkit.core.errors import EvalkitError
-from evalkit.report import robustness
+from evalkit.report import robustness, robustness_deltas
 from evalkit.report.formatting import (
     fmt_ci,
     fmt_pct,
@@ -164,7 +164,9 @@ def render_markdown(summary: RunSummary) -> str:
     return "\n".join(parts)
 
 
-def render_html(summary: RunSummary, run: Run, out_dir: Path, embed_budget: int) -> str:
+def render_html(
+    summary: RunSummary, run: Run, out_dir: Path, embed_budget: int, deltas_html: str | None = None
+) -> str:
     from evalkit.report.plots import steps_histogram, task_success_bars
     from evalkit.report.videos import collect_videos, gallery
 
@@ -193,6 +195,7 @@ def render_html(summary: RunSummary, run: Run, out_dir: Path, embed_budget: int)
         provenance=provenance_lines(summary, str),
         manifest_json=json.dumps(run.manifest.to_json(), indent=2, sort_keys=True, default=str),
         robustness_html=robustness.html(robust) if (robust := robustness.robustness_section(run)) else None,
+        deltas_html=deltas_html,
     )
 
 
@@ -215,16 +218,22 @@ def write_report(
     out_dir: str | Path | None = None,
     formats: list[str] | tuple[str, ...] = FORMATS,
     embed_budget: int = DEFAULT_EMBED_BUDGET,
+    base_dir: str | Path | None = None,
 ) -> ReportFiles:
+    """`base_dir`: a plain LIBERO run of the same checkpoint to pair the run's perturbed episodes with (paired
+    robustness deltas, `evalkit.report.robustness_deltas`)."""
     run = load_run(run_dir)
     if run.episodes.empty:
         raise EvalkitError(f"{run.path} has no finished episodes yet")
+    deltas = robustness_deltas.deltas_for_report(run, load_run(base_dir) if base_dir is not None else None)
     out = make_out_dir(Path(out_dir) if out_dir is not None else run.path / "report")
     summary = summarize(run)
     markdown = render_markdown(summary)
     robust = robustness.robustness_section(run)  # LIBERO-plus runs only
     if robust is not None:
         markdown += "\n" + robustness.markdown(robust)
+    if deltas is not None:
+        markdown += "\n" + robustness_deltas.markdown(*deltas)
     tables = {
         "suites": summary.suites,
         "tasks": summary.tasks,
@@ -239,6 +248,8 @@ def write_report(
         tables["progress_stages"] = summary.progress_stages
     if robust is not None:
         tables.update(robustness_dimensions=robust.by_dimension, robustness_levels=robust.by_level)
+    if deltas is not None:
+        tables["robustness_deltas"] = deltas[0].table
     writers: dict[str, Callable[[Path], Any]] = {}
     if "md" in formats:
         writers["report.md"] = text_writer(markdown)
@@ -247,7 +258,8 @@ def write_report(
             for name, frame in tables.items():
                 writers[f"{name}.{fmt}"] = table_writer(frame, fmt)
     if "html" in formats:
-        writers["report.html"] = text_writer(render_html(summary, run, out, embed_budget))
+        deltas_html = robustness_deltas.html(*deltas) if deltas is not None else None
+        writers["report.html"] = text_writer(render_html(summary, run, out, embed_budget, deltas_html))
     return ReportFiles(out, markdown, write_files(out, writers))
 
 
