@@ -49,8 +49,8 @@ class ReportConfig:
         metadata=flag(
             "--base",
             "a plain LIBERO run of the same checkpoint: pair each LIBERO-plus / LIBERO-PRO episode of RUN with its "
-            "base task's episode of the same init state and seed (paired robustness deltas per dimension; "
-            "default: none, or RUN's own LIBERO suites when it has both)",
+            "base task's episode of the same init state and seed, for paired robustness deltas per dimension "
+            "(default: none; RUN's own LIBERO suites when it holds both)",
             type=Path,
             metavar="BASE_RUN",
         ),
@@ -95,7 +95,7 @@ DEFAULT_MAX_DROP = 5.0
 # the regression gate's one-sided error level (each of its two questions), `evalkit regress` and `eval --against`
 DEFAULT_ALPHA = 0.05
 OUTCOME_HELP = (
-    "the statistic the verdict rests on: success (binary) or progress (each episode's mean of its partial-progress "
+    "the statistic the verdict rests on: success (binary) or progress (each episode's mean of its partial progress "
     "flags: LIBERO's BDDL goal predicates, DROID's stages)"
 )
 
