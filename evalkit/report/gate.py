@@ -92,7 +92,8 @@ class SequentialGate:
         failed = result.termination == "error"
         value = None if failed else episode_value(result, self.options.outcome)
         self.record(result.spec, value)
-        if self.options.stop_when_decided and self.verdict != "undecided":
+        ended = self.verdict != "undecided" or self.fed == len(self.plan)
+        if self.options.stop_when_decided and ended:
             return self.stop_record()
         return False
 
@@ -113,7 +114,8 @@ class SequentialGate:
         return "pass" if all(s.verdict == "pass" for s in states) else "undecided"
 
     def stop_record(self) -> StopRecord:
-        assert self.verdict != "undecided"
+        """Where the stopping rule ended the run: decided, or undecided at the end of the plan (so that `evalkit
+        regress` judges the run with this test, not with a second look by the fixed-N test)."""
         finished = sum(value is not None for value in self.candidate.values())
         return StopRecord(
             test=TEST_NAMES[self.options.outcome],
@@ -159,8 +161,9 @@ class SequentialGate:
         command = f"evalkit regress --baseline {self.baseline.path} --candidate {run_dir}"
         stopped = read_manifest(run_dir)
         if stopped is not None and stopped.stop is not None:
+            how = "stopped by decision" if stopped.stop.verdict != "undecided" else "ended undecided"
             lines.append(
-                f"stopped by decision; `{command}` judges it with the same test (exit 0 pass, 1 fail)"
+                f"{how}; `{command}` judges it with the same test (exit 0 pass, 1 fail, 3 undecided)"
             )
         elif o.outcome == "progress":
             lines.append(f"not stopped; `{command} --outcome progress` judges it with the same test")

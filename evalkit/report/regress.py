@@ -19,11 +19,13 @@ Rules (also in `evalkit regress --help`):
 - A candidate is complete when it finished every episode of the baseline (in the suites both measured) and neither
   run has error episodes. An incomplete candidate never passes (exit 3, the verdict line says why) unless
   `--allow-partial` is given or it stopped by decision; its significant drop still fails.
-- A candidate that stopped early by a sequential test's decision (`Manifest.stop`, `evalkit eval --against
-  --stop-when-decided`) is judged with that same anytime-valid test (`evalkit.report.sequential`), at the alpha,
-  margin and statistic its stopping rule used, on the pairs it was fed: the first `stop.pairs` episodes of the run's
-  planned order (`Manifest.planned_episodes`), in that order. The fixed-N tests above are not valid after a
-  data-dependent stop. Its rows are the suites it planned, so a suite it stopped before reaching is "not tested".
+- A candidate whose stopping rule was a sequential test (`Manifest.stop`, `evalkit eval --against
+  --stop-when-decided`: stopped by its decision, or ended undecided after its whole plan) is judged with that same
+  anytime-valid test (`evalkit.report.sequential`), at the alpha, margin and statistic its stopping rule used, on the
+  pairs it was fed: the first `stop.pairs` episodes of the run's planned order (`Manifest.planned_episodes`), in that
+  order. The fixed-N tests above are not valid after a data-dependent stop, and after a run that ended undecided
+  they would be a second look (`bench/bench_sequential.py`: the two together exceed alpha). Its rows are the suites
+  it planned, so a suite it stopped before reaching is "not tested".
 - `--outcome progress` judges each episode's mean of its progress flags instead of success, with the anytime-valid
   test fed in the planned order (there is no exact fixed-N test for a bounded mean here); every run gets a
   "sequential view": both statistics fed in the planned order, where each would have decided (what stopping early
@@ -116,7 +118,7 @@ def sequential_test(name: str, why: str) -> PairedTest:
 def stopped_run_test(stop: StopRecord) -> PairedTest:
     """The test a run that stopped by decision used: it cannot be judged with the fixed-N test after a
     data-dependent stop."""
-    return sequential_test(stop.test, "the candidate stopped by decision with")
+    return sequential_test(stop.test, "the candidate's stopping rule was")
 
 
 @dataclass
@@ -377,8 +379,9 @@ def _stop_settings(
 ) -> tuple[float, float]:
     """A stopped run is judged at its stopping rule's alpha and margin (choosing them after the data would void
     the guarantee); the output says so where the flags differ."""
+    how = "stopped by decision" if stop.verdict != "undecided" else "ran its whole plan undecided"
     warnings.append(
-        f"the candidate stopped by decision after {stop.episodes} episodes ({stop.test}, alpha {stop.alpha:g}, "
+        f"the candidate {how} after {stop.episodes} episodes ({stop.test}, alpha {stop.alpha:g}, "
         f"margin {stop.margin_pp:g} pp, recorded verdict {stop.verdict}); judged with the same anytime-valid test"
     )
     if (alpha, max_drop) != (stop.alpha, stop.margin_pp):
@@ -454,7 +457,8 @@ def compare_runs(
     ]
     incomplete = not coverage.complete and not allow_partial and stop is None
     code = _exit_code(rows, incomplete)
-    if stop is not None and code != {"pass": EXIT_OK, "fail": EXIT_REGRESSION}[stop.verdict]:
+    recorded = {"pass": EXIT_OK, "fail": EXIT_REGRESSION, "undecided": EXIT_INCONCLUSIVE}
+    if stop is not None and code != recorded[stop.verdict]:
         warnings.append(
             f"this verdict (exit {code}) differs from the run's recorded stop verdict {stop.verdict!r}"
         )
@@ -626,7 +630,8 @@ def verdict_line(result: RegressionResult) -> str:
         head = f"INCONCLUSIVE: {_open_rows(result)}"
     tail = [] if result.coverage is None else [result.coverage.text()]
     if result.stop is not None:
-        tail.append(f"stopped by decision ({result.stop.test})")
+        how = "stopped by decision" if result.stop.verdict != "undecided" else "judged by its stopping rule"
+        tail.append(f"{how} ({result.stop.test})")
     elif result.coverage is not None and not result.coverage.complete and not result.incomplete:
         tail.append("--allow-partial")
     return "; ".join([head, *tail]) + f" (exit {result.exit_code})"

@@ -164,8 +164,10 @@ class Session:
 
 @dataclass
 class StopRecord:
-    """A run that ended early because a sequential test decided (`evalkit eval --stop-when-decided`), against a
-    baseline run. `evalkit regress` accepts such a partial run and judges it with the same test."""
+    """The end of a run gated by `evalkit eval --against BASELINE --stop-when-decided`: it stopped early because the
+    sequential test decided ("pass" or "fail"), or ran its whole plan without a decision ("undecided"). Either way
+    that test was its stopping rule, so `evalkit regress` judges it with the same test on the same pairs (the fixed-N
+    test after it would be a second look)."""
 
     # name of the anytime-valid test, as `evalkit.report.sequential` knows it
     test: str
@@ -174,8 +176,9 @@ class StopRecord:
     margin_pp: float
     # episodes of this run with an outcome when it stopped
     episodes: int
-    # "pass" (a drop larger than the margin ruled out) or "fail" (a significant drop)
-    verdict: Literal["pass", "fail"]
+    # "pass" (a drop larger than the margin ruled out), "fail" (a significant drop), or "undecided" (neither, at the
+    # end of the plan)
+    verdict: Literal["pass", "fail", "undecided"]
     baseline_run_id: str
     stopped_at: str = ""
     # pairs the test was fed: the longest prefix of the planned episode order whose episodes had all finished
@@ -186,7 +189,7 @@ class StopRecord:
     def __post_init__(self) -> None:
         number = (int, float)
         valid = (
-            self.verdict in ("pass", "fail")
+            self.verdict in ("pass", "fail", "undecided")
             and isinstance(self.test, str)
             and bool(self.test)
             and isinstance(self.baseline_run_id, str)
@@ -220,7 +223,7 @@ class Manifest:
     sessions: list[Session] = field(default_factory=list)
     # how it ran: backend, workers, cluster resources
     execution: dict[str, Any] = field(default_factory=dict)
-    # set when the run stopped early by a sequential test's decision (issue 18); None: it ran its protocol
+    # set when a sequential test was the run's stopping rule (`eval --stop-when-decided`, issue 18): where it ended
     stop: StopRecord | None = None
 
     # -- reading and writing -------------------------------------------------------------------------------------

@@ -179,13 +179,15 @@ class RunHooks:
 
 def stopped_note(stop: StopRecord, run_dir: Path, finished: int, planned: int) -> str:
     return (
-        f"evalkit: {run_dir} stopped by decision ({stop.verdict} after {stop.pairs:,} pairs against run "
+        f"evalkit: {run_dir} was ended by its stopping rule ({stop.verdict} after {stop.pairs:,} pairs against run "
         f"{stop.baseline_run_id}, {stop.test}; {finished:,} of {planned:,} planned episodes have an outcome): it "
-        "runs no more episodes, which would void its stopping rule; use another --out for a full run"
+        "runs no more episodes, which would void that rule; use another --out for a new run"
     )
 
 
 def session_status(tally: Tally) -> str:
+    if tally.decision is not None and tally.decision.verdict == "undecided":
+        return "completed"
     if tally.decided:
         return "stopped by decision"
     return f"failed: {tally.stopped}" if tally.stopped else "completed"

@@ -81,7 +81,7 @@ def gated_candidate(tmp_path: Path, suites: tuple[str, ...], base_fails, cand_fa
 def assert_regress_agrees(ran: dict) -> None:
     gate, stop = ran["gate"], ran["stop"]
     result = compare_runs(load_run(ran["base"]), load_run(ran["cand"]))
-    assert result.exit_code == {"pass": EXIT_OK, "fail": EXIT_REGRESSION}[stop.verdict]
+    assert result.exit_code == {"pass": EXIT_OK, "fail": EXIT_REGRESSION, "undecided": 3}[stop.verdict]
     decisions = {"fail": "regression", "undecided": "inconclusive"}
     assert [r.scope for r in result.rows] == [row.scope for row in gate.rows]
     for regress_row, gate_row in zip(result.rows, gate.rows, strict=True):
@@ -134,6 +134,19 @@ def test_a_drop_in_one_suite_of_two_stops_the_run_at_once_and_fails(tmp_path):
     assert_regress_agrees(ran)
 
 
+def test_a_run_that_ends_undecided_records_it_and_regress_keeps_to_the_sequential_test(tmp_path):
+    """A candidate 3 points worse with a 5-point margin over 200 pairs: neither question is answered. The fixed-N
+    test on all pairs would be a second look, so the run records its undecided end and regress judges it so."""
+    ran = gated_candidate(
+        tmp_path, ("libero_spatial",), lambda k: False, lambda k: k[2] in (3, 17) and k[1] < 3
+    )
+    stop = ran["stop"]
+    assert stop is not None and stop.verdict == "undecided" and stop.pairs == len(ran["stored"]) == 200
+    assert_regress_agrees(ran)
+    last = compare_runs(load_run(ran["base"]), load_run(ran["cand"])).rows[-1]
+    assert last.comparison.test == "sequential (betting)" and last.decision == "inconclusive"
+
+
 def test_an_error_holds_the_prefix_until_it_is_retried(tmp_path):
     keys = suite_keys("libero_spatial")
     base = write_run(tmp_path / "base", dict.fromkeys(keys, True), protocol_changes={"libero_spatial": SMALL})
@@ -169,7 +182,8 @@ def test_progress_is_a_second_statistic_the_gate_can_stop_on(tmp_path):
             gate.observe(EpisodeResult(s, "t", False, 9, "max_steps", 1.0, progress=none)) for s in plan
         ]
         views[outcome] = (gate.verdict, next((d for d in decisions if d), None))
-    assert views["success"] == ("undecided", None)
+    verdict, stop = views["success"]  # success cannot decide: the run ends with its plan, undecided
+    assert verdict == "undecided" and stop.verdict == "undecided" and stop.pairs == 40
     verdict, stop = views["progress"]
     assert verdict == "fail" and stop.outcome == "progress" and stop.test == "wsr-betting-progress"
 
@@ -297,6 +311,11 @@ def test_an_unchanged_candidate_with_a_margin_too_tight_to_decide_runs_to_the_en
         gated_eval(out, oracle_baseline, "oracle", "--stop-when-decided", "--max-drop", "1", "--quiet") == 0
     )
     printed = capfd.readouterr().out
-    assert read_manifest(out).stop is None and len(read_rows(out)) == 24
-    assert "UNDECIDED after 24 of 24 planned pairs" in printed
+    stop = read_manifest(out).stop
+    assert len(read_rows(out)) == 24 and read_manifest(out).sessions[-1].status == "completed"
+    # it ran its whole plan undecided; its stopping rule stays its test (no second look by the fixed-N test)
+    assert (stop.verdict, stop.pairs, stop.margin_pp) == ("undecided", 24, 1.0)
+    assert "UNDECIDED after 24 of 24 planned pairs" in printed and "ended undecided" in printed
     assert "overall (droid_demo): undecided (24 pairs, diff +0.0 pp [" in printed
+    assert main(["regress", "--baseline", str(oracle_baseline), "--candidate", str(out)]) == 3
+    assert "judged by its stopping rule (wsr-betting) (exit 3)" in capfd.readouterr().out

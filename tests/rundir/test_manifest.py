@@ -91,6 +91,7 @@ def test_a_stop_by_decision_is_a_typed_record_that_survives_reading_and_resume(t
     data = again.to_json()
     bad_values = (
         {"verdict": "maybe"},
+        {"verdict": None},
         {"alpha": "0.05"},
         {"episodes": -1},
         {"test": ""},
