@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from evalkit.core.flags import flag
-from evalkit.report.outcomes import OUTCOMES
+from evalkit.report.outcomes import OUTCOMES, Outcome
 
 FORMATS = ("md", "csv", "parquet", "html")
 
@@ -119,7 +119,7 @@ class RegressConfig:
             type=float,
         ),
     )
-    outcome: str = field(
+    outcome: Outcome = field(
         default="success",
         metadata=flag(
             "--outcome",
@@ -191,7 +191,7 @@ class GateConfig:
             type=float,
         ),
     )
-    outcome: str = field(
+    outcome: Outcome = field(
         default="success",
         metadata=flag("--outcome", "with --against: " + OUTCOME_HELP, GATE, choices=OUTCOMES),
     )

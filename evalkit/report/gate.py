@@ -28,9 +28,9 @@ from pathlib import Path
 from evalkit.core.episode import EpisodeResult, EpisodeSpec
 from evalkit.core.errors import EvalkitError
 from evalkit.report.config import GateConfig
-from evalkit.report.leaderboard import protocol_diff
+from evalkit.report.leaderboard import flat_protocol, protocol_diff
 from evalkit.report.outcomes import PROGRESS_SCORE, progress_score, with_progress_scores
-from evalkit.report.sequential import TEST_NAMES, SequentialPairedTest, SequentialState
+from evalkit.report.sequential import TEST_NAMES, SequentialPairedTest, SequentialState, Verdict
 from evalkit.rundir.manifest import StopRecord, SuiteRecord, now, read_manifest
 from evalkit.rundir.run import IDENTITY, Run, is_run_dir, load_run
 
@@ -107,7 +107,7 @@ class SequentialGate:
             self.fed += 1
 
     @property
-    def verdict(self) -> str:
+    def verdict(self) -> Verdict:
         states = [row.state for row in self.rows]
         if any(s.verdict == "fail" for s in states):
             return "fail"
@@ -122,11 +122,11 @@ class SequentialGate:
             alpha=self.options.alpha,
             margin_pp=self.options.max_drop,
             episodes=finished,
-            verdict=self.verdict,  # type: ignore[arg-type]
+            verdict=self.verdict,
             baseline_run_id=self.baseline.run_id,
             stopped_at=now(),
             pairs=self.fed,
-            outcome=self.options.outcome,  # type: ignore[arg-type]
+            outcome=self.options.outcome,
         )
 
     # -- what it shows -----------------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def make_rows(plan: list[EpisodeSpec], options: GateConfig) -> list[GateRow]:
     suites = sorted({spec.suite for spec in plan})
 
     def row(scope: str, suite: str | None, alpha: float) -> GateRow:
-        return GateRow(scope, suite, alpha, SequentialPairedTest(alpha, options.max_drop, options.outcome))  # type: ignore[arg-type]
+        return GateRow(scope, suite, alpha, SequentialPairedTest(alpha, options.max_drop, options.outcome))
 
     if len(suites) == 1:
         return [row(f"overall ({suites[0]})", None, options.alpha)]
@@ -217,15 +217,12 @@ def check_baseline(
                 f"{where} ran {name} under another protocol (fingerprint {base.protocol_fingerprint}, this run "
                 f"{record.protocol_fingerprint}: {what})"
             )
-    if baseline.manifest.stop is not None:
-        raise EvalkitError(
-            f"{where} stopped by decision after {baseline.manifest.stop.episodes} episodes: not a finished baseline"
-        )
     if len(baseline.errors):
         raise EvalkitError(
             f"{where} has {len(baseline.errors)} error episode(s): re-run its command to retry them first"
         )
     done = set(baseline.usable[IDENTITY].itertuples(index=False, name=None))
+    # (a baseline that stopped early by decision lacks episodes of its plan too)
     unfinished = [s for s in baseline.manifest.planned_episodes() if astuple(s) not in done]
     if unfinished:
         raise EvalkitError(
@@ -246,14 +243,6 @@ def check_baseline(
         )
 
 
-def flat_protocol(record: SuiteRecord) -> dict:
-    return {
-        "kind": record.kind,
-        **{k: v for k, v in record.protocol.items() if k != "episodes_per_task"},
-        **{f"simulator.{k}": v for k, v in record.simulator.items()},
-    }
-
-
 def astuple(spec: EpisodeSpec) -> tuple:
     return (spec.suite, spec.task_id, spec.init_state, spec.seed)
 
@@ -270,33 +259,29 @@ def episode_value(result: EpisodeResult, outcome: str) -> float:
     return score
 
 
-def outcome_values(run: Run, outcome: str, plan: list[EpisodeSpec]) -> dict[EpisodeSpec, float]:
-    """The run's value of each planned episode."""
-    frame = with_progress_scores(run.usable)
+def values_of(run: Run, outcome: str, usable_only: bool) -> dict[EpisodeSpec, float | None]:
+    """Each stored episode's value (success, or its progress score); None for an error or a missing score."""
+    frame = with_progress_scores(run.usable if usable_only else run.episodes)
     column = "success" if outcome == "success" else PROGRESS_SCORE
-    values = {
-        EpisodeSpec(*key): float(value)
-        for *key, value in frame[[*IDENTITY, column]].itertuples(index=False, name=None)
+    rows = frame[[*IDENTITY, "termination", column]].itertuples(index=False, name=None)
+    return {
+        EpisodeSpec(*key): None if termination == "error" or math.isnan(value) else float(value)
+        for *key, termination, value in rows
     }
-    missing = [s for s in plan if math.isnan(values[s])]
+
+
+def outcome_values(run: Run, outcome: str, plan: list[EpisodeSpec]) -> dict[EpisodeSpec, float]:
+    """The baseline's value of each planned episode (it holds them all, with an outcome)."""
+    values = values_of(run, outcome, usable_only=True)
+    missing = [s for s in plan if values[s] is None]
     if missing:
         raise EvalkitError(
             f"--outcome progress: {run.path} records no progress flags for {len(missing)} planned episode(s) (first: "
             f"{missing[0].episode_id}); its suite has no partial progress, so the gate can only use success"
         )
-    return {s: values[s] for s in plan}
+    return {s: float(values[s]) for s in plan}
 
 
 def stored_values(run_dir: Path, outcome: str) -> dict[EpisodeSpec, float | None]:
     """What a resumed run directory already holds (nothing for a new one)."""
-    if not is_run_dir(Path(run_dir)):
-        return {}
-    run = load_run(run_dir)
-    frame = with_progress_scores(run.episodes)
-    column = "success" if outcome == "success" else PROGRESS_SCORE
-    out: dict[EpisodeSpec, float | None] = {}
-    for *key, termination, value in frame[[*IDENTITY, "termination", column]].itertuples(
-        index=False, name=None
-    ):
-        out[EpisodeSpec(*key)] = None if termination == "error" or math.isnan(value) else float(value)
-    return out
+    return values_of(load_run(run_dir), outcome, usable_only=False) if is_run_dir(Path(run_dir)) else {}

@@ -51,7 +51,7 @@ from evalkit.core.errors import EvalkitError
 from evalkit.report.config import DEFAULT_ALPHA, DEFAULT_MAX_DROP
 from evalkit.report.formatting import markdown_table, md_text
 from evalkit.report.leaderboard import comparable_protocol, protocol_diff
-from evalkit.report.outcomes import PROGRESS_SCORE, check_outcome, with_progress_scores
+from evalkit.report.outcomes import PROGRESS_SCORE, Outcome, check_outcome, with_progress_scores
 from evalkit.report.stats import Comparison, PairedCounts, Rate, compare_paired, compare_unpaired, wilson
 from evalkit.rundir.manifest import StopRecord
 from evalkit.rundir.run import IDENTITY, Run
@@ -204,7 +204,7 @@ class RegressionResult:
     # the candidate stopped by decision: judged with its sequential test
     stop: StopRecord | None = None
     # the statistic the verdict rests on
-    outcome: str = "success"
+    outcome: Outcome = "success"
     # both statistics fed to the anytime-valid test in the planned order, per row (for information)
     sequential_view: pd.DataFrame | None = None
 
@@ -246,7 +246,7 @@ class Rule:
 
     test: PairedTest = mcnemar_newcombe
     unpaired: bool = True
-    outcome: str = "success"
+    outcome: Outcome = "success"
     order: Positions = field(default_factory=dict)
 
 

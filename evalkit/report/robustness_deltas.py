@@ -30,7 +30,7 @@ import pandas as pd
 
 from evalkit.core.errors import EvalkitError
 from evalkit.report.stats import PairedCounts, compare_paired
-from evalkit.rundir.run import IDENTITY, Run
+from evalkit.rundir.run import Run
 
 CONFIDENCE = 0.95
 # tag -> family: the tag that names a task's perturbation dimension
@@ -99,14 +99,7 @@ def pair_episodes(perturbed: Run, base: Run) -> tuple[pd.DataFrame, dict[str, in
     """Paired rows (family, dimension, block = the base identity, base and perturbed success) and the unpaired
     counts by reason."""
     tasks, names = perturbed_tasks(perturbed), base_tasks(base)
-    base_rows = {
-        key: row
-        for key, row in zip(
-            base.episodes[IDENTITY].itertuples(index=False, name=None),
-            base.episodes.itertuples(index=False),
-            strict=True,
-        )
-    }
+    base_rows = {(r.suite, r.task_id, r.init_state, r.seed): r for r in base.episodes.itertuples(index=False)}
     rows, unpaired = [], {}
 
     def skip(reason: str) -> None:

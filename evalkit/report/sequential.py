@@ -247,7 +247,7 @@ def first_decisions(diffs: np.ndarray, alpha: float, max_drop: float) -> Decisio
 
 # -- the seam `evalkit regress` judges a run that stopped by decision through ---------------------------------------
 # The name a stop record gives (`Manifest.stop.test`), per statistic.
-TEST_NAMES: dict[str, str] = {"success": "wsr-betting", "progress": "wsr-betting-progress"}
+TEST_NAMES: dict[Outcome, str] = {"success": "wsr-betting", "progress": "wsr-betting-progress"}
 COMPARISON_TEST = "sequential (betting)"
 
 
@@ -280,16 +280,16 @@ def comparison_of(state: SequentialState, pairs: pd.DataFrame, outcome: str) -> 
     )
 
 
-def feed(pairs: pd.DataFrame, alpha: float, max_drop: float, outcome: str) -> SequentialState:
+def feed(pairs: pd.DataFrame, alpha: float, max_drop: float, outcome: Outcome) -> SequentialState:
     """The state after feeding `pairs` in their row order (the caller's: the run's planned episode order)."""
     base_col, cand_col = outcome_columns(outcome)
-    test = SequentialPairedTest(alpha, max_drop, outcome)  # type: ignore[arg-type]
+    test = SequentialPairedTest(alpha, max_drop, outcome)
     for b, c in zip(pairs[base_col].astype(float), pairs[cand_col].astype(float), strict=True):
         test.update(b, c)
     return test.state
 
 
-def paired_test(outcome: str):
+def paired_test(outcome: Outcome):
     """A `evalkit.report.regress.PairedTest` on this statistic, fed the pairs in the order it is given them."""
 
     def test(pairs: pd.DataFrame, alpha: float, max_drop: float) -> tuple[Comparison, Verdict]:
