@@ -30,6 +30,9 @@ RAY ?=
 REPLICAS ?=
 GPUS ?=
 RUN ?=
+# the regression gate while a run goes: AGAINST=<baseline run dir>, STOP_WHEN_DECIDED=1 to end it once decided
+AGAINST ?=
+STOP_WHEN_DECIDED ?=
 BASE ?=
 NEW ?=
 RESULTS ?= results
@@ -46,7 +49,8 @@ EVAL_ARGS := --suite $(SUITE) $(POLICY_ARGS) $(LIMIT_ARGS) \
 	$(if $(WORKERS),--workers $(WORKERS)) $(if $(BATCH),--batch-size $(BATCH)) $(if $(OUT),--out $(OUT)) \
 	$(if $(VIDEO),--video $(VIDEO)) $(if $(SEED),--seed $(SEED)) $(if $(PROTOCOL),--protocol $(PROTOCOL)) \
 	$(if $(RAY),--ray $(RAY)) $(if $(REPLICAS),--policy-replicas $(REPLICAS)) $(if $(GPUS),--gpus-per-replica $(GPUS)) \
-	$(foreach tracker,$(LOG),--log $(tracker))
+	$(foreach tracker,$(LOG),--log $(tracker)) \
+	$(if $(AGAINST),--against $(AGAINST)) $(if $(STOP_WHEN_DECIDED),--stop-when-decided)
 
 .PHONY: setup eval test report export leaderboard regress serve demo gpu-check clean-venv
 
