@@ -32,6 +32,7 @@ import time
 
 import ray
 
+from evalkit.core.cores import usable_cores
 from evalkit.core.errors import EvalkitError
 from evalkit.runner.outcome import IncompleteRunError
 
@@ -68,9 +69,8 @@ def connect(address: str, cpus_needed: int) -> bool:
     if ray.is_initialized():
         return False
     if address == "local":
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         # Env workers are mostly waiting on the policy or the GPU: as in the local runner, --workers may exceed cores.
-        ray.init(address="local", num_cpus=max(cores, cpus_needed), **QUIET)
+        ray.init(address="local", num_cpus=max(usable_cores(), cpus_needed), **QUIET)
         return True
     target = cluster_address(address)
     probe(target)

@@ -183,8 +183,8 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def worker_main(conn: Connection, suites: dict[str, SuiteSpec]) -> None:
     """Entry point of a worker process (started with the spawn method, so GL contexts are created here).
 
-    The runner starts it with SIGINT ignored (Ctrl-C is the runner's to handle) and stops it with `Stop`, or
-    SIGTERM after an interrupt.
+    The runner starts it with SIGINT blocked (Ctrl-C is the runner's to handle; it is ignored from here on) and
+    stops it with `Stop`, or SIGTERM after an interrupt.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
