@@ -9,7 +9,8 @@ workers) and `asyncio` (N tasks on one event loop awaiting `asyncio.wrap_future`
 `expected()` says how many callers are not waiting, as the server's and the local runner's hints do, and
 `--max-wait-ms` is the server's default. `--src` loads `evalkit/batching.py` from each checkout given (its other
 imports come from this one); versions alternate within each row, `--repeats` times, and each row reports the best
-rate per version and the ratio to the first version.
+rate per version, its ratio to the first version, and the least CPU time per request (all threads of this process:
+callers and batcher; steadier than the rate on a shared machine).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class Callers:
             self.waiting += delta
 
 
-def run_threads(module: ModuleType, n: int, seconds: float, max_wait_s: float) -> float:
+def run_threads(module: ModuleType, n: int, seconds: float, max_wait_s: float) -> tuple[float, float]:
     callers = Callers(n)
     batcher = module.DynamicBatcher(FreePolicy(), n, max_wait_s, expected=callers.expected)
     stop_at = time.perf_counter() + seconds
@@ -82,17 +83,17 @@ def run_threads(module: ModuleType, n: int, seconds: float, max_wait_s: float) -
             done[i] += 1
 
     threads = [threading.Thread(target=caller, args=(i,)) for i in range(n)]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     batcher.close()
-    return sum(done) / elapsed
+    return sum(done) / elapsed, cpu * 1e6 / sum(done)
 
 
-def run_asyncio(module: ModuleType, n: int, seconds: float, max_wait_s: float) -> float:
+def run_asyncio(module: ModuleType, n: int, seconds: float, max_wait_s: float) -> tuple[float, float]:
     callers = Callers(n)
     batcher = module.DynamicBatcher(FreePolicy(), n, max_wait_s, expected=callers.expected)
     done = [0]
@@ -110,9 +111,11 @@ def run_asyncio(module: ModuleType, n: int, seconds: float, max_wait_s: float) -
         await asyncio.gather(*(caller(i, start + seconds) for i in range(n)))
         return time.perf_counter() - start
 
+    cpu = time.process_time()
     elapsed = asyncio.run(main())
+    cpu = time.process_time() - cpu
     batcher.close()
-    return done[0] / elapsed
+    return done[0] / elapsed, cpu * 1e6 / done[0]
 
 
 SHAPES = {"threads": run_threads, "asyncio": run_asyncio}
@@ -130,16 +133,18 @@ def main() -> None:
     modules = [load(src.resolve(), i) for i, src in enumerate(args.src)]
     names = [str(src) for src in args.src]
     ratios = "".join(f" {name} ÷ {names[0]} |" for name in names[1:])
-    print(f"\n| shape | callers |{''.join(f' {name} req/s |' for name in names)}{ratios}")
-    print("|---|---:|" + "---:|" * (2 * len(names) - 1))
+    cpu = "".join(f" {name} CPU µs/req |" for name in names)
+    print(f"\n| shape | callers |{''.join(f' {name} req/s |' for name in names)}{ratios}{cpu}")
+    print("|---|---:|" + "---:|" * (3 * len(names) - 1))
     for shape in args.shapes:
         for n in args.clients:
-            best = [0.0] * len(modules)
+            best, least = [0.0] * len(modules), [float("inf")] * len(modules)
             for _ in range(args.repeats):
                 for i, module in enumerate(modules):
-                    rate = SHAPES[shape](module, n, args.seconds, args.max_wait_ms / 1000)
-                    best[i] = max(best[i], rate)
+                    rate, cpu_us = SHAPES[shape](module, n, args.seconds, args.max_wait_ms / 1000)
+                    best[i], least[i] = max(best[i], rate), min(least[i], cpu_us)
             cells = "".join(f" {b:.0f} |" for b in best) + "".join(f" {b / best[0]:.2f} |" for b in best[1:])
+            cells += "".join(f" {c:.1f} |" for c in least)
             print(f"| {shape} | {n} |{cells}", flush=True)
 
 
