@@ -7,7 +7,9 @@ N closed-loop callers (each submits one request and waits for its answer, as a s
 does) for `--seconds`, in two shapes: `threads` (N threads blocking on `Future.result`, like the local runner's
 workers) and `asyncio` (N tasks on one event loop awaiting `asyncio.wrap_future`, like a Ray policy replica).
 `expected()` says how many callers are not waiting, as the server's and the local runner's hints do, and
-`--max-wait-ms` is the server's default. `--src` loads `evalkit/batching.py` from each checkout given (its other
+`--max-wait-ms` is the server's default. A third shape, `trickle`, is one caller sending each batch's N requests one
+by one with a pause between them (as requests trickle in from N connections; the wait ends with the last one, by
+the hint): what a batcher does while it gathers a batch. `--src` loads `evalkit/batching.py` from each checkout given (its other
 imports come from this one); versions alternate within each row, `--repeats` times, and each row reports the best
 rate per version, its ratio to the first version, and the least CPU time per request (all threads of this process:
 callers and batcher; steadier than the rate on a shared machine).
@@ -118,7 +120,29 @@ def run_asyncio(module: ModuleType, n: int, seconds: float, max_wait_s: float) -
     return done[0] / elapsed, cpu * 1e6 / done[0]
 
 
-SHAPES = {"threads": run_threads, "asyncio": run_asyncio}
+def run_trickle(module: ModuleType, n: int, seconds: float, max_wait_s: float) -> tuple[float, float]:
+    """One caller sends batches of n requests one by one, pausing (GIL released) between them, as requests trickle
+    in from n connections: the batcher gathers each batch while `expected()` says more are coming."""
+    callers = Callers(n)
+    batcher = module.DynamicBatcher(FreePolicy(), n, 1.0, expected=callers.expected)
+    done, stop_at = 0, time.perf_counter() + seconds
+    start, cpu = time.perf_counter(), time.process_time()
+    while time.perf_counter() < stop_at:
+        futures = []
+        for request in callers.requests:
+            callers.waiting += 1
+            futures.append(batcher.submit(request))
+            time.sleep(TRICKLE_PAUSE_S)
+        for future in futures:
+            future.result()
+        callers.waiting, done = 0, done + n
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    batcher.close()
+    return done / elapsed, cpu * 1e6 / done
+
+
+TRICKLE_PAUSE_S = 50e-6
+SHAPES = {"threads": run_threads, "asyncio": run_asyncio, "trickle": run_trickle}
 
 
 def main() -> None:
