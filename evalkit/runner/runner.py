@@ -108,8 +108,7 @@ def stop_on_signals(kill_now: Callable[[], None]) -> Iterator[None]:
 def sigint_held() -> Iterator[None]:
     """While a worker process starts: SIGINT blocked in this thread, so the worker inherits it blocked through exec
     (a Ctrl-C while it boots prints no traceback there; it ignores SIGINT once running), and a Ctrl-C that reaches
-    this process meanwhile is held and handled once the worker has started, never lost (ignoring it here, as
-    before, dropped a Ctrl-C pressed at that moment)."""
+    this process meanwhile is held and handled once the worker has started, never lost."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
