@@ -94,7 +94,8 @@ serve: setup
 demo: setup
 	$(BIN)/evalkit eval --suite droid_demo --policy oracle --video all --out $(RESULTS)/demo $(LIMIT_ARGS)
 
-# Is this machine's GPU ready for pi05? Parity, latency, FLOP/s, memory, a LIBERO run through Ray (tiny on a CPU).
+# Is this machine's GPU ready for pi05? bench/device_check.py (parity, latency, MFU, memory), then a LIBERO run
+# through Ray (both tiny on a CPU).
 gpu-check: setup
 	$(BIN)/python bench/gpu_check.py
 
