@@ -170,6 +170,31 @@ def selection_lines(report: WatchReport) -> list[str]:
     return lines
 
 
+def heldout_table(report: WatchReport) -> pd.DataFrame:
+    """Every held-out re-evaluation the watch ran (one per checkpoint that was the selected one at some time), its
+    selection rate next to its held-out rate."""
+    by_step = {e.record.step: e for e in report.evaluated}
+    rows = []
+    for record in sorted(report.state.heldout.values(), key=lambda r: r.step):
+        summary = read_run(record.run_dir) if record.status != "running" else None
+        item = by_step.get(record.step)
+        rows.append(
+            {
+                "step": record.step,
+                "selection %": fmt_pct(item.summary.overall["success_pct"]) if item else "—",
+                "held-out %": fmt_pct(summary.overall["success_pct"]) if summary else "—",
+                "held-out 95% CI (Wilson)": fmt_ci(
+                    summary.overall["ci95_low_pct"], summary.overall["ci95_high_pct"]
+                )
+                if summary
+                else "—",
+                "held-out episodes": summary.overall["episodes"] if summary else 0,
+                "status": record.status,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def failed_table(state: WatchState) -> pd.DataFrame:
     rows = [
         {"step": r.step, "status": r.status, "checkpoint": r.path, "reason": r.error}
@@ -211,6 +236,8 @@ def render_markdown(report: WatchReport) -> str:
     if len(report.suites) > 1:
         parts += ["### Per suite and overall", "", markdown_table(shown_rates(report.curve)), ""]
     parts += ["## Selected checkpoint", "", *[f"- {md_text(line)}" for line in selection_lines(report)], ""]
+    if len(report.state.heldout) > 1:
+        parts += ["### Every held-out re-evaluation", "", markdown_table(heldout_table(report)), ""]
     if report.gated:
         parts += ["## Gate (paired regression test against the baseline)", ""]
         parts += [f"- {md_text(line)}" for line in gate_lines(report)] or ["_(no checkpoint evaluated yet)_"]
@@ -241,6 +268,7 @@ def render_html(report: WatchReport) -> str:
         checkpoints_table=html_table(shown_rates(checkpoint_table(report)), "checkpoints"),
         curve_table=html_table(shown_rates(report.curve), "curve") if len(report.suites) > 1 else None,
         selection=selection_lines(report),
+        heldout_table=html_table(heldout_table(report), "heldout") if len(report.state.heldout) > 1 else None,
         gate=gate_lines(report) if report.gated else None,
         failed_table=None if failed.empty else html_table(failed, "failed"),
         waiting_table=html_table(waiting_table(report.state), "waiting") if report.state.waiting else None,

@@ -74,7 +74,9 @@ def test_selected_checkpoint_shows_both_numbers(watch):
     watch_dir, state, gate = watch
     write_watch_report(watch_dir, state, gate)
     markdown = (watch_dir / "report" / "report.md").read_text()
-    assert "Selected: step 2,000 (/train/2000), the highest success rate of 3 complete evaluation(s)" in markdown
+    assert (
+        "Selected: step 2,000 (/train/2000), the highest success rate of 3 complete evaluation(s)" in markdown
+    )
     assert "On the episodes it was selected on: 70.0% [48.1, 85.5] (14/20, Wilson 95%)" in markdown
     assert "On held-out episodes: 40.0% [21.9, 61.3] (8/20, Wilson 95%)" in markdown
     assert "Selected minus held-out: +30.0 percentage points" in markdown
@@ -109,7 +111,9 @@ def test_no_selection_before_a_complete_evaluation(tmp_path):
     write_watch_report(tmp_path / "watch", state)
     markdown = (tmp_path / "watch" / "report" / "report.md").read_text()
     assert "nothing to select" in markdown
-    assert "No checkpoint has been evaluated yet" in (tmp_path / "watch" / "report" / "report.html").read_text()
+    assert (
+        "No checkpoint has been evaluated yet" in (tmp_path / "watch" / "report" / "report.html").read_text()
+    )
 
 
 @pytest.mark.slow
@@ -132,3 +136,21 @@ def test_html_curve_in_a_browser(watch, tmp_path):
         assert browser.console_errors() == []
     finally:
         browser.close()
+
+
+def test_every_held_out_run_is_listed(watch, tmp_path):
+    """A checkpoint selected earlier (before a better one came) keeps its held-out run in the report."""
+    watch_dir, state, _ = watch
+    earlier = write_run(watch_dir / "heldout" / "step_000001000", outcomes(HELDOUT, 3), policy_fp="fp1000")
+    state.heldout["1000"] = HeldoutRecord(1000, str(earlier), "droid_demo: init states 10..19", "done")
+    write_watch_report(watch_dir, state)
+    table = (watch_dir / "report" / "report.md").read_text().split("### Every held-out re-evaluation")[1]
+    lines = [line for line in table.splitlines() if line.startswith("|")][2:4]
+    assert [cell.strip() for cell in lines[0].split("|")[1:6]] == [
+        "1000",
+        "20.0",
+        "15.0",
+        "[5.2, 36.0]",
+        "20",
+    ]
+    assert [cell.strip() for cell in lines[1].split("|")[1:3]] == ["2000", "70.0"]
