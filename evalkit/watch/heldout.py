@@ -24,6 +24,10 @@ from evalkit.core.errors import EvalkitError
 from evalkit.core.protocol import MAX_PROTOCOL_SEED, SuiteSpec
 
 
+def span(first: int, last: int) -> str:
+    return f"init state {first}" if first == last else f"init states {first}..{last}"
+
+
 def suite_heldout(suite: SuiteSpec, per_task: int | None) -> tuple[list[EpisodeSpec], str]:
     """The held-out episodes of one suite (`per_task` of each task; None: as many as the selection's) and what they
     are, in words."""
@@ -37,7 +41,7 @@ def suite_heldout(suite: SuiteSpec, per_task: int | None) -> tuple[list[EpisodeS
             for k in range(n, n + m)
         ]
         return episodes, (
-            f"{suite.name}: init states {n}..{n + m - 1} of each task (the selection used 0..{n - 1}), "
+            f"{suite.name}: {span(n, n + m - 1)} of each task (the selection used {span(0, n - 1)}), "
             f"seeds as the protocol gives them"
         )
     if any(task.num_init_states < m for task in suite.tasks):
@@ -56,7 +60,7 @@ def suite_heldout(suite: SuiteSpec, per_task: int | None) -> tuple[list[EpisodeS
     seeds = f"seeds {seed}+k" if plus_index else f"seed {seed}"
     selected = f"{proto.seed}+k" if plus_index else str(proto.seed)
     return episodes, (
-        f"{suite.name}: init states 0..{m - 1} of each task under {seeds} (the selection used seed {selected}; "
+        f"{suite.name}: {span(0, m - 1)} of each task under {seeds} (the selection used seed {selected}; "
         f"only {min(t.num_init_states for t in suite.tasks)} init states per task, so the start states are the "
         "selection's and only simulator and policy noise are new)"
     )

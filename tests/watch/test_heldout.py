@@ -23,7 +23,7 @@ def test_droid_demo_gets_new_init_states():
     assert {e.init_state for e in episodes} == {3, 4, 5}
     assert {e.seed for e in episodes} == {7}  # the protocol's seed rule, for the new init states
     assert len(episodes) == len(selection) == 4 * 3
-    assert "init states 3..5 of each task (the selection used 0..2)" in words
+    assert "droid_demo: init states 3..5 of each task (the selection used init states 0..2)" in words
 
 
 def test_libero_full_protocol_gets_the_same_init_states_under_a_new_seed():
