@@ -24,6 +24,7 @@ from typing import Any, Literal
 from evalkit.core.errors import EvalkitError
 from evalkit.core.policy import PolicyMeta
 from evalkit.core.protocol import SuiteSpec, fingerprint
+from evalkit.rundir.store import stored_run_id
 
 MANIFEST_NAME = "manifest.json"
 VERSIONED_PACKAGES = (
@@ -320,7 +321,8 @@ def open_manifest(
             manifest.stop,
         )
     else:
-        suites_all, run_id, created_at, sessions, stop = records, uuid.uuid4().hex[:12], now(), [], None
+        run_id = stored_run_id(run_dir) or uuid.uuid4().hex[:12]
+        suites_all, created_at, sessions, stop = records, now(), [], None
     host = socket.gethostname()
     manifest = Manifest(
         run_id=run_id,

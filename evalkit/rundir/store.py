@@ -114,6 +114,25 @@ def check_ours(path: Path) -> None:
         raise EvalkitError(f"{path} has store schema {version}; this evalkit reads schema {SCHEMA_VERSION}")
 
 
+def stored_run_id(run_dir: Path) -> str | None:
+    """The run id the store's rows carry (read-only), or None when there is no store or no row yet. A run whose
+    manifest was lost keeps its identity: a new manifest takes the id its rows were stamped with."""
+    path = Path(run_dir) / DB_NAME
+    if not path.exists():
+        return None
+    check_ours(path)
+    db = _connect(path, readonly=True)
+    try:
+        ids = [r[0] for r in db.execute("SELECT DISTINCT run_id FROM episodes LIMIT 2").fetchall()]
+    except sqlite3.Error as exc:
+        raise EvalkitError(f"cannot read episode store {path}: {exc}") from exc
+    finally:
+        db.close()
+    if len(ids) > 1:
+        raise EvalkitError(f"{path} holds rows of several runs ({', '.join(map(str, ids))}): choose another --out")
+    return str(ids[0]) if ids else None
+
+
 class EpisodeStore:
     """Append-only (per episode identity) record of finished episodes.
 
