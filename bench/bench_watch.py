@@ -64,7 +64,9 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-watch-") as tmp:
         root = Path(tmp) / "train"
-        checkpoints = [make_tiny_checkpoint(root / f"step_{step}", "droid", seed=i) for i, step in enumerate(STEPS)]
+        checkpoints = [
+            make_tiny_checkpoint(root / f"step_{step}", "droid", seed=i) for i, step in enumerate(STEPS)
+        ]
         for repeat in range(args.repeats):
             out = Path(tmp) / f"r{repeat}"
             watch = [

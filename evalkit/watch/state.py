@@ -21,6 +21,7 @@ from evalkit.rundir.manifest import now
 from evalkit.watch.discover import Checkpoint
 
 STATE_NAME = "watch.json"
+MESSAGE_CHARS = 400
 # running: started, not finished (a restart resumes it); done: every episode has an outcome; incomplete: episodes in
 # error after their retries or not run (a restart retries them, as re-running `evalkit eval` does); failed: the
 # checkpoint did not load or does not fit the suite (not retried unless --retry-failed)
@@ -127,6 +128,14 @@ class WatchState:
         among the complete evaluations; a tie goes to the later step (more training for the same number)."""
         done = [r for r in self.by_status("done") if r.episodes]
         return max(done, key=lambda r: (r.successes / r.episodes, r.step), default=None)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as the one line recorded for it (a checkpoint that failed, a tracker that could not log)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if not isinstance(exc, EvalkitError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text[:MESSAGE_CHARS]
 
 
 def state_path(watch_dir: Path) -> Path:

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evalkit.core.errors import EvalkitError
 from evalkit.trackers.base import Tracker, TrackerSession
 from evalkit.trackers.config import TrackerOptions
 from evalkit.trackers.record import RunRecord, Scalar, run_record
-from evalkit.watch.state import WatchState
+from evalkit.watch.state import WatchState, one_line
 
 # keys of a run's config that belong to one checkpoint, not to the watch
 PER_CHECKPOINT = (
@@ -52,22 +51,28 @@ class WatchTrackers:
         self.state = state
         self.sessions: dict[str, TrackerSession] = {}
 
-    def log(self, run_dir: Path, step: int, watch_config: dict[str, Scalar]) -> list[str]:
-        """Log one checkpoint's run at `step` to every tracker; returns the names logged to."""
-        if not self.trackers:
-            return []
+    def log(
+        self, run_dir: Path, step: int, watch_config: dict[str, Scalar], done: list[str]
+    ) -> tuple[list[str], list[str]]:
+        """Log one checkpoint's run at `step` to every tracker not in `done`; returns (the trackers it is now logged
+        to, one line per tracker that failed). A failure (network, store) does not stop the watch: the checkpoint
+        is logged again after the next one, or by the next watch."""
+        todo = [tracker for tracker in self.trackers if tracker.name not in done]
+        if not todo:
+            return done, []
         record = run_record(run_dir, self.options.log_videos_per_task)
         shared, own = split_config(record)
-        for tracker in self.trackers:
+        logged, errors = list(done), []
+        for tracker in todo:
             try:
                 session = self._session(tracker, {**shared, **watch_config})
                 session.log(record, step)
                 session.describe(step, own)
-            except EvalkitError:
-                raise
-            except Exception as exc:  # a tracker's own error (network, store): one line, the runs are kept
-                raise EvalkitError(f"logging to {tracker.name} failed: {type(exc).__name__}: {exc}") from exc
-        return [tracker.name for tracker in self.trackers]
+            except Exception as exc:
+                errors.append(f"logging step {step:,} to {tracker.name} failed: {one_line(exc)}")
+                continue
+            logged.append(tracker.name)
+        return logged, errors
 
     def _session(self, tracker: Tracker, config: dict[str, Scalar]) -> TrackerSession:
         if tracker.name not in self.sessions:

@@ -28,22 +28,12 @@ from evalkit.watch.config import WatchConfig
 from evalkit.watch.discover import Checkpoint, discover
 from evalkit.watch.gate import Gate
 from evalkit.watch.heldout import heldout_episodes
-from evalkit.watch.state import CheckpointRecord, HeldoutRecord, Status, WatchState, save_state
+from evalkit.watch.state import CheckpointRecord, HeldoutRecord, Status, WatchState, one_line, save_state
 from evalkit.watch.tracking import WatchTrackers
-
-MESSAGE_CHARS = 400
 
 
 def say(text: str) -> None:
     print(f"evalkit watch: {text}", flush=True)
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as the one line recorded for a checkpoint that failed."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if not isinstance(exc, EvalkitError):
-        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return text[:MESSAGE_CHARS]
 
 
 def rate_text(successes: int, episodes: int) -> str:
@@ -163,9 +153,8 @@ class Watcher:
         self.report_due = True
         try:
             run_dir = self.state.run_dir(self.watch_dir, checkpoint)
-        except (
-            EvalkitError
-        ) as exc:  # a second checkpoint of an evaluated step (another experiment under the root)
+        except EvalkitError as exc:
+            # a second checkpoint of an evaluated step (another experiment under the same root)
             self.state.start(checkpoint, None)
             self.fail(checkpoint, exc)
             return
@@ -224,13 +213,18 @@ class Watcher:
 
     # -- trackers --------------------------------------------------------------------------------------------
     def log_unlogged(self) -> None:
-        """Log every complete checkpoint not yet logged to the trackers (a restart catches up)."""
+        """Log every complete checkpoint not yet logged to each tracker (after a tracker failed, or a restart)."""
         trackers = self.setup.trackers
         names = {t.name for t in trackers.trackers}
         for record in self.state.by_status("done"):
-            if names - set(record.logged):
-                record.logged = trackers.log(Path(record.run_dir), record.step, self.tracker_config())
-                self.save()
+            if not names - set(record.logged):
+                continue
+            record.logged, errors = trackers.log(
+                Path(record.run_dir), record.step, self.tracker_config(), record.logged
+            )
+            self.save()
+            for error in errors:
+                say(error)
 
     def tracker_config(self) -> dict[str, Scalar]:
         return {
