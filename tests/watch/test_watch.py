@@ -135,3 +135,35 @@ def test_watch_a_training_run_with_a_partial_checkpoint_a_kill_and_a_resume(tmp_
     assert "Selected: step 3,000" in report and "On held-out episodes: 0.0%" in report
     html = (watch_dir / "report" / "report.html").read_text()
     assert 'id="plot-curve"><svg' in html and "held-out re-evaluation" in html
+
+
+def test_ctrl_c_and_sigterm_stop_cleanly_and_resume(tmp_path, tiny):
+    """Ctrl-C in the middle of a checkpoint: exit 130, the checkpoint stays `running` and the next watch resumes it;
+    SIGTERM while the watch waits for the next checkpoint: exit 143. Both print the report's link."""
+    run = LoadableTraining(tmp_path / "train", tiny)
+    checkpoint = run.lerobot(1000)
+    watch_dir, log = tmp_path / "watch", tmp_path / "watch.log"
+    command = watch_command(run.root, watch_dir, run.tokenizer, "--heldout-episodes-per-task", "0")
+    run_dir = watch_dir / "step_000001000"
+    for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        with log.open("w") as out:
+            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            if signum == signal.SIGINT:
+                wait_for(lambda: len(rows(run_dir)) >= 1, proc, log, "the checkpoint under way")
+            else:
+                wait_for(lambda: status(watch_dir, checkpoint) == "done", proc, log, "the checkpoint done")
+            os.killpg(proc.pid, signum)
+            assert proc.wait(timeout=120) == code, log.read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=60)
+        output = log.read_text()
+        assert "Traceback" not in output and "the same command resumes" in output
+        assert "report: file://" in output
+        if signum == signal.SIGINT:
+            assert status(watch_dir, checkpoint) == "running"
+            assert read_manifest(run_dir)["sessions"][-1]["status"] == "interrupted"
+    assert status(watch_dir, checkpoint) == "done"
+    assert [s["status"] for s in read_manifest(run_dir)["sessions"]] == ["interrupted", "completed"]
