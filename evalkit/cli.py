@@ -20,6 +20,10 @@ EXTERNAL_COMMANDS = {
         "evalkit.report.export",
         "export a run for leaderboards: per-episode Parquet, eval_results.json, Hugging Face .eval_results YAML",
     ),
+    "watch": (
+        "evalkit.watch.cli",
+        "evaluate each new checkpoint of a training run as it is written (curves, gate, held-out selection)",
+    ),
     "convert": ("evalkit.models.pi05.cli", "convert a pi0.5 checkpoint to evalkit's safetensors layout"),
     "make-tiny-checkpoint": (
         "evalkit.models.pi05.cli",

@@ -113,6 +113,10 @@ class EvalConfig:
         ),
     )
 
+    # the training step of the checkpoint evaluated (set by `evalkit watch`); recorded in the manifest's config, so a
+    # run says which point of a training curve it is
+    training_step: int | None = None
+
     def __post_init__(self) -> None:
         if isinstance(self.policy, str):
             object.__setattr__(self, "policy", PolicyOptions(name=self.policy))

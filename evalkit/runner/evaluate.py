@@ -15,8 +15,11 @@ episodes in the balanced order, `evalkit.core.protocol.balanced_order`: round-ro
 states in a fixed shuffled order seeded by its protocol fingerprint, so that any prefix of the run is balanced across
 tasks; the same order for every run of a protocol, local or Ray, new or resumed), `stop_when` (called with each
 stored `EpisodeResult`; returning True, or a `StopRecord` that the manifest then records, ends the run early,
-in-progress episodes are dropped, and the outcome says it was decided) and `status` (text for the progress line).
-A run whose manifest records a stop by decision runs no more episodes when resumed.
+in-progress episodes are dropped, and the outcome says it was decided), `status` (text for the progress line) and
+`training_step` (recorded in the run's manifest). A run whose manifest records a stop by decision runs no more
+episodes when resumed. An evaluation that fails (the policy does not load or does not fit the suites, a refusal,
+Ctrl-C) leaves the session usable; `session.unload()` frees the policy (its memory, its Ray replicas and their GPUs)
+between evaluations while the env workers stay up.
 """
 
 from __future__ import annotations
@@ -215,6 +218,10 @@ class EvalSession:
     def kill_now(self) -> None:
         self.backend.kill_now()
 
+    def unload(self) -> None:
+        """Free the current policy (the env workers stay up for the next evaluation)."""
+        self.backend.unload()
+
     def evaluate(
         self,
         policy: PolicyOptions | Policy | None = None,
@@ -225,10 +232,11 @@ class EvalSession:
         progress: bool = True,
         command: list[str] | None = None,
         status: Callable[[], str] | None = None,
+        training_step: int | None = None,
     ) -> RunOutcome:
         """Evaluate `policy` (options, or a ready-made policy described by the session config's `policy`; default:
         the config's) into `out` (default: the config's run directory); resumes what that directory holds.
-        Raises EvalkitError on bad input."""
+        Raises EvalkitError on bad input; a policy that failed to load or to fit the suites is not kept."""
         config = self.backend.config
         if isinstance(policy, PolicyOptions):
             config = config.replace(policy=policy)
@@ -238,14 +246,20 @@ class EvalSession:
             raise EvalkitError("a policy object runs in this process: it cannot be used with --ray")
         if out is not None:
             config = config.replace(out=Path(out))
+        if training_step is not None:
+            config = config.replace(training_step=training_step)
         check_config(config)
         built = policy if policy is not None and not isinstance(policy, PolicyOptions) else None
-        meta = self.backend.load(built or policy_options(config, self.suites))
-        check_compatible(meta, self.suites)
-        if meta.cameras or config.video != "none":
-            from evalkit.rendering import check_gl
+        try:
+            meta = self.backend.load(built or policy_options(config, self.suites))
+            check_compatible(meta, self.suites)
+            if meta.cameras or config.video != "none":
+                from evalkit.rendering import check_gl
 
-            check_gl()
+                check_gl()
+        except BaseException:
+            self.backend.unload(graceful=False)
+            raise
         plan = list(episodes) if episodes is not None else episodes_for(self.suites)
         hooks = RunHooks(stop_when, status, balanced=episodes is None)
         return self._run(config, meta, plan, hooks, progress, command)

@@ -56,6 +56,10 @@ from evalkit.runner.worker import worker_main
 POLL_S = 1.0
 STOP_GRACE_S = 2.0  # how long stopped workers get to exit before they are killed
 CLOSE_S = 10.0  # how long idle workers get to exit after `Stop`
+# An interrupted run waits this long for the policy's batch in flight (its answers are dropped): a process that exits
+# while the batcher's thread is inside torch aborts (SIGABRT, "terminate called without an active exception") instead
+# of exiting 130/143. A second Ctrl-C exits at once.
+INTERRUPT_GRACE_S = 60.0
 
 
 @dataclass(eq=False)
@@ -163,7 +167,7 @@ class LocalRunner:
                 self._watchdog(ledger)
             interrupted = False
         finally:
-            batcher.close(grace_s=0.0 if interrupted else 10.0)
+            batcher.close(grace_s=INTERRUPT_GRACE_S if interrupted else 10.0)
             self.batcher = None
             if interrupted:
                 self._stop_workers(interrupted=True)
