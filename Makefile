@@ -62,7 +62,7 @@ WATCH_ARGS := --suite $(SUITE) $(if $(CONFIG),--config $(CONFIG)) $(if $(NORM_ST
 	$(if $(BATCH),--batch-size $(BATCH)) $(if $(OUT),--out $(OUT)) $(if $(VIDEO),--video $(VIDEO)) \
 	$(if $(SEED),--seed $(SEED)) $(if $(PROTOCOL),--protocol $(PROTOCOL)) $(if $(RAY),--ray $(RAY)) \
 	$(if $(REPLICAS),--policy-replicas $(REPLICAS)) $(if $(GPUS),--gpus-per-replica $(GPUS)) \
-	$(if $(BASE),--against $(BASE)) $(if $(EVERY),--every $(EVERY)) $(if $(ONCE),--once) \
+	$(if $(BASE),--against $(BASE)) $(if $(STOP_WHEN_DECIDED),--stop-when-decided) $(if $(EVERY),--every $(EVERY)) $(if $(ONCE),--once) \
 	$(foreach tracker,$(LOG),--log $(tracker))
 
 .PHONY: setup eval test report export leaderboard regress watch serve demo gpu-check clean-venv

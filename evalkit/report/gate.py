@@ -196,11 +196,12 @@ def make_rows(plan: list[EpisodeSpec], options: GateConfig) -> list[GateRow]:
 
 # -- checks ----------------------------------------------------------------------------------------------------
 def check_baseline(
-    baseline: Run, records: dict[str, SuiteRecord], plan: list[EpisodeSpec], run_dir: Path
+    baseline: Run, records: dict[str, SuiteRecord], plan: list[EpisodeSpec], run_dir: Path | None
 ) -> None:
-    """A finished baseline of the same protocol that holds every episode this run plans, with no error rows."""
+    """A finished baseline of the same protocol that holds every episode this run plans, with no error rows
+    (`run_dir` None: the baseline alone, before any run directory is chosen)."""
     where = f"--against {baseline.path}"
-    if Path(run_dir).exists() and os.path.samefile(run_dir, baseline.path):
+    if run_dir is not None and Path(run_dir).exists() and os.path.samefile(run_dir, baseline.path):
         raise EvalkitError(f"{where}: that is this run's own directory (--out); gate against another run")
     theirs, ours = sorted(baseline.manifest.suites), sorted(records)
     if theirs != ours:
@@ -235,7 +236,7 @@ def check_baseline(
             f"{where} lacks {len(lacking)} of this run's {len(plan)} planned episodes (first: "
             f"{lacking[0].episode_id}): its --tasks or --episodes-per-task differ"
         )
-    stored = read_manifest(run_dir) if is_run_dir(Path(run_dir)) else None
+    stored = read_manifest(run_dir) if run_dir is not None and is_run_dir(Path(run_dir)) else None
     if stored is not None and sorted(stored.suites) != ours:
         raise EvalkitError(
             f"{run_dir} holds a run of suites {', '.join(sorted(stored.suites))}: the gate needs a run directory of "

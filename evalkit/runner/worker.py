@@ -180,17 +180,25 @@ class EnvHost:
 REDELIVER_S = 0.01
 
 
+_terminating = False
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
+    global _terminating
+    _terminating = True
     sys.exit(128 + signal.SIGTERM)  # unwinds the episode, so a partial video is discarded
 
 
 def _exit_soon(unraisable: sys.UnraisableHookArgs) -> None:
     """A SIGTERM that lands in a finalizer (`__del__`, e.g. robosuite's MjModel) has its SystemExit swallowed (and
-    printed as "Exception ignored"): exit again once the finalizer has returned, through SIGALRM."""
+    printed as "Exception ignored"): exit again once the finalizer has returned, through SIGALRM. Once terminating,
+    the simulator's finalizers failing is not news (an episode unwound mid-render leaves MuJoCo's EGL context
+    unusable, and `Renderer.__del__` then prints EGL_BAD_CONTEXT tracebacks): they are not printed."""
     if isinstance(unraisable.exc_value, SystemExit):
         signal.setitimer(signal.ITIMER_REAL, REDELIVER_S)
         return
-    sys.__unraisablehook__(unraisable)
+    if not _terminating:
+        sys.__unraisablehook__(unraisable)
 
 
 def exit_on_signals() -> None:

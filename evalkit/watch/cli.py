@@ -56,7 +56,7 @@ def watch_main(args: argparse.Namespace) -> int:
     )  # before anything runs: an unknown tracker or missing extra is one line
     policy = dataclass_from_arguments(PolicyOptions, args, name="pi05")
     eval_config = dataclass_from_arguments(EvalConfig, args, suite=config.suite, policy=policy)
-    gate = {name: getattr(args, name) for name in GATE}
+    gate = {name: getattr(args, name) for name in GATE} | {"stop_when_decided": config.stop_when_decided}
     return run_watch(config, eval_config, gate, trackers, tracking, progress=not args.quiet)
 
 
@@ -74,7 +74,7 @@ def run_watch(
     from evalkit.runner.outcome import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
     from evalkit.runner.runner import Terminated, stop_on_signals
     from evalkit.watch.gate import Gate
-    from evalkit.watch.state import load_state
+    from evalkit.watch.state import load_state, one_line
     from evalkit.watch.tracking import WatchTrackers
     from evalkit.watch.watcher import Watcher, WatchSetup, say
 
@@ -102,7 +102,11 @@ def run_watch(
             for sig in (signal.SIGINT, signal.SIGTERM):  # already exiting: a further signal changes nothing
                 signal.signal(sig, signal.SIG_IGN)
             session.close(graceful=False)
-            link = watcher.write_report(force=True) if watcher is not None else None
+            link = None
+            try:
+                link = watcher.write_report(force=True) if watcher is not None else None
+            except Exception as exc:  # the signal may have landed inside the report's own writing (an import)
+                say(f"report not written ({one_line(exc)}); the next watch writes it")
             print(
                 f"\nevalkit watch: stopped; finished checkpoints are kept in {watch_dir}, the same command resumes"
                 + (f"\nreport: {link}" if link else ""),

@@ -51,6 +51,16 @@ class WatchConfig:
             metavar="BASELINE",
         ),
     )
+    stop_when_decided: bool = field(
+        default=False,
+        metadata=flag(
+            "--stop-when-decided",
+            "with --against: end each checkpoint's evaluation as soon as the sequential gate's verdict is decided "
+            "(as `evalkit eval --against --stop-when-decided`); without it every checkpoint runs its whole protocol",
+            WATCH,
+            action="store_true",
+        ),
+    )
     every: int | None = field(
         default=None,
         metadata=flag(
@@ -121,6 +131,8 @@ class WatchConfig:
         """Refuse bad settings in one line, before anything starts."""
         if not Path(self.ckpt_root).is_dir():
             raise EvalkitError(f"checkpoint root {self.ckpt_root} is not a directory")
+        if self.stop_when_decided and self.against is None:
+            raise EvalkitError("--stop-when-decided needs --against BASELINE (a finished baseline run)")
         if self.every is not None and self.every < 1:
             raise EvalkitError(f"--every must be at least 1, got {self.every}")
         if not (math.isfinite(self.poll_s) and self.poll_s > 0):

@@ -163,9 +163,8 @@ class Watcher:
         say(f"step {checkpoint.step:,}: evaluating {checkpoint.path} ({checkpoint.layout}) -> {run_dir}")
         gate = self.setup.gate
         try:
-            outcome = self._evaluate(
-                checkpoint, run_dir, stop_when=gate.stop_rule() if gate is not None else None
-            )
+            hooks = gate.hooks(self.session.suites, run_dir) if gate is not None else {}
+            outcome = self._evaluate(checkpoint, run_dir, **hooks)
         except Exception as exc:  # the checkpoint does not load or fit the suite: recorded, the watch goes on
             self.fail(checkpoint, exc)
             return

@@ -13,7 +13,10 @@ from tests.report.runs import grid, write_run
 
 def watch(tmp_path, capsys, *args: str, root=None) -> tuple[int, str]:
     root = root if root is not None else tmp_path / "train"
-    code = main(["watch", str(root), "--suite", "droid_demo", "--out", str(tmp_path / "watch"), *args])
+    # --once: a refusal that does not come ends the test instead of watching forever
+    code = main(
+        ["watch", str(root), "--suite", "droid_demo", "--out", str(tmp_path / "watch"), "--once", *args]
+    )
     return code, capsys.readouterr().err
 
 
@@ -70,7 +73,14 @@ def test_baseline_that_is_not_a_run_or_of_another_protocol(tmp_path, capsys, roo
     assert_refused(tmp_path, code, err, "nothing")
     baseline = write_run(tmp_path / "baseline", {k: True for k in grid("droid_demo", 1, 2)})
     code, err = watch(tmp_path, capsys, "--against", str(baseline), "--max-steps", "5")
-    assert_refused(tmp_path, code, err, "ran droid_demo under protocol", "--max-steps")
+    assert_refused(
+        tmp_path, code, err, "ran droid_demo under another protocol", "max_steps: 400 vs 5", "--max-steps"
+    )
+
+
+def test_stop_when_decided_needs_a_baseline(tmp_path, capsys, root):
+    code, err = watch(tmp_path, capsys, "--stop-when-decided")
+    assert_refused(tmp_path, code, err, "--stop-when-decided needs --against")
 
 
 def test_every_takes_multiples_of_n():

@@ -18,6 +18,7 @@ import pytest
 
 from evalkit.models.pi05.checkpoint import fingerprint_files
 from tests.helpers import read_manifest, read_rows
+from tests.report.runs import grid, write_run
 from tests.watch.training import LoadableTraining, tiny_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -152,18 +153,55 @@ def test_ctrl_c_and_sigterm_stop_cleanly_and_resume(tmp_path, tiny):
             if signum == signal.SIGINT:
                 wait_for(lambda: len(rows(run_dir)) >= 1, proc, log, "the checkpoint under way")
             else:
-                wait_for(lambda: status(watch_dir, checkpoint) == "done", proc, log, "the checkpoint done")
+                wait_for(
+                    lambda: (
+                        status(watch_dir, checkpoint) == "done"
+                        and (watch_dir / "report" / "report.html").exists()
+                    ),
+                    proc,
+                    log,
+                    "the checkpoint done and reported",
+                )
             os.killpg(proc.pid, signum)
-            assert proc.wait(timeout=120) == code, log.read_text()[-3000:]
+            assert proc.wait(timeout=120) == code, log.read_text()[-8000:]
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=60)
         output = log.read_text()
-        assert "Traceback" not in output and "the same command resumes" in output
+        assert "Traceback" not in output and "the same command resumes" in output, output
         assert "report: file://" in output
         if signum == signal.SIGINT:
             assert status(watch_dir, checkpoint) == "running"
             assert read_manifest(run_dir)["sessions"][-1]["status"] == "interrupted"
     assert status(watch_dir, checkpoint) == "done"
     assert [s["status"] for s in read_manifest(run_dir)["sessions"]] == ["interrupted", "completed"]
+
+
+def test_sequential_gate_stops_each_checkpoint_once_decided(tmp_path, tiny):
+    """--against with --stop-when-decided: a checkpoint that fails every episode of a baseline that succeeded on
+    all of them is stopped as soon as the anytime-valid test decides, long before its 40 planned episodes; the run
+    records the stop and the watch's verdict is FAIL, the same one `evalkit regress` gives the two runs."""
+    planned = 40
+    baseline = write_run(
+        tmp_path / "baseline",
+        {key: True for key in grid("droid_demo", 1, planned)},
+        protocol_changes={"droid_demo": {"max_steps": 10}},
+    )
+    run = LoadableTraining(tmp_path / "train", tiny)
+    run.lerobot(1000)
+    watch_dir = tmp_path / "watch"
+    command = watch_command(run.root, watch_dir, run.tokenizer, "--episodes-per-task", str(planned))
+    extra = ["--heldout-episodes-per-task", "0", "--against", str(baseline), "--stop-when-decided", "--once"]
+    done = subprocess.run([*command, *extra], capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    run_dir = watch_dir / "step_000001000"
+    stop = read_manifest(run_dir)["stop"]
+    assert stop["verdict"] == "fail" and stop["baseline_run_id"], output[-3000:]
+    assert 1 <= stop["pairs"] <= len(rows(run_dir)) < planned
+    assert not any(r["success"] for r in rows(run_dir))
+    assert "gate: FAIL" in output
+    regress = subprocess.run(
+        [sys.executable, "-m", "evalkit.cli", "regress", str(baseline), str(run_dir)], capture_output=True
+    )
+    assert regress.returncode == 1, regress.stdout.decode()[-2000:]
