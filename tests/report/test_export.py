@@ -10,9 +10,8 @@ import pytest
 import yaml
 
 from evalkit.report.export import export_run
-from tests.helpers import read_manifest, read_rows
+from tests.helpers import evalkit, read_manifest, read_rows
 from tests.report.runs import grid, write_run
-from tests.runner.test_cli_errors import evalkit
 
 
 @pytest.fixture(scope="module")

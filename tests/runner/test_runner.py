@@ -2,7 +2,6 @@
 
 import os
 import signal
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -18,24 +17,10 @@ from evalkit.runner import EvalConfig
 from evalkit.runner.evaluate import resolve_suites
 from evalkit.runner.ledger import EpisodeLedger
 from evalkit.runner.runner import LocalRunner
-from tests.helpers import read_rows
-from tests.runner.policies import RaisingPolicy, StateFeedbackPolicy
+from tests.fakes import RaisingPolicy, ScriptedPolicy, StateFeedbackPolicy
+from tests.helpers import read_rows, wait_until
 
 CEILING_S = 180.0
-
-
-class ScriptedPolicy:
-    def __init__(self, make_chunk, meta=None):
-        self.meta = meta or PolicyMeta(name="scripted", fingerprint="none", action_dim=7)
-        self.make_chunk = make_chunk
-        self.calls = 0
-
-    def infer(self, batch):
-        self.calls += 1
-        return [self.make_chunk(req) for req in batch]
-
-    def close(self):
-        pass
 
 
 def _setup(tmp_path, **kw):
@@ -136,21 +121,16 @@ def test_episode_identity_follows_the_protocol():
     assert len({e.request_seed(0) for e in openpi}) == 3
 
 
-def _wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + CEILING_S
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {CEILING_S:g} s: {what}"
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("batch_size", [1, 2])
 def test_the_runner_batches_pending_observations_up_to_batch_size(tmp_path, batch_size):
     """The first policy call is held until the two other workers' first observations wait in the batcher; they
     then go together, up to batch_size."""
     policy = StateFeedbackPolicy(7)
     runner_box = []
-    policy.before_first = lambda: _wait_until(
-        lambda: runner_box[0].batcher.queued() == 2, "two observations waiting behind the first call"
+    policy.before_first = lambda: wait_until(
+        lambda: runner_box[0].batcher.queued() == 2,
+        "two observations waiting behind the first call",
+        CEILING_S,
     )
     tally, store = _run(
         tmp_path, policy, runner_ready=runner_box.append, batch_size=batch_size, workers=3, tasks=(0, 1)

@@ -15,7 +15,8 @@ from evalkit.core.policy import PolicyRequest
 from evalkit.policies.simple import RandomPolicy
 from evalkit.serving.server import ServerThread
 from evalkit.wire.msgpack_numpy import packb
-from tests.serving.wire_helpers import REPO, EchoPolicy, ServerProcess, local_server
+from tests.fakes import EchoPolicy
+from tests.serving.wire_helpers import REPO, ServerProcess, local_server
 
 CLIENT_VENV = REPO / ".venv-openpi-client"
 CLIENT_PACKAGES = ["openpi-client==0.1.2", "typing_extensions"]
