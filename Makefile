@@ -48,7 +48,7 @@ EVAL_ARGS := --suite $(SUITE) $(POLICY_ARGS) $(LIMIT_ARGS) \
 	$(if $(RAY),--ray $(RAY)) $(if $(REPLICAS),--policy-replicas $(REPLICAS)) $(if $(GPUS),--gpus-per-replica $(GPUS)) \
 	$(foreach tracker,$(LOG),--log $(tracker))
 
-.PHONY: setup eval test report export leaderboard regress serve demo gpu-check clean-venv
+.PHONY: setup eval test test-fast report export leaderboard regress serve demo gpu-check clean-venv
 
 setup: $(VENV)/.installed
 
@@ -63,10 +63,19 @@ $(VENV)/.installed: pyproject.toml
 eval: setup
 	$(BIN)/evalkit eval $(EVAL_ARGS)
 
+# Everything: ruff, then every test, the slow tier included (simulators, subprocesses, Ray, Chromium; see
+# tests/conftest.py). DURATION_FULL on the 2-core development machine.
 test: setup
 	$(BIN)/ruff check evalkit tests bench
 	$(BIN)/ruff format --check evalkit tests bench
 	$(BIN)/python -m pytest -q -x --durations=15 $(PYTEST_ARGS)
+
+# What a developer runs while working: ruff, then the fast tier (pure-Python and unit tests; a test that starts a
+# process, imports a simulator or Ray, or opens Chromium fails there, telling you to mark it slow). DURATION_FAST here.
+test-fast: setup
+	$(BIN)/ruff check evalkit tests bench
+	$(BIN)/ruff format --check evalkit tests bench
+	$(BIN)/python -m pytest -q -m "not slow" --durations=10 $(PYTEST_ARGS)
 
 report: setup
 	@if [ -z "$(RUN)" ]; then echo "make report: set RUN=<run directory>, e.g. make report RUN=results/demo" >&2; exit 2; fi

@@ -5,7 +5,8 @@ Imports are refused by a meta-path finder placed before Python's own; `importlib
 truthfully (the spec is real, only its loader refuses), so "is Ray installed?" checks work in fast tests. Process
 creation is refused where every path to a child process goes through: `subprocess.Popen._execute_child`,
 `multiprocessing`'s `BaseProcess.start`, and `os.fork` / `os.posix_spawn` / `os.system` (the only commands let through
-are the instant ones evalkit and the standard library run to describe the machine: `git rev-parse`, `uname`). The
+are the instant ones evalkit and the standard library run to describe the machine: `git rev-parse`, `uname`,
+`ldconfig`). The
 refusal raises `pytest.fail`'s exception (not an `Exception`, so code under test cannot swallow it) and is also
 recorded, so a refusal in another thread still fails the test that caused it.
 """
@@ -24,10 +25,13 @@ from pathlib import Path
 
 import pytest
 
-# top-level packages that only slow tests may import: the simulators and Ray
-SLOW_IMPORTS = frozenset({"mujoco", "robosuite", "libero", "liberoplus", "ray"})
-# commands that library code runs to describe the machine (the manifest's git commit, `platform.processor()`)
-ALLOWED_COMMANDS = (("git", "rev-parse"), ("uname",))
+# what only slow tests may import: the simulators and Ray (LIBERO's and LIBERO-plus's task catalogs are data and
+# stay allowed; their envs are the simulator)
+SLOW_IMPORTS = ("mujoco", "robosuite", "ray", "libero.libero.envs", "liberoplus.liberoplus.envs")
+# the standard library's own probes of the machine run commands (`platform.processor()` runs uname,
+# `ctypes.util.find_library` runs ldconfig or the compiler); so does the manifest's `git rev-parse HEAD`
+ALLOWED_CALLERS = (("ctypes", "util.py"), ("", "platform.py"))
+ALLOWED_COMMANDS = (("git", "rev-parse"),)
 MARK_IT = (
     "mark it slow (@pytest.mark.slow, or pytestmark = pytest.mark.slow for the module; see tests/conftest.py)"
 )
@@ -72,7 +76,7 @@ class Guard(importlib.abc.MetaPathFinder):
     # ------------------------------------------------------------------ imports
 
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] not in SLOW_IMPORTS:
+        if not any(name == slow or name.startswith(f"{slow}.") for slow in SLOW_IMPORTS):
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is not None:
@@ -89,7 +93,7 @@ class Guard(importlib.abc.MetaPathFinder):
             words = [
                 os.fsdecode(a) for a in ([args] if isinstance(args, str | bytes | os.PathLike) else args)
             ]
-            if any(tuple(words[: len(allowed)]) == allowed for allowed in ALLOWED_COMMANDS):
+            if _allowed(words):
                 return original(popen, args, *rest, **kwargs)
             browser = any("chrom" in Path(w).name for w in words[:1])
             guard.refuse("launches Chromium" if browser else f"starts a subprocess ({' '.join(words)[:80]})")
@@ -114,6 +118,21 @@ class Guard(importlib.abc.MetaPathFinder):
         for owner, name, original in reversed(self._saved):
             setattr(owner, name, original)
         self._saved.clear()
+
+
+def _allowed(words: list[str]) -> bool:
+    if any(tuple(words[: len(allowed)]) == allowed for allowed in ALLOWED_COMMANDS):
+        return True
+    frame = sys._getframe(2)
+    while frame is not None:
+        path = Path(frame.f_code.co_filename)
+        if any(
+            path.name == name and (not package or path.parent.name == package)
+            for package, name in ALLOWED_CALLERS
+        ):
+            return True
+        frame = frame.f_back
+    return False
 
 
 class _RefusingLoader(importlib.abc.Loader):

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# slow: make in subprocesses
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -5,7 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.system import import_or_skip
+
+# slow: runs bench/gpu_check.py in a subprocess, with Ray
+pytestmark = pytest.mark.slow
 
 import_or_skip("ray", "make setup installs the [ray] extra")
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py"

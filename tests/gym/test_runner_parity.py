@@ -13,6 +13,9 @@ from evalkit.runner import EvalConfig, evaluate
 from tests.fakes import ScriptPolicy
 from tests.helpers import read_rows
 
+# slow: LIBERO scenes, spawned env workers
+pytestmark = pytest.mark.slow
+
 _POLICY: list[ScriptPolicy] = []
 
 

@@ -4,6 +4,9 @@ import pytest
 
 from tests.helpers import assert_one_line_error, evalkit
 
+# slow: the evalkit command in subprocesses
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize(
     "args,needles",

@@ -5,6 +5,9 @@ import pytest
 
 from tests.helpers import assert_one_line_error, evalkit, read_manifest, read_rows
 
+# slow: the evalkit command in subprocesses
+pytestmark = pytest.mark.slow
+
 
 def test_a_policy_that_raises_on_every_call_exits_4_with_the_count_and_first_error(tmp_path):
     run = tmp_path / "run"

@@ -5,8 +5,13 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from evalkit.models.pi05.cli import make_tiny_checkpoint
 from tests.helpers import assert_one_line_error, evalkit, wait_until
+
+# slow: the evalkit command in subprocesses
+pytestmark = pytest.mark.slow
 
 
 def test_incompatible_policy_is_refused_before_the_first_episode(tmp_path):

@@ -8,11 +8,15 @@ import sys
 import threading
 
 import numpy as np
+import pytest
 
 from evalkit.report.summary import console_summary
 from evalkit.runner import EvalConfig, evaluate
 from tests.helpers import count_rows, read_manifest, read_rows, wait_until
 from tests.system import import_or_skip
+
+# slow: LIBERO scenes, spawned env workers, evalkit eval in subprocesses
+pytestmark = pytest.mark.slow
 
 SUITE = "libero_spatial"
 

@@ -18,6 +18,9 @@ from tests.system import import_or_skip
 ray = import_or_skip("ray", "make setup installs the [ray] extra")
 psutil = import_or_skip("psutil", "ray installs psutil")
 
+# slow: Ray clusters and evalkit eval in subprocesses
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 CEILING_S = 240.0
 

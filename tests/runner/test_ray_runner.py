@@ -21,6 +21,9 @@ from tests.system import import_or_skip
 ray = import_or_skip("ray", "make setup installs the [ray] extra")
 from ray.cluster_utils import Cluster  # noqa: E402
 
+# slow: a Ray cluster with LIBERO scenes
+pytestmark = pytest.mark.slow
+
 KEYS = ("task_id", "init_state", "seed", "success", "steps", "termination", "policy_calls")
 FEEDBACK = "tests.fakes:make_state_feedback_policy"
 

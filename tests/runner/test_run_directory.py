@@ -4,7 +4,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import REPO, assert_one_line_error, evalkit, read_rows, wait_until
+
+# slow: the evalkit command in subprocesses
+pytestmark = pytest.mark.slow
 
 
 def _eval(out, *extra):

@@ -18,6 +18,9 @@ from evalkit.wire.msgpack_numpy import packb
 from tests.fakes import EchoPolicy
 from tests.serving.wire_helpers import REPO, ServerProcess, local_server
 
+# slow: a venv with openpi-client, evalkit serve in a subprocess
+pytestmark = pytest.mark.slow
+
 CLIENT_VENV = REPO / ".venv-openpi-client"
 CLIENT_PACKAGES = ["openpi-client==0.1.2", "typing_extensions"]
 SCRIPT = Path(__file__).with_name("openpi_client_script.py")
