@@ -30,12 +30,19 @@ RAY ?=
 REPLICAS ?=
 GPUS ?=
 RUN ?=
+# the regression gate while a run goes: AGAINST=<baseline run dir>, STOP_WHEN_DECIDED=1 to end it once decided
+AGAINST ?=
+STOP_WHEN_DECIDED ?=
 BASE ?=
 NEW ?=
 RESULTS ?= results
 # experiment trackers for eval, e.g. LOG="tensorboard wandb" (each an optional extra, see README)
 LOG ?=
 HUB_DATASET ?=
+# make watch: the training output directory, a baseline run to gate against, evaluate every Nth step, ONCE=1 to exit
+CKPTS ?=
+EVERY ?=
+ONCE ?=
 
 # How much of the protocol to run (default: all of it); `make demo` honours these too.
 LIMIT_ARGS := $(if $(EPISODES),--episodes-per-task $(EPISODES)) $(if $(TASKS),--tasks $(TASKS)) \
@@ -46,9 +53,19 @@ EVAL_ARGS := --suite $(SUITE) $(POLICY_ARGS) $(LIMIT_ARGS) \
 	$(if $(WORKERS),--workers $(WORKERS)) $(if $(BATCH),--batch-size $(BATCH)) $(if $(OUT),--out $(OUT)) \
 	$(if $(VIDEO),--video $(VIDEO)) $(if $(SEED),--seed $(SEED)) $(if $(PROTOCOL),--protocol $(PROTOCOL)) \
 	$(if $(RAY),--ray $(RAY)) $(if $(REPLICAS),--policy-replicas $(REPLICAS)) $(if $(GPUS),--gpus-per-replica $(GPUS)) \
+	$(foreach tracker,$(LOG),--log $(tracker)) \
+	$(if $(AGAINST),--against $(AGAINST)) $(if $(STOP_WHEN_DECIDED),--stop-when-decided)
+
+# `make watch` takes eval's run options and the checkpoints' loading options (--config, --norm-stats, --tokenizer)
+WATCH_ARGS := --suite $(SUITE) $(if $(CONFIG),--config $(CONFIG)) $(if $(NORM_STATS),--norm-stats $(NORM_STATS)) \
+	$(if $(TOKENIZER),--tokenizer $(TOKENIZER)) $(LIMIT_ARGS) $(if $(WORKERS),--workers $(WORKERS)) \
+	$(if $(BATCH),--batch-size $(BATCH)) $(if $(OUT),--out $(OUT)) $(if $(VIDEO),--video $(VIDEO)) \
+	$(if $(SEED),--seed $(SEED)) $(if $(PROTOCOL),--protocol $(PROTOCOL)) $(if $(RAY),--ray $(RAY)) \
+	$(if $(REPLICAS),--policy-replicas $(REPLICAS)) $(if $(GPUS),--gpus-per-replica $(GPUS)) \
+	$(if $(BASE),--against $(BASE)) $(if $(EVERY),--every $(EVERY)) $(if $(ONCE),--once) \
 	$(foreach tracker,$(LOG),--log $(tracker))
 
-.PHONY: setup eval test test-fast report export leaderboard regress serve demo gpu-check clean-venv
+.PHONY: setup eval test test-fast report export leaderboard regress watch serve demo gpu-check clean-venv
 
 setup: $(VENV)/.installed
 
@@ -92,6 +109,10 @@ regress: setup
 	@if [ -z "$(BASE)" ] || [ -z "$(NEW)" ]; then echo "make regress: set BASE=<baseline run directory> NEW=<candidate run directory>" >&2; exit 2; fi
 	$(BIN)/evalkit regress --baseline $(BASE) --candidate $(NEW)
 
+watch: setup
+	@if [ -z "$(CKPTS)" ]; then echo "make watch: set CKPTS=<training output directory> (and SUITE=<suite>)" >&2; exit 2; fi
+	$(BIN)/evalkit watch $(CKPTS) $(WATCH_ARGS)
+
 serve: setup
 	$(BIN)/evalkit serve $(POLICY_ARGS) $(if $(EMBODIMENT),--embodiment $(EMBODIMENT))
 
@@ -99,7 +120,8 @@ serve: setup
 demo: setup
 	$(BIN)/evalkit eval --suite droid_demo --policy oracle --video all --out $(RESULTS)/demo $(LIMIT_ARGS)
 
-# Is this machine's GPU ready for pi05? Parity, latency, FLOP/s, memory, a LIBERO run through Ray (tiny on a CPU).
+# Is this machine's GPU ready for pi05? bench/device_check.py (parity, latency, MFU, memory), then a LIBERO run
+# through Ray (both tiny on a CPU).
 gpu-check: setup
 	$(BIN)/python bench/gpu_check.py
 

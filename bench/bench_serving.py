@@ -12,12 +12,14 @@ separate calls, in process and through the server (`--max-batch B` vs `--max-bat
 one payload): zeros (`garbage`, refused once parsed) or a valid observation with a large extra array
 (`observation`, decoded and held until answered). `--slowloris N` instead: N connections that send half an HTTP
 request and stall (from 127.0.0.1, the good clients' own address, and from 127.0.0.2), then three good clients.
-`--server-src DIR` runs the server from another checkout (e.g. the code before a change) for a side-by-side
-comparison; `--serve-args ...` (last) passes flags to `evalkit serve`:
+`--server-src DIR` runs the server from another checkout (e.g. the code before a change); `--compare DIR ...` also
+starts a server from each checkout given and measures the zero-policy clients table side by side (servers in turn
+within each row, best of `--rounds`, ratios to the first); `--serve-args ...` (last) passes flags to `evalkit serve`:
 
     .venv/bin/python bench/bench_serving.py --flood --flood-mb 120 60 30
     .venv/bin/python bench/bench_serving.py --flood --flood-mb 7 3 --serve-args --max-size 8388608 --max-buffered 33554432
     .venv/bin/python bench/bench_serving.py --slowloris 300 --server-src ../old-checkout
+    .venv/bin/python bench/bench_serving.py --skip-pi05 --max-wait-ms 5 --server-src ../old-checkout --compare .
 """
 
 from __future__ import annotations
@@ -291,6 +293,9 @@ def _row(b: int, base: list[tuple[float, float]], new: list[tuple[float, float]]
 
 def zero_policy_tables(args: argparse.Namespace, max_wait: float) -> None:
     serve_args = ["--policy", "zero", "--max-batch", str(max(args.clients)), "--max-wait-ms", str(max_wait)]
+    if args.compare:
+        compare_servers(args, serve_args)
+        return
     proc, url, log = start_server(*serve_args, src=args.server_src.resolve())
     try:
         print(f"\n## Zero policy, `evalkit serve {' '.join(serve_args)}` (subprocess, loopback)")
@@ -319,7 +324,48 @@ def zero_policy_tables(args: argparse.Namespace, max_wait: float) -> None:
         log.close()
 
 
+def compare_servers(args: argparse.Namespace, serve_args: list[str]) -> None:
+    """The clients table for `--server-src` and each `--compare` checkout side by side: servers up at once,
+    measured in turn within each row, `--rounds` times; the best requests/s of each, its ratio to the first, and the
+    least CPU time the server process spent per request (all its threads: a steadier figure on a shared machine)."""
+    sources = [args.server_src.resolve(), *(src.resolve() for src in args.compare)]
+    servers = [start_server(*serve_args, src=src) for src in sources]
+    try:
+        print(
+            f"\n## Zero policy, `evalkit serve {' '.join(serve_args)}`, side by side ({args.rounds} rounds)"
+        )
+        names = [src.name for src in sources]
+        ratios = "".join(f" {name} ÷ {names[0]} |" for name in names[1:])
+        cpu = "".join(f" {name} server CPU µs/req |" for name in names)
+        print(f"\n| concurrent clients |{''.join(f' {name} req/s |' for name in names)}{ratios}{cpu}")
+        print("|---:|" + "---:|" * (3 * len(names) - 1))
+        for n in args.clients:
+            best, cpu = [0.0] * len(servers), [float("inf")] * len(servers)
+            for _ in range(args.rounds):
+                for i, (proc, url, _) in enumerate(servers):
+                    before = _cpu_s(proc.pid)
+                    rps = measure_clients(url, n, args.seconds)[0]
+                    best[i] = max(best[i], rps)
+                    # (the measurement's warm-up requests are served too: CPU per request is a slight overestimate)
+                    cpu[i] = min(cpu[i], (_cpu_s(proc.pid) - before) * 1e6 / (rps * args.seconds))
+            cells = "".join(f" {b:.0f} |" for b in best) + "".join(f" {b / best[0]:.2f} |" for b in best[1:])
+            cells += "".join(f" {c:.0f} |" for c in cpu)
+            print(f"| {n} |{cells}", flush=True)
+    finally:
+        for proc, _, log in servers:
+            proc.terminate()
+            proc.wait(10)
+            log.close()
+
+
 # ------------------------------------------------------------------------------------------------ flood
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far, all its threads (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int, field: str) -> float:
@@ -530,8 +576,19 @@ def main() -> None:
         "--slowloris-from", nargs="+", default=["127.0.0.1", "127.0.0.2"], help="their source address(es)"
     )
     parser.add_argument(
-        "--server-src", type=Path, default=REPO, help="checkout whose evalkit serves (--flood, --slowloris)"
+        "--server-src",
+        type=Path,
+        default=REPO,
+        help="checkout whose evalkit serves (every part but the pi0.5 one)",
     )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="checkouts whose servers are measured beside --server-src's (zero-policy clients table)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="measurements per server and row (--compare)")
     parser.add_argument(
         "--serve-args", nargs=argparse.REMAINDER, default=[], help="(last) flags for `evalkit serve`"
     )

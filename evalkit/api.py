@@ -34,7 +34,13 @@ POLICY_OPTION_NAMES = {f.name for f in dataclasses.fields(PolicyOptions)} - {
     "embodiment",
     "action_dim",
 }
-RUN_OPTION_NAMES = {f.name for f in dataclasses.fields(EvalConfig)} - {"suite", "policy", "out"}
+# `training_step` is `step` here
+RUN_OPTION_NAMES = {f.name for f in dataclasses.fields(EvalConfig)} - {
+    "suite",
+    "policy",
+    "out",
+    "training_step",
+}
 TRACKER_OPTION_NAMES = {f.name for f in dataclasses.fields(TrackerOptions)}
 
 

@@ -21,7 +21,13 @@ isolate failures and validate actions the same way.
 - **Validation.** Every chunk is checked by `validate_chunk`; a bad chunk fails its own request only, with an
   `InvalidActionsError`.
 - **Cancellation.** A request whose future is cancelled before its batch starts is dropped, never computed
-  (`Future.cancel()` returns False once it is computing).
+  (`Future.cancel()` returns False once it is computing). Cancelled requests stay queued until a batch is formed,
+  where each request is checked once.
+- **Cost.** One lock acquisition per `submit`, two per batch (forming and counting it) and one per wake-up. The
+  thread sleeps on a `queue.SimpleQueue` (its blocking `get` holds neither lock nor GIL) and is woken only when a
+  request may let a batch go: the first one queued, the one that fills a batch, or one after which `expected()`
+  says nobody else can come. A wake-up costs a context switch and a GIL hand-over, far more than the rest of the
+  batcher (`bench/bench_batching.py`).
 - **Counters.** `stats()`: batches, requests, and the p95/max duration of the last `LATENCY_WINDOW` calls. Each
   request's future (a `BatchFuture`) also says the size and duration of the call that settled it.
 - **Close.** `close(grace_s)` cancels queued requests and gives the running batch `grace_s` to finish.
@@ -29,7 +35,9 @@ isolate failures and validate actions the same way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -111,8 +119,9 @@ class DynamicBatcher:
         on_batch: Callable[[], None] | None = None,
         name: str = "evalkit-policy",
     ):
-        """`expected()` is called from the batcher's thread: it must be cheap and must not block or take locks
-        that a caller of `submit` may hold. `on_batch()` is called from that thread after each batch is settled."""
+        """`expected()` is called with the batcher's lock held, from `submit` and from the batcher's thread: it must
+        be cheap, must not block and must not call the batcher. `on_batch()` is called from the batcher's thread
+        after each batch is settled."""
         if max_batch < 1:
             raise EvalkitError(f"max batch must be at least 1, got {max_batch}")
         if not max_wait_s >= 0:
@@ -122,11 +131,14 @@ class DynamicBatcher:
         self.max_wait_s = max_wait_s
         self._expected = expected
         self._on_batch = on_batch
+        # Cancelled requests stay queued until a batch is formed (each request is checked once, when taken).
         self._queue: deque[_Item] = deque()
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        # what the thread blocks on between batches: a token (None) whenever the flush rule may now let a batch go
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._closed = False
         self._busy = False
-        self._last_end = float("-inf")  # when the last policy call returned (monotonic)
+        self._last_end = float("-inf")  # when the last policy call returned (monotonic; the thread's own)
         self._batches = 0
         self._requests = 0
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -147,8 +159,7 @@ class DynamicBatcher:
 
     def notify(self) -> None:
         """Re-check `expected()` now (call when it drops, e.g. a connection closed or a worker went idle)."""
-        with self._cond:
-            self._cond.notify_all()
+        self._wake.put(None)
 
     @property
     def busy(self) -> bool:
@@ -157,11 +168,11 @@ class DynamicBatcher:
 
     def queued(self) -> int:
         """Requests waiting for a batch (cancelled ones excluded)."""
-        with self._cond:
+        with self._lock:
             return self._live()
 
     def stats(self) -> BatcherStats:
-        with self._cond:
+        with self._lock:
             lat = np.array(self._latencies) if self._latencies else None
             return BatcherStats(
                 batches=self._batches,
@@ -172,10 +183,10 @@ class DynamicBatcher:
 
     def close(self, grace_s: float = CLOSE_GRACE_S) -> bool:
         """Cancel queued requests and stop; True if the running batch (if any) finished within `grace_s`."""
-        with self._cond:
+        with self._lock:
             self._closed = True
             queued, self._queue = list(self._queue), deque()
-            self._cond.notify_all()
+        self._wake.put(None)
         for item in queued:
             item.future.cancel()
         if threading.current_thread() is self._thread:  # closed from a callback: the batch has ended
@@ -184,13 +195,19 @@ class DynamicBatcher:
         return not self._thread.is_alive()
 
     def _enqueue(self, request: PolicyRequest, counted: bool) -> BatchFuture:
+        """Queue the request; the thread is woken only when this request may start a batch: it is the first one
+        queued (the thread may be idle), it fills a batch, or `expected()` says nobody else can come."""
         future = BatchFuture()
-        with self._cond:
+        item = _Item(request, future, time.monotonic(), counted)
+        with self._lock:
             if self._closed:
                 future.cancel()
                 return future
-            self._queue.append(_Item(request, future, time.monotonic(), counted))
-            self._cond.notify_all()
+            waiting = self._queue
+            waiting.append(item)
+            wake = len(waiting) == 1 or len(waiting) >= self.max_batch or self._more_expected() <= 0
+        if wake:
+            self._wake.put(None)
         return future
 
     # -- the thread ----------------------------------------------------------------------------------------
@@ -199,32 +216,39 @@ class DynamicBatcher:
             self._compute(batch)
 
     def _live(self) -> int:
-        """Queued requests not cancelled (the lock is held); cancelled ones at the head are dropped."""
-        while self._queue and self._queue[0].future.cancelled():
-            self._queue.popleft()
+        """Queued requests not cancelled (the lock is held)."""
         return sum(1 for item in self._queue if not item.future.cancelled())
 
     def _next_batch(self) -> list[_Item] | None:
-        """Blocks until a batch is due by the flush rule; None once closed."""
-        with self._cond:
-            while not self._closed and not self._live():
-                self._cond.wait()
-            if self._closed:
-                return None
-            head = self._queue[0]
-        # Only requests that found the policy idle wait for others (a warm-up waits for nobody); the hint is
-        # read without the lock held.
-        waits = head.counted and head.arrived > self._last_end
-        deadline = head.arrived + self.max_wait_s if waits else head.arrived
+        """Blocks until a batch is due by the flush rule; None once closed. Only requests that found the policy
+        idle wait for others (a warm-up waits for nobody)."""
+        deadline: float | None = None
         while True:
-            more = self._more_expected()
-            with self._cond:
+            timeout = None
+            with self._lock:
                 if self._closed:
                     return None
-                remaining = deadline - time.monotonic()
-                if self._live() >= self.max_batch or more <= 0 or remaining <= 0:
-                    return self._take()
-                self._cond.wait(remaining)
+                waiting = self._queue
+                # cancelled requests at the head are dropped, so that the wait is a live request's
+                while waiting and waiting[0].future.cancelled():
+                    waiting.popleft()
+                if not waiting:
+                    deadline = None
+                else:
+                    if deadline is None:
+                        head = waiting[0]
+                        waits = head.counted and head.arrived > self._last_end
+                        deadline = head.arrived + self.max_wait_s if waits else head.arrived
+                    timeout = deadline - time.monotonic()
+                    if timeout <= 0 or self._full() or self._more_expected() <= 0:
+                        return self._take()
+            # blocks without the lock (and the GIL) held until submit, notify or close says to look again
+            with contextlib.suppress(queue.Empty):
+                self._wake.get(timeout=timeout)
+
+    def _full(self) -> bool:
+        """`max_batch` live requests are queued (cancelled ones are looked for only when enough are queued)."""
+        return len(self._queue) >= self.max_batch and self._live() >= self.max_batch
 
     def _more_expected(self) -> int:
         if self._expected is None:
@@ -238,11 +262,12 @@ class DynamicBatcher:
     def _take(self) -> list[_Item]:
         """Up to `max_batch` requests, oldest first, each marked running (the lock is held); a warm-up alone."""
         batch: list[_Item] = []
-        while self._queue and len(batch) < self.max_batch:
-            item = self._queue[0]
+        waiting = self._queue
+        while waiting and len(batch) < self.max_batch:
+            item = waiting[0]
             if batch and not (item.counted and batch[0].counted):
                 break
-            self._queue.popleft()
+            waiting.popleft()
             if item.future.set_running_or_notify_cancel():
                 batch.append(item)
         self._busy = bool(batch)
@@ -254,9 +279,9 @@ class DynamicBatcher:
         start = time.perf_counter()
         outcomes = self._infer_isolated([item.request for item in batch])
         elapsed_ms = (time.perf_counter() - start) * 1000.0
-        with self._cond:
+        self._last_end = time.monotonic()
+        with self._lock:
             self._busy = False
-            self._last_end = time.monotonic()
             if batch[0].counted:
                 self._batches += 1
                 self._requests += len(batch)

@@ -20,6 +20,10 @@ EXTERNAL_COMMANDS = {
         "evalkit.report.export",
         "export a run for leaderboards: per-episode Parquet, eval_results.json, Hugging Face .eval_results YAML",
     ),
+    "watch": (
+        "evalkit.watch.cli",
+        "evaluate each new checkpoint of a training run as it is written (curves, gate, held-out selection)",
+    ),
     "convert": ("evalkit.models.pi05.cli", "convert a pi0.5 checkpoint to evalkit's safetensors layout"),
     "make-tiny-checkpoint": (
         "evalkit.models.pi05.cli",
@@ -31,12 +35,14 @@ EXTERNAL_COMMANDS = {
 def eval_arguments(parser: argparse.ArgumentParser) -> None:
     from evalkit.cli_args import add_dataclass_arguments
     from evalkit.core.policy import PolicyOptions
+    from evalkit.report.config import GateConfig
     from evalkit.runner.config import EvalConfig
     from evalkit.trackers.config import TrackerOptions
 
     parser.add_argument("--suite", required=True, help="suite or group name (see `evalkit suites`)")
     add_dataclass_arguments(parser, PolicyOptions, title="policy")
     add_dataclass_arguments(parser, EvalConfig, helps={"protocol": protocol_help()})
+    add_dataclass_arguments(parser, GateConfig)
     add_dataclass_arguments(parser, TrackerOptions)
     parser.add_argument(
         "--quiet",
@@ -57,10 +63,32 @@ def protocol_help() -> str:
     return f"protocol preset ({listed}) (default: the suite's own, e.g. openpi for LIBERO)"
 
 
+def open_gate(config, options):
+    """The sequential gate of `eval --against` (None without it), checked before anything runs or is written."""
+    from evalkit.core.errors import EvalkitError
+
+    if options.against is None:
+        given = options.gate_flags_given()
+        if given:
+            raise EvalkitError(f"{', '.join(given)} need --against RUN_DIR (a finished baseline run)")
+        return None
+    from evalkit.core.protocol import balanced_order, episodes_for
+    from evalkit.report.gate import SequentialGate
+    from evalkit.rundir.manifest import suite_records
+    from evalkit.runner.evaluate import check_config, resolve_suites
+
+    check_config(config)
+    suites = resolve_suites(config)
+    records = suite_records(suites)
+    plan = balanced_order(episodes_for(suites), {name: r.protocol_fingerprint for name, r in records.items()})
+    return SequentialGate.open(options, plan, records, config.run_dir())
+
+
 def eval_main(args: argparse.Namespace) -> int:
     """Exit codes: evalkit.runner.outcome (0 complete, 2 usage/refusal, 4 incomplete, 130/143 interrupted)."""
     from evalkit.cli_args import dataclass_from_arguments
     from evalkit.core.policy import PolicyOptions
+    from evalkit.report.config import GateConfig
     from evalkit.report.report import report_link, write_report
     from evalkit.report.summary import console_summary
     from evalkit.runner import EvalConfig
@@ -81,8 +109,10 @@ def eval_main(args: argparse.Namespace) -> int:
     trackers = check_trackers(
         tracking
     )  # before anything runs: an unknown tracker or missing extra is one line
+    gate = open_gate(config, dataclass_from_arguments(GateConfig, args))
+    hooks = {"stop_when": gate.observe, "status": gate.status} if gate else {}
     try:
-        outcome = run_evaluation(config, progress=not args.quiet)
+        outcome = run_evaluation(config, progress=not args.quiet, **hooks)
     except KeyboardInterrupt as exc:
         for sig in (signal.SIGINT, signal.SIGTERM):  # already exiting: a further signal changes nothing
             signal.signal(sig, signal.SIG_IGN)
@@ -95,6 +125,8 @@ def eval_main(args: argparse.Namespace) -> int:
     report = write_report(outcome.run_dir)
     print(f"\nrun directory: {outcome.run_dir}")
     print(f"report: {report_link(report)}")
+    for line in gate.summary(outcome.run_dir) if gate else ():
+        print(line)
     for line in log_run(trackers, outcome.run_dir, tracking):
         print(f"logged to {line}")
     if outcome.last_line():

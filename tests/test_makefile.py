@@ -32,6 +32,7 @@ def clone(tmp_path):
         (["export"], "make export: set RUN=<run directory>"),
         (["regress"], "make regress: set BASE=<baseline run directory> NEW=<candidate run directory>"),
         (["regress", "BASE=results/a"], "make regress: set BASE="),
+        (["watch", "SUITE=droid_demo"], "make watch: set CKPTS=<training output directory>"),
     ],
 )
 def test_targets_without_their_variables(clone, args, message):

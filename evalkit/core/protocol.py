@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
@@ -68,7 +69,12 @@ class EvalProtocol:
         return payload
 
     def episode_seed(self, index: int) -> int:
-        return self.seed + (index if self.episode_seeds == "plus_index" else 0)
+        return episode_seed(self.seed, self.episode_seeds, index)
+
+
+def episode_seed(seed: int, rule: str, index: int) -> int:
+    """The seed of episode `index` of a task: `seed` ("same", openpi) or `seed + index` ("plus_index", lerobot)."""
+    return seed + (index if rule == "plus_index" else 0)
 
 
 def fingerprint(payload: Any) -> str:
@@ -186,6 +192,29 @@ def episodes_for(suites: list[SuiteSpec]) -> list[EpisodeSpec]:
                 EpisodeSpec(suite.name, task.task_id, k, suite.protocol.episode_seed(k)) for k in range(n)
             ]
     return episodes
+
+
+def balanced_order(episodes: Iterable[EpisodeSpec], salts: Mapping[str, str]) -> list[EpisodeSpec]:
+    """A run's episodes in the order they are dispatched: round-robin over its tasks (of all its suites, in (suite,
+    task_id) order), each task's episodes in a fixed shuffled order, so that any prefix of k rounds (k x the number
+    of tasks) holds k episodes of every task and its init states are spread, not 0, 1, 2, ... A task with fewer
+    episodes drops out of the later rounds.
+
+    The shuffle sorts a task's episodes by a hash of their identity salted with `salts[suite]` (the run uses the
+    suite's protocol fingerprint, which includes the protocol's seed): a function of the protocol and the set of
+    episodes only, never of outcomes or of what is stored. So the order is the same locally and under Ray, on
+    resume, and when `evalkit regress` rebuilds it from a manifest. The episodes themselves (identity, seed, init
+    state) are not changed, only their order."""
+
+    def shuffle_key(spec: EpisodeSpec) -> str:
+        return hashlib.sha256(f"{salts[spec.suite]}/{spec.episode_id}".encode()).hexdigest()
+
+    by_task: dict[tuple[str, int], list[EpisodeSpec]] = {}
+    for spec in sorted(set(episodes)):
+        by_task.setdefault((spec.suite, spec.task_id), []).append(spec)
+    queues = [sorted(specs, key=shuffle_key) for _, specs in sorted(by_task.items())]
+    rounds = max(map(len, queues), default=0)
+    return [queue[k] for k in range(rounds) for queue in queues if k < len(queue)]
 
 
 # -- reading protocols from suite data ------------------------------------------------------------------------

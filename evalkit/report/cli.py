@@ -25,11 +25,14 @@ def report_main(args: argparse.Namespace) -> int:
     if len(config.run) > 1:
         from evalkit.report.compare import write_comparison
 
+        if config.base is not None:
+            raise EvalkitError("--base is for one run; a comparison pairs perturbed and plain runs itself")
+
         _, markdown, files = write_comparison(list(config.run), config.out, budget)
         print(markdown)
         print(f"report: {files[-1].resolve().as_uri()}")
         return 0
-    result = write_report(config.run[0], config.out, parse_formats(config.formats), budget)
+    result = write_report(config.run[0], config.out, parse_formats(config.formats), budget, config.base)
     print(result.markdown)
     print(f"report written to {result.out_dir} ({', '.join(p.name for p in result.files)})", file=sys.stderr)
     print(f"report: {report_link(result)}")
@@ -62,7 +65,10 @@ otherwise the row is not tested. Per-suite rows test at alpha / number of suites
 alpha. Intervals are at 1 - 2*alpha, so each bound is one-sided at alpha.
 A candidate with error episodes, or without some of the baseline's episodes, never passes unless --allow-partial
 is given or it stopped by decision (eval --stop-when-decided); a run that stopped by decision is judged with its
-own anytime-valid test at its recorded alpha and margin.
+own anytime-valid test at its recorded alpha, margin and statistic, on the pairs it was fed (the first planned
+episodes). --outcome progress judges each episode's mean of its progress flags with the anytime-valid test in the
+planned order. The "sequential view" shows, for information, where that test would have decided on success and on
+progress.
 Exit codes (use `evalkit regress` in CI, not `make regress`: make turns every failure into 2):
   0  pass: every row rules out a drop larger than --max-drop pp and none shows a significant drop
   1  regression: a significant drop (one-sided p < alpha) in some row
@@ -93,6 +99,7 @@ def regress_main(args: argparse.Namespace) -> int:
         config.min_episodes,
         config.force,
         config.allow_partial,
+        config.outcome,
     )
     print(render(result, baseline, candidate))
     return result.exit_code

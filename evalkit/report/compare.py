@@ -9,7 +9,7 @@ as two videos next to each other: what people look at when a new checkpoint regr
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -18,6 +18,9 @@ import pandas as pd
 from evalkit.core.errors import EvalkitError
 from evalkit.report.formatting import fmt_ci, fmt_pct, html_table, markdown_table, md_text
 from evalkit.report.output import make_out_dir, render_page, text_writer, write_files
+from evalkit.report.robustness_deltas import DeltaSection, has_base, has_perturbed, robustness_deltas
+from evalkit.report.robustness_deltas import html as robustness_deltas_html
+from evalkit.report.robustness_deltas import markdown as robustness_deltas_markdown
 from evalkit.report.stats import PairedCounts, compare_paired, wilson
 from evalkit.report.videos import DEFAULT_EMBED_BUDGET, VideoEntry, video_entry
 from evalkit.rundir.run import IDENTITY, Run, load_run
@@ -49,6 +52,9 @@ class Comparison:
     protocol_notes: list[str]  # suites whose protocol differs between runs
     pairs: list[EpisodePair]
     title: str
+    # paired robustness deltas where one run holds perturbed suites and another plain LIBERO of the same checkpoint:
+    # (perturbed label, base label, section)
+    deltas: list[tuple[str, str, DeltaSection]] = field(default_factory=list)
 
 
 def run_label(run: Run) -> str:
@@ -262,7 +268,30 @@ def compare(
         protocol_notes=protocol_notes(runs, labels),
         pairs=pairs,
         title=comparison_title(runs, labels),
+        deltas=comparison_deltas(runs, labels),
     )
+
+
+def delta_title(perturbed: str, base: str) -> str:
+    return f"Paired robustness deltas: {perturbed}'s perturbed episodes against {base}"
+
+
+def comparison_deltas(runs: list[Run], labels: list[str]) -> list[tuple[str, str, DeltaSection]]:
+    """Each run's perturbed episodes paired with the reference's plain LIBERO episodes, or the reference's with
+    another run's, where both are of the same checkpoint."""
+    out = []
+    reference, ref_label = runs[0], labels[0]
+    for other, label in zip(runs[1:], labels[1:], strict=True):
+        for (perturbed, p_label), (base, b_label) in (
+            ((other, label), (reference, ref_label)),
+            ((reference, ref_label), (other, label)),
+        ):
+            same = perturbed.manifest.policy.identity == base.manifest.policy.identity
+            if same and has_perturbed(perturbed) and has_base(base):
+                section = robustness_deltas(perturbed, base)
+                assert section is not None
+                out.append((p_label, b_label, section))
+    return out
 
 
 def render_markdown(c: Comparison) -> str:
@@ -279,6 +308,8 @@ def render_markdown(c: Comparison) -> str:
     for label, table in c.paired.items():
         parts += [f"## Paired difference: {md_text(label)} minus {md_text(c.labels[0])}", ""]
         parts += [markdown_table(paired_display(table)) if len(table) else "_no episodes pair_", ""]
+    for p_label, b_label, section in c.deltas:
+        parts += [robustness_deltas_markdown(section, b_label, delta_title(p_label, b_label)), ""]
     parts += [f"## Same episode, different outcome ({len(c.pairs)})", ""]
     for p in c.pairs:
         won = c.labels[0] if p.reference_success else p.other_label
@@ -300,6 +331,10 @@ def render_html(c: Comparison) -> str:
             for i, (label, t) in enumerate(c.paired.items())
         },
         paired_plot=paired_chart(c),
+        deltas_html=[
+            robustness_deltas_html(section, b_label, delta_title(p_label, b_label), i + 1)
+            for i, (p_label, b_label, section) in enumerate(c.deltas)
+        ],
         manifests=json.dumps(
             {label: run.manifest.to_json() for run, label in zip(c.runs, c.labels, strict=True)},
             indent=2,

@@ -3,10 +3,11 @@ lives on a field here, and the commands' flags are generated from them (`evalkit
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from evalkit.core.flags import flag
+from evalkit.report.outcomes import OUTCOMES, Outcome
 
 FORMATS = ("md", "csv", "parquet", "html")
 
@@ -41,6 +42,17 @@ class ReportConfig:
         default=50.0,
         metadata=flag(
             "--embed-mb", "MB of videos embedded in the HTML page; videos beyond it are linked", type=float
+        ),
+    )
+    base: Path | None = field(
+        default=None,
+        metadata=flag(
+            "--base",
+            "a plain LIBERO run of the same checkpoint: pair each LIBERO-plus / LIBERO-PRO episode of RUN with its "
+            "base task's episode of the same init state and seed, for paired robustness deltas per dimension "
+            "(default: none; RUN's own LIBERO suites when it holds both)",
+            type=Path,
+            metavar="BASE_RUN",
         ),
     )
 
@@ -80,6 +92,12 @@ class LeaderboardConfig:
 # checkpoint can pass; smaller than the drops a broken setup causes (10 pp and more); and within reach of the openpi
 # LIBERO protocol: 500 paired episodes per suite at ~97% success give a 90% interval about +-1.6 pp wide.
 DEFAULT_MAX_DROP = 5.0
+# the regression gate's one-sided error level (each of its two questions), `evalkit regress` and `eval --against`
+DEFAULT_ALPHA = 0.05
+OUTCOME_HELP = (
+    "the statistic the verdict rests on: success (binary) or progress (each episode's mean of its partial progress "
+    "flags: LIBERO's BDDL goal predicates, DROID's stages)"
+)
 
 
 @dataclass(frozen=True)
@@ -90,13 +108,24 @@ class RegressConfig:
     candidate: Path = field(
         metadata=flag("--candidate", "run directory of the checkpoint under test", type=Path, required=True)
     )
-    alpha: float = field(default=0.05, metadata=flag("--alpha", "one-sided significance level", type=float))
+    alpha: float = field(
+        default=DEFAULT_ALPHA, metadata=flag("--alpha", "one-sided significance level", type=float)
+    )
     max_drop: float = field(
         default=DEFAULT_MAX_DROP,
         metadata=flag(
             "--max-drop",
             "non-inferiority margin: the largest acceptable drop, in percentage points",
             type=float,
+        ),
+    )
+    outcome: Outcome = field(
+        default="success",
+        metadata=flag(
+            "--outcome",
+            OUTCOME_HELP + "; progress is judged with the anytime-valid test in the planned order "
+            "(a run that stopped by decision: the statistic it stopped on)",
+            choices=OUTCOMES,
         ),
     )
     min_episodes: int = field(
@@ -118,3 +147,59 @@ class RegressConfig:
             action="store_true",
         ),
     )
+
+
+GATE = "regression gate (evalkit regress's question, asked while the run goes)"
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """`evalkit eval --against RUN_DIR`: pair the run with a finished baseline as it goes (`evalkit.report.gate`)."""
+
+    against: Path | None = field(
+        default=None,
+        metadata=flag(
+            "--against",
+            "a finished baseline run of the same protocol: pair this run with it as it goes and show the "
+            "anytime-valid gate's verdict and interval in the progress line (default: none)",
+            GATE,
+            type=Path,
+            metavar="RUN_DIR",
+        ),
+    )
+    stop_when_decided: bool = field(
+        default=False,
+        metadata=flag(
+            "--stop-when-decided",
+            "with --against: end the run as soon as the verdict is decided (a significant drop in a row, or a "
+            "drop larger than --max-drop ruled out in every row) and record it; `evalkit regress` then gives the "
+            "same verdict",
+            GATE,
+            action="store_true",
+        ),
+    )
+    alpha: float = field(
+        default=DEFAULT_ALPHA,
+        metadata=flag("--alpha", "with --against: one-sided level of each question", GATE, type=float),
+    )
+    max_drop: float = field(
+        default=DEFAULT_MAX_DROP,
+        metadata=flag(
+            "--max-drop",
+            "with --against: non-inferiority margin, the largest acceptable drop in percentage points",
+            GATE,
+            type=float,
+        ),
+    )
+    outcome: Outcome = field(
+        default="success",
+        metadata=flag("--outcome", "with --against: " + OUTCOME_HELP, GATE, choices=OUTCOMES),
+    )
+
+    def gate_flags_given(self) -> list[str]:
+        """The gate's flags given other than --against, by name (without --against they would do nothing)."""
+        return [
+            f.metadata["flag"]
+            for f in fields(self)
+            if f.name != "against" and getattr(self, f.name) != f.default
+        ]

@@ -24,6 +24,7 @@ from evalkit.report.output import make_out_dir, render_page, text_writer, write_
 from evalkit.report.published import LIBERO_SUITES, PUBLISHED_LIBERO
 from evalkit.report.ranking import GUARANTEE, Ranking, rank_checkpoints
 from evalkit.report.stats import wilson
+from evalkit.rundir.manifest import SuiteRecord
 from evalkit.rundir.run import IDENTITY, Run, find_run_dirs, is_run_dir, load_run
 
 SUITE_ORDER = (*LIBERO_SUITES, "libero_90")
@@ -32,8 +33,11 @@ SUITE_ORDER = (*LIBERO_SUITES, "libero_90")
 def comparable_protocol(run: Run, suite: str) -> dict[str, Any]:
     """The protocol as it enters the fingerprint, flattened for diffs (episodes_per_task left out)."""
     record = run.manifest.suites.get(suite)
-    if record is None:
-        return {}
+    return {} if record is None else flat_protocol(record)
+
+
+def flat_protocol(record: SuiteRecord) -> dict[str, Any]:
+    """A suite record's protocol as it enters the fingerprint, flattened for diffs (episodes_per_task left out)."""
     flat: dict[str, Any] = {"kind": record.kind}
     for key, value in record.protocol.items():
         if key != "episodes_per_task":

@@ -105,3 +105,38 @@ def paired_differences(rows: pd.DataFrame) -> str | None:
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     return _svg(fig)
+
+
+def success_curve(
+    curve: pd.DataFrame, selected: float | None = None, heldout: pd.Series | None = None
+) -> str | None:
+    """Success (%) against training step with Wilson 95% whiskers, one line per scope (suite, or "overall").
+    `curve`: step, scope, success_pct, ci95_low_pct, ci95_high_pct. `selected` marks the selected checkpoint's step;
+    `heldout` (success_pct, ci95_low_pct, ci95_high_pct) draws its held-out re-evaluation at that step."""
+    tested = curve[curve["episodes"] > 0]
+    if tested.empty:
+        return None
+    fig = _figure(9.0, 3.6)
+    ax = fig.add_subplot()
+    for scope, part in tested.groupby("scope", sort=False):
+        part = part.sort_values("step")
+        rate = part["success_pct"].to_numpy(dtype=float)
+        err = [
+            rate - part["ci95_low_pct"].to_numpy(dtype=float),
+            part["ci95_high_pct"].to_numpy(dtype=float) - rate,
+        ]
+        ax.errorbar(part["step"], rate, yerr=err, fmt="o-", capsize=3, label=str(scope))
+    if selected is not None:
+        ax.axvline(selected, color="#333333", linestyle=":", linewidth=1, label="selected checkpoint")
+    if selected is not None and heldout is not None:
+        rate = float(heldout["success_pct"])
+        err = [[rate - float(heldout["ci95_low_pct"])], [float(heldout["ci95_high_pct"]) - rate]]
+        ax.errorbar(
+            [selected], [rate], yerr=err, fmt="D", color="#b42318", capsize=4, label="held-out re-evaluation"
+        )
+    ax.set_ylim(-2, 102)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("success (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _svg(fig)

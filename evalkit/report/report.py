@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from evalkit.core.errors import EvalkitError
-from evalkit.report import robustness
+from evalkit.report import robustness, robustness_deltas
 from evalkit.report.formatting import (
     fmt_ci,
     fmt_pct,
@@ -22,7 +22,7 @@ from evalkit.report.formatting import (
     with_ci_column,
 )
 from evalkit.report.output import make_out_dir, render_page, text_writer, write_files
-from evalkit.report.summary import RunSummary, summarize
+from evalkit.report.summary import RunSummary, suite_progress_lines, summarize
 from evalkit.report.videos import DEFAULT_EMBED_BUDGET
 from evalkit.rundir.run import Run, load_run
 
@@ -115,6 +115,26 @@ def provenance_lines(summary: RunSummary, esc: Callable[[Any], str]) -> list[str
     ]
 
 
+PROGRESS_TITLE = "Partial progress: a second statistic beside success"
+PROGRESS_NOTE = (
+    "Success is binary. Progress gives partial credit: each episode's mean of its progress flags (LIBERO: the share "
+    "of the BDDL goal's predicates that held at the episode's best step; DROID: the rubric's stages reached, success "
+    "included), so a near miss scores above doing nothing. `evalkit regress --outcome progress` and "
+    "`evalkit eval --against RUN --outcome progress` test it paired; every rate elsewhere in this report is success. "
+    "Stages: the share of episodes that reached each of the task's flags."
+)
+
+
+def progress_display(progress: pd.DataFrame) -> pd.DataFrame:
+    return progress.rename(
+        columns={
+            "success_pct": "success %",
+            "mean_progress_pct": "mean progress %",
+            "stages_reached_pct": "stages reached (% of episodes)",
+        }
+    )
+
+
 def render_markdown(summary: RunSummary) -> str:
     title = md_text(run_title(summary.provenance))
     lines = [f"- **{text}**" if bold else f"- {text}" for text, bold in headline(summary, md_text)]
@@ -129,9 +149,13 @@ def render_markdown(summary: RunSummary) -> str:
     parts += ["## Policy latency (as seen by the env workers)", "", markdown_table(summary.latency), ""]
     if not summary.progress.empty:
         parts += [
-            "## Partial progress (% of episodes reaching each stage)",
+            f"## {PROGRESS_TITLE}",
             "",
-            markdown_table(summary.progress),
+            PROGRESS_NOTE,
+            "",
+            *[f"- {md_text(line)}" for line in suite_progress_lines(summary.progress)],
+            "",
+            markdown_table(progress_display(summary.progress)),
             "",
         ]
     if not summary.errors.empty:
@@ -140,7 +164,9 @@ def render_markdown(summary: RunSummary) -> str:
     return "\n".join(parts)
 
 
-def render_html(summary: RunSummary, run: Run, out_dir: Path, embed_budget: int) -> str:
+def render_html(
+    summary: RunSummary, run: Run, out_dir: Path, embed_budget: int, deltas_html: str | None = None
+) -> str:
     from evalkit.report.plots import steps_histogram, task_success_bars
     from evalkit.report.videos import collect_videos, gallery
 
@@ -156,7 +182,12 @@ def render_html(summary: RunSummary, run: Run, out_dir: Path, embed_budget: int)
         terminations_table=html_table(summary.terminations, "terminations"),
         steps_table=html_table(summary.steps, "steps"),
         latency_table=html_table(summary.latency, "latency"),
-        progress_table=None if summary.progress.empty else html_table(summary.progress, "progress"),
+        progress_table=None
+        if summary.progress.empty
+        else html_table(progress_display(summary.progress), "progress"),
+        progress_title=PROGRESS_TITLE,
+        progress_note=PROGRESS_NOTE,
+        progress_suites=suite_progress_lines(summary.progress) if not summary.progress.empty else [],
         errors_table=None if summary.errors.empty else html_table(summary.errors, "errors"),
         task_plot=task_success_bars(summary.tasks),
         steps_plot=steps_histogram(summary.episodes),
@@ -164,6 +195,7 @@ def render_html(summary: RunSummary, run: Run, out_dir: Path, embed_budget: int)
         provenance=provenance_lines(summary, str),
         manifest_json=json.dumps(run.manifest.to_json(), indent=2, sort_keys=True, default=str),
         robustness_html=robustness.html(robust) if (robust := robustness.robustness_section(run)) else None,
+        deltas_html=deltas_html,
     )
 
 
@@ -186,16 +218,22 @@ def write_report(
     out_dir: str | Path | None = None,
     formats: list[str] | tuple[str, ...] = FORMATS,
     embed_budget: int = DEFAULT_EMBED_BUDGET,
+    base_dir: str | Path | None = None,
 ) -> ReportFiles:
+    """`base_dir`: a plain LIBERO run of the same checkpoint to pair the run's perturbed episodes with (paired
+    robustness deltas, `evalkit.report.robustness_deltas`)."""
     run = load_run(run_dir)
     if run.episodes.empty:
         raise EvalkitError(f"{run.path} has no finished episodes yet")
+    deltas = robustness_deltas.deltas_for_report(run, load_run(base_dir) if base_dir is not None else None)
     out = make_out_dir(Path(out_dir) if out_dir is not None else run.path / "report")
     summary = summarize(run)
     markdown = render_markdown(summary)
     robust = robustness.robustness_section(run)  # LIBERO-plus runs only
     if robust is not None:
         markdown += "\n" + robustness.markdown(robust)
+    if deltas is not None:
+        markdown += "\n" + robustness_deltas.markdown(*deltas)
     tables = {
         "suites": summary.suites,
         "tasks": summary.tasks,
@@ -207,8 +245,11 @@ def write_report(
     }
     if not summary.progress.empty:
         tables["progress"] = summary.progress
+        tables["progress_stages"] = summary.progress_stages
     if robust is not None:
         tables.update(robustness_dimensions=robust.by_dimension, robustness_levels=robust.by_level)
+    if deltas is not None:
+        tables["robustness_deltas"] = deltas[0].table
     writers: dict[str, Callable[[Path], Any]] = {}
     if "md" in formats:
         writers["report.md"] = text_writer(markdown)
@@ -217,7 +258,8 @@ def write_report(
             for name, frame in tables.items():
                 writers[f"{name}.{fmt}"] = table_writer(frame, fmt)
     if "html" in formats:
-        writers["report.html"] = text_writer(render_html(summary, run, out, embed_budget))
+        deltas_html = robustness_deltas.html(*deltas) if deltas is not None else None
+        writers["report.html"] = text_writer(render_html(summary, run, out, embed_budget, deltas_html))
     return ReportFiles(out, markdown, write_files(out, writers))
 
 

@@ -53,10 +53,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from evalkit.core.errors import EvalkitError
+from evalkit.report.outcomes import PROGRESS_SCORE, Outcome
+from evalkit.report.stats import Comparison, Rate, wilson
 
-Outcome = Literal["success", "progress"]
 Verdict = Literal["pass", "fail", "undecided"]
 # Bets are at most c / (1 + m): one pair can cost a capital process at most this fraction of itself.
 BET_CAP = 0.9
@@ -241,3 +243,60 @@ def first_decisions(diffs: np.ndarray, alpha: float, max_drop: float) -> Decisio
     fail_first = np.take_along_axis(failed, at, axis=-1)[..., 0]
     verdict = np.where(first == total, 0, np.where(fail_first, -1, 1))
     return Decisions(verdict=verdict, pairs=np.minimum(first + 1, total))
+
+
+# -- the seam `evalkit regress` judges a run that stopped by decision through ---------------------------------------
+# The name a stop record gives (`Manifest.stop.test`), per statistic.
+TEST_NAMES: dict[Outcome, str] = {"success": "wsr-betting", "progress": "wsr-betting-progress"}
+COMPARISON_TEST = "sequential (betting)"
+
+
+def outcome_columns(outcome: str) -> tuple[str, str]:
+    """The (baseline, candidate) columns of a paired frame (`evalkit.report.regress`) holding this statistic."""
+    column = "success" if outcome == "success" else PROGRESS_SCORE
+    return f"{column}_base", f"{column}_cand"
+
+
+def comparison_of(state: SequentialState, pairs: pd.DataFrame, outcome: str) -> Comparison:
+    """The state as a `Comparison`: bounds one-sided at the test's alpha, p_drop = 1 / the largest e-value against
+    "no drop" (an anytime-valid p-value: below alpha exactly when the test fails the candidate); no two-sided p."""
+    base_col, cand_col = outcome_columns(outcome)
+
+    def rate(column: str) -> Rate:
+        values = pairs[column].astype(float)
+        if outcome == "success":
+            return wilson(int(values.sum()), len(values))
+        return Rate(float(values.sum()), len(values), math.nan, math.nan)
+
+    return Comparison(
+        test=COMPARISON_TEST if outcome == "success" else f"{COMPARISON_TEST}, progress",
+        baseline=rate(base_col),
+        candidate=rate(cand_col),
+        diff=state.diff,
+        diff_low=state.low,
+        diff_high=state.high,
+        p_drop=min(1.0, 1.0 / state.e_fail),
+        p_two_sided=math.nan,
+    )
+
+
+def feed(pairs: pd.DataFrame, alpha: float, max_drop: float, outcome: Outcome) -> SequentialState:
+    """The state after feeding `pairs` in their row order (the caller's: the run's planned episode order)."""
+    base_col, cand_col = outcome_columns(outcome)
+    test = SequentialPairedTest(alpha, max_drop, outcome)
+    for b, c in zip(pairs[base_col].astype(float), pairs[cand_col].astype(float), strict=True):
+        test.update(b, c)
+    return test.state
+
+
+def paired_test(outcome: Outcome):
+    """A `evalkit.report.regress.PairedTest` on this statistic, fed the pairs in the order it is given them."""
+
+    def test(pairs: pd.DataFrame, alpha: float, max_drop: float) -> tuple[Comparison, Verdict]:
+        state = feed(pairs, alpha, max_drop, outcome)
+        return comparison_of(state, pairs, outcome), state.verdict
+
+    return test
+
+
+PAIRED_TESTS = {name: paired_test(outcome) for outcome, name in TEST_NAMES.items()}

@@ -46,7 +46,10 @@ class RunSummary:
     terminations: pd.DataFrame  # suite x termination counts
     steps: pd.DataFrame  # distribution of steps to success per suite
     latency: pd.DataFrame  # policy latency per suite
-    progress: pd.DataFrame  # share of episodes reaching each partial-progress flag, per task (may be empty)
+    progress: (
+        pd.DataFrame
+    )  # per task: success, mean progress and each flag's share of episodes (may be empty)
+    progress_stages: pd.DataFrame  # long form: per task and flag, the share of episodes that reached it
     errors: pd.DataFrame  # the error episodes: identity and message
     episodes: pd.DataFrame  # every episode, flat (progress as JSON text), for CSV/Parquet
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -200,23 +203,65 @@ def stage_order(run: Run) -> list[str]:
     return order
 
 
-def progress_table(run: Run) -> pd.DataFrame:
-    """Share (%) of usable episodes per task in which each partial-progress flag was reached (stage order)."""
+def stage_table(run: Run) -> pd.DataFrame:
+    """Long form: per task and partial-progress flag (in stage order), the share (%) of usable episodes that reached
+    it; a task has only the flags its episodes record (a drawer has no "grasped")."""
     usable = run.usable
-    present = {key for p in usable["progress"] for key in p}
-    flags = [flag for flag in stage_order(run) if flag in present]
-    if not flags:
-        return pd.DataFrame()
+    order = {flag: i for i, flag in enumerate(stage_order(run))}
     rows = []
     for (suite, task_id), group in usable.groupby(["suite", "task_id"], sort=True):
-        row: dict[str, Any] = {"suite": suite, "task_id": int(task_id), "episodes": len(group)}
-        for flag in flags:  # a stage this task does not have (e.g. "grasped" for a drawer) stays empty
-            has = any(flag in p for p in group["progress"])
-            row[flag] = (
-                pct(sum(bool(p.get(flag)) for p in group["progress"]) / len(group)) if has else math.nan
+        flags = sorted({key for p in group["progress"] for key in p}, key=lambda f: order.get(f, len(order)))
+        for flag in flags:
+            reached = sum(bool(p.get(flag)) for p in group["progress"])
+            rows.append(
+                {
+                    "suite": suite,
+                    "task_id": int(task_id),
+                    "stage": flag,
+                    "episodes": len(group),
+                    "reached_pct": pct(reached / len(group)),
+                }
             )
-        rows.append(row)
+    return pd.DataFrame(rows, columns=["suite", "task_id", "stage", "episodes", "reached_pct"])
+
+
+def progress_table(run: Run, stages: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per task: success and mean progress (each episode's mean of its progress flags, `evalkit.report.outcomes`)
+    side by side, and the share of episodes reaching each of the task's flags as one text column (LIBERO-10 alone
+    has about 20 distinct goal predicates: a column per flag would not fit). Empty when no episode records
+    progress."""
+    from evalkit.report.outcomes import PROGRESS_SCORE, with_progress_scores
+
+    stages = stage_table(run) if stages is None else stages
+    if stages.empty:
+        return pd.DataFrame()
+    usable = with_progress_scores(run.usable)
+    rows = []
+    for (suite, task_id), group in usable.groupby(["suite", "task_id"], sort=True):
+        mine = stages[(stages["suite"] == suite) & (stages["task_id"] == task_id)]
+        scores = group[PROGRESS_SCORE].dropna()
+        rows.append(
+            {
+                "suite": suite,
+                "task_id": int(task_id),
+                "episodes": len(group),
+                "success_pct": pct(group["success"].mean()),
+                "mean_progress_pct": pct(scores.mean()) if len(scores) else math.nan,
+                "stages_reached_pct": " · ".join(f"{r.stage} {r.reached_pct:g}" for r in mine.itertuples()),
+            }
+        )
     return pd.DataFrame(rows)
+
+
+def suite_progress_lines(progress: pd.DataFrame) -> list[str]:
+    """One line per suite: success and mean progress over its episodes (episode-weighted)."""
+    lines = []
+    for suite, group in progress.groupby("suite", sort=True):
+        n = group["episodes"].sum()
+        success = (group["success_pct"] * group["episodes"]).sum() / n
+        mean = (group["mean_progress_pct"] * group["episodes"]).sum() / n
+        lines.append(f"{suite}: success {success:.1f}%, mean progress {mean:.1f}% ({n} episodes)")
+    return lines
 
 
 def error_table(run: Run) -> pd.DataFrame:
@@ -259,6 +304,7 @@ def summarize(run: Run) -> RunSummary:
     tested = suites[suites["episodes"] > 0]
     rates = 100.0 * tested["successes"] / tested["episodes"]
     usable = run.usable
+    stages = stage_table(run)
     return RunSummary(
         run_id=run.run_id,
         policy=run.policy_label(),
@@ -269,7 +315,8 @@ def summarize(run: Run) -> RunSummary:
         terminations=termination_table(run),
         steps=steps_table(run),
         latency=latency_table(run),
-        progress=progress_table(run),
+        progress=progress_table(run, stages),
+        progress_stages=stages,
         errors=error_table(run),
         episodes=flat_episodes(run),
         provenance=provenance(run),

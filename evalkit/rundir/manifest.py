@@ -21,9 +21,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
+from evalkit.core.episode import EpisodeSpec
 from evalkit.core.errors import EvalkitError
 from evalkit.core.policy import PolicyMeta
-from evalkit.core.protocol import SuiteSpec, fingerprint
+from evalkit.core.protocol import SuiteSpec, balanced_order, episode_seed, fingerprint
 from evalkit.rundir.store import stored_run_id
 
 MANIFEST_NAME = "manifest.json"
@@ -163,8 +164,10 @@ class Session:
 
 @dataclass
 class StopRecord:
-    """A run that ended early because a sequential test decided (`evalkit eval --stop-when-decided`), against a
-    baseline run. `evalkit regress` accepts such a partial run and judges it with the same test."""
+    """The end of a run gated by `evalkit eval --against BASELINE --stop-when-decided`: it stopped early because the
+    sequential test decided ("pass" or "fail"), or ran its whole plan without a decision ("undecided"). Either way
+    that test was its stopping rule, so `evalkit regress` judges it with the same test on the same pairs (the fixed-N
+    test after it would be a second look)."""
 
     # name of the anytime-valid test, as `evalkit.report.sequential` knows it
     test: str
@@ -173,15 +176,20 @@ class StopRecord:
     margin_pp: float
     # episodes of this run with an outcome when it stopped
     episodes: int
-    # "pass" (a drop larger than the margin ruled out) or "fail" (a significant drop)
-    verdict: Literal["pass", "fail"]
+    # "pass" (a drop larger than the margin ruled out), "fail" (a significant drop), or "undecided" (neither, at the
+    # end of the plan)
+    verdict: Literal["pass", "fail", "undecided"]
     baseline_run_id: str
     stopped_at: str = ""
+    # pairs the test was fed: the longest prefix of the planned episode order whose episodes had all finished
+    pairs: int = 0
+    # the statistic it tested: "success" (binary) or "progress" (each episode's mean of its progress flags)
+    outcome: Literal["success", "progress"] = "success"
 
     def __post_init__(self) -> None:
         number = (int, float)
         valid = (
-            self.verdict in ("pass", "fail")
+            self.verdict in ("pass", "fail", "undecided")
             and isinstance(self.test, str)
             and bool(self.test)
             and isinstance(self.baseline_run_id, str)
@@ -191,6 +199,9 @@ class StopRecord:
             and 0 <= self.margin_pp < 100
             and isinstance(self.episodes, int)
             and self.episodes >= 0
+            and isinstance(self.pairs, int)
+            and 0 <= self.pairs <= self.episodes
+            and self.outcome in ("success", "progress")
         )
         if not valid:
             raise TypeError(f"invalid stop record {self}")
@@ -212,7 +223,7 @@ class Manifest:
     sessions: list[Session] = field(default_factory=list)
     # how it ran: backend, workers, cluster resources
     execution: dict[str, Any] = field(default_factory=dict)
-    # set when the run stopped early by a sequential test's decision (issue 18); None: it ran its protocol
+    # set when a sequential test was the run's stopping rule (`eval --stop-when-decided`, issue 18): where it ended
     stop: StopRecord | None = None
 
     # -- reading and writing -------------------------------------------------------------------------------------
@@ -247,6 +258,21 @@ class Manifest:
     def suite_fingerprints(self) -> dict[str, str]:
         return {name: entry.protocol_fingerprint for name, entry in self.suites.items()}
 
+    def planned_episodes(self) -> list[EpisodeSpec]:
+        """The run's episodes in the order it dispatches them (`evalkit.core.protocol.balanced_order`), rebuilt
+        from the suites, tasks and protocols it records (episode k of a task starts from init state k)."""
+        specs = []
+        try:
+            for name, record in self.suites.items():
+                p = record.protocol
+                seed, rule, n = int(p["seed"]), str(p["episode_seeds"]), int(p["episodes_per_task"])
+                for task in record.tasks:
+                    task_id = int(task["task_id"])
+                    specs += [EpisodeSpec(name, task_id, k, episode_seed(seed, rule, k)) for k in range(n)]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EvalkitError(f"manifest of run {self.run_id}: malformed suite record ({exc!r})") from None
+        return balanced_order(specs, self.suite_fingerprints())
+
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
@@ -262,6 +288,14 @@ def _pick(cls: type, data: Any, where: str) -> dict[str, Any]:
     if absent:
         raise EvalkitError(f"{where}: manifest lacks {', '.join(absent)}")
     return {f.name: data[f.name] for f in fields(cls) if f.name in data}
+
+
+def suite_records(
+    suites: list[SuiteSpec], versions: dict[str, str | None] | None = None
+) -> dict[str, SuiteRecord]:
+    """What a run of these suites records about each (its protocol fingerprint included), by suite name."""
+    versions = versions if versions is not None else package_versions()
+    return {s.name: SuiteRecord.of(s, versions) for s in suites}
 
 
 def read_manifest(run_dir: Path) -> Manifest | None:
@@ -297,7 +331,7 @@ def open_manifest(
 ) -> Manifest:
     """The manifest for a new session of this run: a new one, or the stored one checked for compatibility."""
     versions = package_versions()
-    records = {s.name: SuiteRecord.of(s, versions) for s in suites}
+    records = suite_records(suites, versions)
     policy_record = PolicyRecord.of(policy)
     manifest = read_manifest(run_dir)
     if manifest is not None:

@@ -129,7 +129,9 @@ def stored_run_id(run_dir: Path) -> str | None:
     finally:
         db.close()
     if len(ids) > 1:
-        raise EvalkitError(f"{path} holds rows of several runs ({', '.join(map(str, ids))}): choose another --out")
+        raise EvalkitError(
+            f"{path} holds rows of several runs ({', '.join(map(str, ids))}): choose another --out"
+        )
     return str(ids[0]) if ids else None
 
 

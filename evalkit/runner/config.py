@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from evalkit.core.cores import usable_cores
 from evalkit.core.flags import flag
 from evalkit.core.policy import PolicyOptions
 
@@ -17,10 +17,8 @@ VIDEO_MODES: tuple[str, ...] = ("none", "failures", "all", "first-per-task")
 
 
 def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+    """One env worker per core this process may use."""
+    return usable_cores()
 
 
 # a batch that starts on an idle policy waits this long for more observations (as `evalkit serve` does by default),
@@ -114,6 +112,10 @@ class EvalConfig:
             type=float,
         ),
     )
+
+    # the training step of the checkpoint evaluated (set by `evalkit watch`); recorded in the manifest's config, so a
+    # run says which point of a training curve it is
+    training_step: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.policy, str):

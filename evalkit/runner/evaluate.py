@@ -10,9 +10,16 @@ which is what `evalkit watch` needs:
             outcome = session.evaluate(options, out=run_dir_for(checkpoint))   # its own store and run directory
             print(outcome.exit_code, outcome.last_line())
 
-`session.evaluate` also takes `episodes` (the episodes to run, dispatched in that order, e.g. balanced across
-tasks; default: the protocol's episodes in plan order) and `stop_when` (called with each stored `EpisodeResult`;
-returning True ends the run early, in-progress episodes are dropped, and the outcome says it was decided).
+`session.evaluate` also takes `episodes` (the episodes to run, dispatched in that order; default: the protocol's
+episodes in the balanced order, `evalkit.core.protocol.balanced_order`: round-robin over tasks, each task's init
+states in a fixed shuffled order seeded by its protocol fingerprint, so that any prefix of the run is balanced across
+tasks; the same order for every run of a protocol, local or Ray, new or resumed), `stop_when` (called with each
+stored `EpisodeResult`; returning True, or a `StopRecord` that the manifest then records, ends the run early,
+in-progress episodes are dropped, and the outcome says it was decided), `status` (text for the progress line) and
+`training_step` (recorded in the run's manifest). A run whose manifest records a stop by decision runs no more
+episodes when resumed. An evaluation that fails (the policy does not load or does not fit the suites, a refusal,
+Ctrl-C) leaves the session usable; `session.unload()` frees the policy (its memory, its Ray replicas and their GPUs)
+between evaluations while the env workers stay up.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +40,10 @@ from evalkit.core.embodiment import embodiment
 from evalkit.core.episode import EpisodeSpec
 from evalkit.core.errors import EvalkitError
 from evalkit.core.policy import Policy, PolicyMeta, PolicyOptions
-from evalkit.core.protocol import SuiteSpec, episodes_for
+from evalkit.core.protocol import SuiteSpec, balanced_order, episodes_for
 from evalkit.policies.registry import make_policy
 from evalkit.rundir.lock import RunLock
-from evalkit.rundir.manifest import now, open_manifest, write_manifest
+from evalkit.rundir.manifest import StopRecord, now, open_manifest, write_manifest
 from evalkit.rundir.store import EpisodeStore, RunIdentity
 from evalkit.runner.config import VIDEO_MODES, EvalConfig, default_workers
 from evalkit.runner.ledger import EpisodeLedger, StopHook, Tally
@@ -162,7 +170,27 @@ def tidy_run_dir(run_dir: Path) -> None:
             folder.rmdir()  # only if empty
 
 
+@dataclass(frozen=True)
+class RunHooks:
+    """What a caller plugs into one evaluation: the stop hook, the progress line's extra text, and whether the
+    plan is to be put in the balanced order (not when the caller gave its own list of episodes)."""
+
+    stop_when: StopHook | None = None
+    status: Callable[[], str] | None = None
+    balanced: bool = True
+
+
+def stopped_note(stop: StopRecord, run_dir: Path, finished: int, planned: int) -> str:
+    return (
+        f"evalkit: {run_dir} was ended by its stopping rule ({stop.verdict} after {stop.pairs:,} pairs against run "
+        f"{stop.baseline_run_id}, {stop.test}; {finished:,} of {planned:,} planned episodes have an outcome): it "
+        "runs no more episodes, which would void that rule; use another --out for a new run"
+    )
+
+
 def session_status(tally: Tally) -> str:
+    if tally.decision is not None and tally.decision.verdict == "undecided":
+        return "completed"
     if tally.decided:
         return "stopped by decision"
     return f"failed: {tally.stopped}" if tally.stopped else "completed"
@@ -190,6 +218,10 @@ class EvalSession:
     def kill_now(self) -> None:
         self.backend.kill_now()
 
+    def unload(self) -> None:
+        """Free the current policy (the env workers stay up for the next evaluation)."""
+        self.backend.unload()
+
     def evaluate(
         self,
         policy: PolicyOptions | Policy | None = None,
@@ -199,10 +231,12 @@ class EvalSession:
         stop_when: StopHook | None = None,
         progress: bool = True,
         command: list[str] | None = None,
+        status: Callable[[], str] | None = None,
+        training_step: int | None = None,
     ) -> RunOutcome:
         """Evaluate `policy` (options, or a ready-made policy described by the session config's `policy`; default:
         the config's) into `out` (default: the config's run directory); resumes what that directory holds.
-        Raises EvalkitError on bad input."""
+        Raises EvalkitError on bad input; a policy that failed to load or to fit the suites is not kept."""
         config = self.backend.config
         if isinstance(policy, PolicyOptions):
             config = config.replace(policy=policy)
@@ -212,16 +246,23 @@ class EvalSession:
             raise EvalkitError("a policy object runs in this process: it cannot be used with --ray")
         if out is not None:
             config = config.replace(out=Path(out))
+        if training_step is not None:
+            config = config.replace(training_step=training_step)
         check_config(config)
         built = policy if policy is not None and not isinstance(policy, PolicyOptions) else None
-        meta = self.backend.load(built or policy_options(config, self.suites))
-        check_compatible(meta, self.suites)
-        if meta.cameras or config.video != "none":
-            from evalkit.rendering import check_gl
+        try:
+            meta = self.backend.load(built or policy_options(config, self.suites))
+            check_compatible(meta, self.suites)
+            if meta.cameras or config.video != "none":
+                from evalkit.rendering import check_gl
 
-            check_gl()
+                check_gl()
+        except BaseException:
+            self.backend.unload(graceful=False)
+            raise
         plan = list(episodes) if episodes is not None else episodes_for(self.suites)
-        return self._run(config, meta, plan, stop_when, progress, command)
+        hooks = RunHooks(stop_when, status, balanced=episodes is None)
+        return self._run(config, meta, plan, hooks, progress, command)
 
     def _print_unavailable(self, config: EvalConfig) -> None:
         """What a suite kind left out of a whole suite, and why (not when tasks were chosen by hand)."""
@@ -229,7 +270,7 @@ class EvalSession:
             if suite.unavailable_note():
                 print(f"evalkit: {suite.name}: {suite.unavailable_note()}")
 
-    def _run(self, config, meta, plan, stop_when, progress, command) -> RunOutcome:
+    def _run(self, config, meta, plan, hooks: RunHooks, progress, command) -> RunOutcome:
         command = command if command is not None else [os.path.basename(sys.argv[0]), *sys.argv[1:]]
         run_dir = config.run_dir()
         created = prepare_run_dir(run_dir)
@@ -246,9 +287,14 @@ class EvalSession:
                     # "interrupted" until it ends: a driver killed outright leaves the right status behind
                     session.status = "interrupted"
                     write_manifest(run_dir, manifest)
+                    if hooks.balanced:
+                        plan = balanced_order(plan, manifest.suite_fingerprints())
                     finished = store.finished()
-                    todo = [spec for spec in plan if spec not in finished]
-                    if progress:
+                    # a run that stopped by decision stays stopped: more episodes would void its stopping rule
+                    todo = [] if manifest.stop else [spec for spec in plan if spec not in finished]
+                    if progress and manifest.stop:
+                        print(stopped_note(manifest.stop, run_dir, len(finished & set(plan)), len(plan)))
+                    elif progress:
                         self._print_unavailable(config)
                         print(describe_plan(self.suites, plan, todo, config.workers, meta.name, str(run_dir)))
                     ledger = EpisodeLedger(
@@ -259,9 +305,11 @@ class EvalSession:
                         todo,
                         plan,
                         progress=progress,
-                        stop_when=stop_when,
+                        stop_when=hooks.stop_when,
+                        status=hooks.status,
                     )
                     tally = ledger.tally
+                    tally.decided = manifest.stop is not None
                     try:
                         self.backend.run(ledger)
                         session.status = session_status(tally)
@@ -273,6 +321,7 @@ class EvalSession:
                         raise
                     finally:
                         session.ended_at, session.episodes_run = now(), tally.done
+                        manifest.stop = tally.decision or manifest.stop
                         write_manifest(run_dir, manifest)
                     return RunOutcome.read(run_dir, store, plan, tally.stopped, tally.decided)
                 finally:
@@ -292,16 +341,22 @@ def run_evaluation(
     policy: Policy | None = None,
     episodes: Sequence[EpisodeSpec] | None = None,
     stop_when: StopHook | None = None,
+    status: Callable[[], str] | None = None,
 ) -> RunOutcome:
     """One evaluation, with its own session; `policy`: a ready-made policy to evaluate instead of building
-    `config.policy` (not closed here). Ctrl-C or SIGTERM prints "stopping…" at once, stops the workers and keeps
+    `config.policy` (not closed here); `stop_when`, `status`: as `EvalSession.evaluate`. Ctrl-C or SIGTERM prints "stopping…" at once, stops the workers and keeps
     what finished (the session is marked interrupted); a second one exits at once."""
     session: EvalSession | None = None
     with stop_on_signals(lambda: session.kill_now() if session is not None else None):
         session = EvalSession(config)
         try:
             outcome = session.evaluate(
-                policy, episodes=episodes, stop_when=stop_when, progress=progress, command=command
+                policy,
+                episodes=episodes,
+                stop_when=stop_when,
+                progress=progress,
+                command=command,
+                status=status,
             )
         except BaseException:
             session.close(graceful=False)  # e.g. Ctrl-C: no waiting on a replica in the middle of a batch

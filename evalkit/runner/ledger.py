@@ -10,7 +10,8 @@ owns what both must do the same way:
 - **storing**: every result the moment it arrives, with its executed actions and video bytes, in the tally and the
   progress display; the first-of-task video rule;
 - **stopping**: the stop hook (`stop_when`, checked after each stored episode) ends the run early once it returns
-  True; a policy that is gone, that breaks the action contract, or whose call still raises after the retries stops
+  True or a `StopRecord` (which the run then records in its manifest); `status` adds its text to the progress line
+  (e.g. the sequential gate's current verdict); a policy that is gone, that breaks the action contract, or whose call still raises after the retries stops
   the run too (`tally.stopped` says why; broken actions raise InvalidActionsError from `finish`). Episodes in
   progress are then abandoned (not stored, run again on resume), except that when the policy is gone they are
   stored as `error`, as they were waiting on it.
@@ -30,12 +31,14 @@ from evalkit.core.episode import EpisodeResult, EpisodeSpec
 from evalkit.core.policy import PolicyMeta
 from evalkit.core.protocol import SuiteSpec
 from evalkit.paths import safe_component
+from evalkit.rundir.manifest import StopRecord
 from evalkit.rundir.store import EpisodeStore
 from evalkit.runner.config import EvalConfig
 from evalkit.runner.messages import EpisodeDone, EpisodeOptions, PolicyFailed
 from evalkit.runner.plan import Progress
 
-StopHook = Callable[[EpisodeResult], bool]
+# called with each stored result; True or a StopRecord ends the run early (a StopRecord is recorded in the manifest)
+StopHook = Callable[[EpisodeResult], bool | StopRecord]
 
 
 @dataclass
@@ -50,6 +53,8 @@ class Tally:
     stopped: str | None = None
     # the stop hook ended it (a decision, not a fault)
     decided: bool = False
+    # what the stop hook recorded about its decision, if it gave a record
+    decision: StopRecord | None = None
 
 
 class EpisodeLedger:
@@ -64,6 +69,7 @@ class EpisodeLedger:
         *,
         progress: bool = False,
         stop_when: StopHook | None = None,
+        status: Callable[[], str] | None = None,
     ):
         """`episodes`: what to run, in dispatch order; `all_episodes`: the whole plan (for the first-of-task
         video rule; default `episodes`)."""
@@ -74,6 +80,7 @@ class EpisodeLedger:
         self.todo: deque[EpisodeSpec] = deque(episodes)
         self.total = len(episodes)
         self.stop_when = stop_when
+        self.status = status
         self.tally = Tally()
         self.attempts: dict[EpisodeSpec, int] = {}
         # raised by `finish`: the policy broke the action contract
@@ -194,10 +201,14 @@ class EpisodeLedger:
         tally.successes += int(result.success)
         tally.errors += int(result.termination == "error")
         tally.results.append(result)
-        self.progress.update(tally.done, tally.successes, tally.errors)
-        if self.stop_when is not None and not self.stopping and self.stop_when(result):
-            self._stop("stopped by decision")
-            tally.decided = True
+        if self.stop_when is not None and not self.stopping:
+            decision = self.stop_when(result)
+            if decision:
+                self._stop("stopped by decision")
+                tally.decided = True
+                tally.decision = decision if isinstance(decision, StopRecord) else None
+        note = self.status() if self.status is not None else ""
+        self.progress.update(tally.done, tally.successes, tally.errors, note)
 
 
 def save_actions(run_dir: Path, spec: EpisodeSpec, actions: np.ndarray) -> None:

@@ -85,8 +85,8 @@ class Progress:
             return BarProgress(total, workers, stream)
         return StatusProgress(total, workers, stream)
 
-    def update(self, done: int, successes: int, errors: int) -> None:
-        pass
+    def update(self, done: int, successes: int, errors: int, note: str = "") -> None:
+        """After each stored episode; `note` follows the tally (e.g. the sequential gate's verdict)."""
 
     def write(self, line: str) -> None:
         """A line of its own (a retry, an estimate), kept clear of the bar."""
@@ -96,10 +96,10 @@ class Progress:
         pass
 
 
-def tally_text(done: int, successes: int, errors: int) -> str:
+def tally_text(done: int, successes: int, errors: int, note: str = "") -> str:
     valid = done - errors
     rate = f"{100 * successes / valid:.1f}%" if valid else "-"
-    return f"success {successes}/{valid} ({rate}), {plural(errors, 'error')}"
+    return f"success {successes}/{valid} ({rate}), {plural(errors, 'error')}" + (f", {note}" if note else "")
 
 
 class StatusProgress(Progress):
@@ -109,14 +109,14 @@ class StatusProgress(Progress):
         self.started = self.last = time.monotonic()
         self.line: str | None = None  # the latest status, printed or not
 
-    def update(self, done: int, successes: int, errors: int) -> None:
+    def update(self, done: int, successes: int, errors: int, note: str = "") -> None:
         now = time.monotonic()
         elapsed = now - self.started
         if done == self.announce_at and done < self.total:
             self.write(estimate_line(done, self.total, elapsed))
         left = (self.total - done) * elapsed / max(done, 1)
         self.line = (
-            f"evalkit: {done:,}/{plural(self.total, 'episode')}, {tally_text(done, successes, errors)}, "
+            f"evalkit: {done:,}/{plural(self.total, 'episode')}, {tally_text(done, successes, errors, note)}, "
             f"{format_duration(elapsed)} elapsed, about {format_duration(left)} left"
         )
         if now - self.last >= STATUS_EVERY_S:
@@ -136,8 +136,8 @@ class BarProgress(Progress):
     def __init__(self, total: int, workers: int, stream: TextIO):
         self.bar = progress_bar(total, workers, stream)
 
-    def update(self, done: int, successes: int, errors: int) -> None:
-        self.bar.set_postfix_str(tally_text(done, successes, errors))
+    def update(self, done: int, successes: int, errors: int, note: str = "") -> None:
+        self.bar.set_postfix_str(tally_text(done, successes, errors, note))
         self.bar.update(done - self.bar.n)
 
     def write(self, line: str) -> None:

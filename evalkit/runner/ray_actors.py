@@ -15,9 +15,10 @@ import importlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -39,13 +40,19 @@ from evalkit.runner.messages import (
 )
 from evalkit.runner.worker import EnvHost
 
+T = TypeVar("T")
+
 
 class EnvActor:
     """Runs whole episodes, asking the policy replicas itself (the driver is not on the path of an observation).
 
     `run` is a streaming generator of `ActorReport`s: `Waiting` before each policy call and `Stepping` after it (so
     the driver's watchdog times only the env), then the episode's closing message. The actor runs two threads, so
-    that `abort` reaches an episode in progress: the episode ends with `Aborted` at its next policy call."""
+    that `abort` reaches an episode in progress: the episode ends with `Aborted` at its next policy call.
+
+    Every simulator call runs on one thread of its own (`self.sim`): a GL context can be current on one thread only,
+    and Ray runs each call on either of the actor's two threads, so an episode whose scene was built on the other
+    thread could not render (EGL_BAD_ACCESS) and was retried."""
 
     def __init__(self, suites: dict[str, SuiteSpec], index: int):
         from evalkit.rendering import configure_gl
@@ -53,6 +60,7 @@ class EnvActor:
         configure_gl()
         self.video_dir = Path(tempfile.mkdtemp(prefix="evalkit-actor-"))
         self.host = EnvHost(suites)
+        self.sim = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit-sim")
         self.turn = index  # replicas are taken in turn, starting from this actor's index
         self.aborting: str | None = None  # the episode id to abort
 
@@ -70,10 +78,10 @@ class EnvActor:
 
         options = dataclasses.replace(options, run_dir=str(self.video_dir))
         action_dim = self.host.suites[spec.suite].protocol.action_dim
-        msg: HostMessage = self.host.begin(spec, record_video, options)
+        msg: HostMessage = self.on_sim(self.host.begin, spec, record_video, options)
         while isinstance(msg, PolicyCall):
             if self.aborting == spec.episode_id:
-                self.host.abort()
+                self.on_sim(self.host.abort)
                 yield Aborted()
                 return
             yield Waiting()
@@ -83,20 +91,25 @@ class EnvActor:
             try:
                 chunk = ray.get(replica.infer.remote(request))
             except RayTaskError as exc:
-                self.host.abort()
+                self.on_sim(self.host.abort)
                 yield PolicyFailed.of(getattr(exc, "cause", None) or exc)
                 return
             except RayActorError as exc:  # restarted as often as allowed, and died again
-                self.host.abort()
+                self.on_sim(self.host.abort)
                 yield PolicyFailed("unavailable", f"policy replica died: {str(exc).splitlines()[0]}")
                 return
             yield Stepping()
-            msg = self.host.answer(chunk)
+            msg = self.on_sim(self.host.answer, chunk)
         yield self._ship(msg) if isinstance(msg, EpisodeDone) else msg
 
     def close(self) -> None:
-        self.host.close()
+        self.on_sim(self.host.close)
+        self.sim.shutdown()
         shutil.rmtree(self.video_dir, ignore_errors=True)
+
+    def on_sim(self, call: Callable[..., T], *args: Any) -> T:
+        """`call(*args)` on the simulator's thread (see the class docstring)."""
+        return self.sim.submit(call, *args).result()
 
     def _ship(self, msg: EpisodeDone) -> EpisodeDone:
         """A result carries its video's bytes (the driver writes them into the run directory)."""

@@ -10,6 +10,11 @@
 - `ray://` (Ray Client) is refused up front: Ray Client cannot stream an actor method's results, which is how env
   actors report their episodes. Run evalkit on a node of the cluster instead.
 
+Env actors and policy replicas read evalkit's settings from their environment (`WORKER_ENV`: registered suite
+kinds, suite files, the cache, the GL backend...). Those of `--ray local` inherit the driver's; when joining a
+cluster started elsewhere, the driver's values travel in the job's `runtime_env`. (An API key does not: Ray shows a
+job's runtime_env to anyone who can see the cluster; `ray_runner` hands it to the replicas with their options.)
+
 `ClusterWatch` polls the cluster state from a thread: if Ray marks this machine's node dead, or the cluster does
 not answer for `CLUSTER_TIMEOUT_S`, the driver stops with one line (finished episodes are kept; re-running the
 same command resumes) instead of waiting forever on actors that will never report.
@@ -17,6 +22,7 @@ same command resumes) instead of waiting forever on actors that will never repor
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -26,6 +32,7 @@ import time
 
 import ray
 
+from evalkit.core.cores import usable_cores
 from evalkit.core.errors import EvalkitError
 from evalkit.runner.outcome import IncompleteRunError
 
@@ -33,6 +40,20 @@ CONNECT_TIMEOUT_S = 10.0  # probing a cluster address before joining it
 WATCH_EVERY_S = 2.0  # how often ClusterWatch asks the cluster for its nodes
 CLUSTER_TIMEOUT_S = 30.0  # a cluster that has not answered for this long is lost
 
+# The driver's environment variables that env actors and policy replicas read (suite kinds and files, cache, assets,
+# tokenizer, hub, GL backend)
+WORKER_ENV = (
+    "EVALKIT_SUITE_KINDS",
+    "EVALKIT_TASKS",
+    "EVALKIT_CACHE",
+    "EVALKIT_LIBEROPLUS_ASSETS",
+    "EVALKIT_TOKENIZER",
+    "EVALKIT_HUB_ENDPOINT",
+    "MUJOCO_GL",
+    "PYOPENGL_PLATFORM",
+)
+# what Ray's job manager gives a submitted job's driver: the job's config, its runtime_env included, as JSON
+JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 # Ray's own options for a quiet run: warnings and errors only, no worker output copied to the driver, no dashboard
 QUIET = {"logging_level": logging.WARNING, "log_to_driver": False, "include_dashboard": False}
 
@@ -48,14 +69,14 @@ def connect(address: str, cpus_needed: int) -> bool:
     if ray.is_initialized():
         return False
     if address == "local":
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         # Env workers are mostly waiting on the policy or the GPU: as in the local runner, --workers may exceed cores.
-        ray.init(address="local", num_cpus=max(cores, cpus_needed), **QUIET)
+        ray.init(address="local", num_cpus=max(usable_cores(), cpus_needed), **QUIET)
         return True
     target = cluster_address(address)
     probe(target)
+    env_vars = worker_env_vars()
     try:
-        ray.init(address=target, **QUIET)
+        ray.init(address=target, runtime_env={"env_vars": env_vars} if env_vars else None, **QUIET)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise EvalkitError(f"cannot join the Ray cluster at {target}: {str(exc).splitlines()[0]}") from exc
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
@@ -67,6 +88,14 @@ def connect(address: str, cpus_needed: int) -> bool:
         flush=True,
     )
     return False
+
+
+def worker_env_vars() -> dict[str, str]:
+    """The driver's values of `WORKER_ENV`, less those a submitted job's own runtime_env sets (`ray job submit
+    --runtime-env-json`: Ray refuses to merge a variable given twice, and the job's value wins)."""
+    job = json.loads(os.environ.get(JOB_CONFIG_ENV) or "{}")
+    taken = (job.get("runtime_env") or {}).get("env_vars") or {}
+    return {name: os.environ[name] for name in WORKER_ENV if name in os.environ and name not in taken}
 
 
 def cluster_address(address: str) -> str:

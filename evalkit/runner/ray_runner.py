@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from evalkit.core.episode import EpisodeSpec
@@ -44,6 +44,7 @@ from evalkit.runner.messages import (
     Waiting,
 )
 from evalkit.runner.runner import POLL_S
+from evalkit.wire.auth import key_from_environment
 
 try:
     import ray
@@ -87,6 +88,9 @@ class Replicas:
 
 def start_replicas(config: EvalConfig, options: PolicyOptions) -> Replicas:
     builder = builder_of(options)
+    if options.api_key is None:
+        # resolved here: a replica on another node lacks the driver's $EVALKIT_API_KEY (never put in the runtime_env)
+        options = replace(options, api_key=key_from_environment())
     replica_class = ray.remote(PolicyReplica).options(
         num_cpus=1, num_gpus=config.gpus_per_replica, max_restarts=REPLICA_RESTARTS, max_task_retries=-1
     )

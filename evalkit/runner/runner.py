@@ -56,6 +56,10 @@ from evalkit.runner.worker import worker_main
 POLL_S = 1.0
 STOP_GRACE_S = 2.0  # how long stopped workers get to exit before they are killed
 CLOSE_S = 10.0  # how long idle workers get to exit after `Stop`
+# An interrupted run waits this long for the policy's batch in flight (its answers are dropped): a process that exits
+# while the batcher's thread is inside torch aborts (SIGABRT, "terminate called without an active exception") instead
+# of exiting 130/143. A second Ctrl-C exits at once.
+INTERRUPT_GRACE_S = 60.0
 
 
 @dataclass(eq=False)
@@ -104,6 +108,26 @@ def stop_on_signals(kill_now: Callable[[], None]) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+@contextlib.contextmanager
+def sigint_held() -> Iterator[None]:
+    """While a worker process starts: SIGINT blocked in this thread, so the worker inherits it blocked through exec
+    (a Ctrl-C while it boots prints no traceback there; it ignores SIGINT once running), and a Ctrl-C that reaches
+    this process meanwhile is held and handled once the worker has started, never lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            signal.raise_signal(signal.SIGINT)
+
+
 class LocalRunner:
     def __init__(self, config: EvalConfig, suites: list[SuiteSpec]):
         self.config = config
@@ -143,7 +167,7 @@ class LocalRunner:
                 self._watchdog(ledger)
             interrupted = False
         finally:
-            batcher.close(grace_s=0.0 if interrupted else 10.0)
+            batcher.close(grace_s=INTERRUPT_GRACE_S if interrupted else 10.0)
             self.batcher = None
             if interrupted:
                 self._stop_workers(interrupted=True)
@@ -273,14 +297,8 @@ class LocalRunner:
     def _start_worker(self) -> Worker:
         parent, child = self.ctx.Pipe()
         process = self.ctx.Process(target=worker_main, args=(child, self.suites), daemon=True)
-        # Started with SIGINT ignored (inherited through exec), so a Ctrl-C while it boots prints no traceback.
-        main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
-        try:
+        with sigint_held():
             process.start()
-        finally:
-            if main:
-                signal.signal(signal.SIGINT, previous)
         child.close()
         return Worker(process, parent)
 

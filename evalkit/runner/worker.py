@@ -176,18 +176,39 @@ class EnvHost:
         return result, actions
 
 
+# After a SIGTERM whose exit a finalizer swallowed, how long until the worker exits through SIGALRM
+REDELIVER_S = 0.01
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
-    sys.exit(128 + signum)  # unwinds the episode, so a partial video is discarded
+    sys.exit(128 + signal.SIGTERM)  # unwinds the episode, so a partial video is discarded
+
+
+def _exit_soon(unraisable: sys.UnraisableHookArgs) -> None:
+    """A SIGTERM that lands in a finalizer (`__del__`, e.g. robosuite's MjModel) has its SystemExit swallowed (and
+    printed as "Exception ignored"): exit again once the finalizer has returned, through SIGALRM."""
+    if isinstance(unraisable.exc_value, SystemExit):
+        signal.setitimer(signal.ITIMER_REAL, REDELIVER_S)
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def exit_on_signals() -> None:
+    """A worker's signals: SIGINT ignored (Ctrl-C is the runner's to handle); SIGTERM exits with 143, unwinding the
+    episode, also when it lands in a finalizer."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGALRM, _exit_on_sigterm)
+    sys.unraisablehook = _exit_soon
 
 
 def worker_main(conn: Connection, suites: dict[str, SuiteSpec]) -> None:
     """Entry point of a worker process (started with the spawn method, so GL contexts are created here).
 
-    The runner starts it with SIGINT ignored (Ctrl-C is the runner's to handle) and stops it with `Stop`, or
-    SIGTERM after an interrupt.
+    The runner starts it with SIGINT blocked (Ctrl-C is the runner's to handle; it is ignored from here on) and
+    stops it with `Stop`, or SIGTERM after an interrupt.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    exit_on_signals()
     from evalkit.rendering import configure_gl
 
     configure_gl()

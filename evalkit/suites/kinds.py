@@ -4,7 +4,8 @@ A kind is a `SuiteKind` (evalkit.suites.base) registered here by name as "module
 Adding a kind takes a package that defines its `SuiteKind` and one registration: a line in `KINDS` for a kind
 shipped with evalkit, or `$EVALKIT_SUITE_KINDS` (`name=module:Class`, several separated by commas) for one that
 lives elsewhere. Env workers look kinds up too: the local runner's worker processes and the Ray workers of a cluster
-started on this machine inherit the variable; a cluster started elsewhere needs it (and the module) set there.
+started on this machine inherit the variable; the workers of a cluster started elsewhere get it through the job's
+runtime_env (`evalkit.runner.ray_cluster`), and need the module importable there.
 """
 
 from __future__ import annotations

@@ -25,8 +25,15 @@ assert tuple(TRACKERS) == TRACKER_NAMES
 
 
 class TrackerSession(Protocol):
+    # the tracker's id of its run (W&B, MLflow), so that a restarted watch continues it; None: nothing to keep
+    ident: str | None
+
     def log(self, record: RunRecord, step: int) -> None:
         """The record's metrics and videos at `step` (a training step, or 0 for a lone run)."""
+        ...
+
+    def describe(self, step: int, fields: dict[str, Scalar]) -> None:
+        """What was evaluated at `step` (a watch's checkpoint: its path and fingerprints), as text at that step."""
         ...
 
     def close(self) -> str:
@@ -42,9 +49,15 @@ class Tracker(Protocol):
         ...
 
     def open(
-        self, run_name: str, config: dict[str, Scalar], options: TrackerOptions, run_dir: Path
+        self,
+        run_name: str,
+        config: dict[str, Scalar],
+        options: TrackerOptions,
+        run_dir: Path,
+        resume: str | None = None,
     ) -> TrackerSession:
-        """A session for one evalkit run (or one watch), its config recorded once."""
+        """A session for one evalkit run (or one watch), its config recorded once; `resume`: the `ident` of a run
+        this tracker started before, to continue."""
         ...
 
 

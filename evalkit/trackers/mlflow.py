@@ -23,10 +23,22 @@ def client():
     return MlflowClient()
 
 
+def existing_run(mlflow_client, run_id: str) -> str | None:
+    """`run_id` if that run is in the store and not deleted (a restarted watch continues it)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = mlflow_client.get_run(run_id)
+    except MlflowException:
+        return None
+    return run_id if run.info.lifecycle_stage == "active" else None
+
+
 class MlflowSession:
     def __init__(self, mlflow_client, run_id: str, tracking_uri: str):
         self.client = mlflow_client
         self.run_id = run_id
+        self.ident: str | None = run_id
         self.tracking_uri = tracking_uri
 
     def log(self, record: RunRecord, step: int) -> None:
@@ -38,6 +50,11 @@ class MlflowSession:
             self.client.log_batch(self.run_id, metrics=metrics[start : start + BATCH_METRICS])
         for video in record.videos:
             self.client.log_artifact(self.run_id, str(video.path), artifact_path=video.tag.rsplit("/", 1)[0])
+
+    def describe(self, step: int, fields: dict[str, Scalar]) -> None:
+        """As tags (params cannot change within a run): `step_<step>/<field>`."""
+        for key, value in fields.items():
+            self.client.set_tag(self.run_id, f"step_{step:09d}/{key}", str(value)[:PARAM_MAX_CHARS])
 
     def close(self) -> str:
         self.client.set_terminated(self.run_id)
@@ -59,12 +76,20 @@ class MlflowTracker:
             ) from None
 
     def open(
-        self, run_name: str, config: dict[str, Scalar], options: TrackerOptions, run_dir: Path
+        self,
+        run_name: str,
+        config: dict[str, Scalar],
+        options: TrackerOptions,
+        run_dir: Path,
+        resume: str | None = None,
     ) -> MlflowSession:
         import mlflow
         from mlflow.entities import Param
 
         mlflow_client = client()
+        if resume is not None and (previous := existing_run(mlflow_client, resume)) is not None:
+            mlflow_client.update_run(previous, status="RUNNING")
+            return MlflowSession(mlflow_client, previous, mlflow.get_tracking_uri())
         experiment = mlflow_client.get_experiment_by_name(options.log_project)
         experiment_id = (
             experiment.experiment_id

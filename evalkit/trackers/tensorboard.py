@@ -65,6 +65,9 @@ def config_markdown(config: dict[str, Scalar]) -> str:
 
 
 class TensorBoardSession:
+    # a restarted watch writes a new event file into the same log directory, which TensorBoard reads as one run
+    ident = None
+
     def __init__(self, writer, config: dict[str, Scalar]):
         self.writer = writer
         writer.add_text("config", config_markdown(config), 0)
@@ -74,6 +77,10 @@ class TensorBoardSession:
             self.writer.add_scalar(name, value, step)
         for video in record.videos:
             self.add_video(video, step)
+        self.writer.flush()
+
+    def describe(self, step: int, fields: dict[str, Scalar]) -> None:
+        self.writer.add_text("checkpoint", config_markdown(fields), step)
         self.writer.flush()
 
     def add_video(self, video: EpisodeVideo, step: int) -> None:
@@ -102,7 +109,12 @@ class TensorBoardTracker:
         require("tensorboardX", self.name)
 
     def open(
-        self, run_name: str, config: dict[str, Scalar], options: TrackerOptions, run_dir: Path
+        self,
+        run_name: str,
+        config: dict[str, Scalar],
+        options: TrackerOptions,
+        run_dir: Path,
+        resume: str | None = None,
     ) -> TensorBoardSession:
         from tensorboardX import SummaryWriter
 

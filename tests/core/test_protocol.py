@@ -98,3 +98,58 @@ def test_availability_counts_by_reason_and_says_it_in_one_line():
     )
     assert dataclasses.replace(suite, availability=Availability()).unavailable_note() == ""
     assert {task} == {dataclasses.replace(task)}  # its tags (a dict) leave it hashable
+
+
+# --- the balanced episode order (issue 18 item 2) ------------------------------------------------------------------
+
+
+def _libero_group():
+    suites = registry.resolve("libero")  # 4 suites x 10 tasks x 50 episodes
+    salts = {s.name: f"fingerprint-of-{s.name}" for s in suites}
+    return suites, salts
+
+
+def test_every_prefix_of_k_rounds_holds_k_episodes_of_each_task():
+    from collections import Counter
+
+    from evalkit.core.protocol import balanced_order
+
+    suites, salts = _libero_group()
+    episodes = episodes_for(suites)
+    order = balanced_order(episodes, salts)
+    tasks = {(e.suite, e.task_id) for e in episodes}
+    assert len(tasks) == 40 and len(order) == 2000
+    for k in range(1, 51):
+        counts = Counter((e.suite, e.task_id) for e in order[: k * len(tasks)])
+        assert set(counts) == tasks and set(counts.values()) == {k}, k
+    # the same episodes, identities untouched: only their order changes
+    assert sorted(order) == sorted(episodes) and len(set(order)) == len(order)
+
+
+def test_init_states_come_in_a_fixed_shuffled_order_seeded_by_the_protocol():
+    from evalkit.core.protocol import balanced_order
+
+    suites, salts = _libero_group()
+    episodes = episodes_for(suites)
+    order = balanced_order(episodes, salts)
+    first_task = [e.init_state for e in order if (e.suite, e.task_id) == ("libero_spatial", 0)]
+    assert sorted(first_task) == list(range(50)) and first_task != list(range(50))
+    # each task has its own shuffle, so a prefix does not judge init state 0 of every task first
+    second_task = [e.init_state for e in order if (e.suite, e.task_id) == ("libero_spatial", 1)]
+    assert first_task != second_task
+    # a function of the set of episodes and the salts only: input order does not matter, the salt does
+    assert balanced_order(list(reversed(episodes)), salts) == order
+    other = balanced_order(episodes, {**salts, "libero_spatial": "another protocol"})
+    assert other != order and [e for e in other if e.suite != "libero_spatial"] == [
+        e for e in order if e.suite != "libero_spatial"
+    ]
+
+
+def test_a_task_with_fewer_episodes_drops_out_of_later_rounds():
+    from evalkit.core.episode import EpisodeSpec
+    from evalkit.core.protocol import balanced_order
+
+    episodes = [EpisodeSpec("a", 0, k, 7) for k in range(3)] + [EpisodeSpec("b", 5, 0, 7)]
+    order = balanced_order(episodes, {"a": "x", "b": "y"})
+    assert [(e.suite, e.task_id) for e in order] == [("a", 0), ("b", 5), ("a", 0), ("a", 0)]
+    assert balanced_order([], {}) == []

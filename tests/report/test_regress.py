@@ -5,6 +5,7 @@ import pytest
 from evalkit.core.errors import EvalkitError
 from evalkit.report.cli import regress_arguments, regress_main
 from evalkit.report.regress import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, compare_runs
+from evalkit.rundir.manifest import StopRecord, read_manifest, write_manifest
 from evalkit.rundir.run import load_run
 from tests.report.runs import grid, write_run
 
@@ -360,60 +361,95 @@ def test_fingerprints_are_checked_on_the_rows_not_only_the_manifest(tmp_path, ca
 # --- A candidate that stopped by decision (issue 18): judged with its own sequential test --------------------------
 
 
-def stop_by_decision(run_dir, verdict: str, baseline_run_id: str, test: str = "stand-in"):
+def stop_by_decision(run_dir, verdict: str, baseline_run_id: str, test: str = "wsr-betting"):
+    """Record a stop by decision on every pair the run holds (as `eval --stop-when-decided` records it)."""
     from evalkit.rundir.manifest import StopRecord, read_manifest, write_manifest
 
     manifest = read_manifest(run_dir)
-    manifest.stop = StopRecord(test, 0.05, 5.0, len(load_run(run_dir).episodes), verdict, baseline_run_id)
+    n = len(load_run(run_dir).episodes)
+    manifest.stop = StopRecord(test, 0.05, 5.0, n, verdict, baseline_run_id, pairs=n)
     write_manifest(run_dir, manifest)
     return run_dir
 
 
 @pytest.fixture
 def sequential_module(monkeypatch):
-    """`evalkit.report.sequential` as regress looks it up: PAIRED_TESTS by name. The stand-in test records what it
-    was given and answers with the fixed-N comparison (the seam, not a statistic)."""
+    """`evalkit.report.sequential` as regress looks it up: PAIRED_TESTS by name (here a stand-in that knows only
+    the fixed-N test)."""
     import sys
     import types
 
     from evalkit.report.regress import mcnemar_newcombe
 
-    calls = []
-
-    def stand_in(pairs, alpha, max_drop):
-        identities = pairs[["suite", "task_id", "init_state", "seed"]].to_records(index=False).tolist()
-        calls.append((identities, alpha, max_drop))
-        return mcnemar_newcombe(pairs, alpha, max_drop)
-
     module = types.ModuleType("evalkit.report.sequential")
-    module.PAIRED_TESTS = {"stand-in": stand_in}
+    module.PAIRED_TESTS = {"stand-in": mcnemar_newcombe}
     monkeypatch.setitem(sys.modules, "evalkit.report.sequential", module)
-    return calls
 
 
-def test_a_run_stopped_by_decision_is_judged_partial_with_its_own_test(tmp_path, capsys, sequential_module):
-    base = write_run(tmp_path / "a", outcomes(FOUR_HUNDRED, failing=set()))
+FORTY_PER_TASK = {"libero_spatial": {"episodes_per_task": 40}}
+
+
+def planned_prefix(run_dir, n: int) -> list[tuple]:
+    plan = load_run(run_dir).manifest.planned_episodes()
+    return [(s.suite, s.task_id, s.init_state, s.seed) for s in plan[:n]]
+
+
+def test_a_run_stopped_by_decision_is_judged_on_its_fed_pairs_with_its_own_test(tmp_path, capsys):
+    base = write_run(tmp_path / "a", outcomes(FOUR_HUNDRED, failing=set()), protocol_changes=FORTY_PER_TASK)
     base_id = load_run(base).run_id
-    broken = write_run(tmp_path / "b", outcomes(FOUR_HUNDRED[:40], failing=set(range(40))), policy_fp="zero")
+    first = planned_prefix(base, 40)
+    broken = write_run(
+        tmp_path / "b", dict.fromkeys(first, False), policy_fp="zero", protocol_changes=FORTY_PER_TASK
+    )
     stop_by_decision(broken, "fail", base_id)
     code, out = regress(capsys, "--baseline", str(base), "--candidate", str(broken), "--alpha", "0.1")
     last = out.strip().splitlines()[-1]
     assert code == EXIT_REGRESSION and last.startswith("FAIL")
     assert last.endswith(
         "coverage: 40/400 baseline episodes paired (360 baseline episode(s) the candidate lacks); "
-        "stopped by decision (stand-in) (exit 1)"
+        "stopped by decision (wsr-betting) (exit 1)"
     )
-    identities, alpha, margin = sequential_module[-1]
-    assert (alpha, margin) == (0.05, 5.0)  # the stop record's, not --alpha 0.1
-    assert identities == sorted(identities) and len(identities) == 40  # the pairs, in identity order
+    result = compare_runs(load_run(base), load_run(broken), alpha=0.1)
+    (row,) = result.rows
+    assert row.pairs == 40 and row.alpha == 0.05  # the stop record's alpha, not --alpha 0.1
+    assert row.comparison.test == "sequential (betting)" and row.comparison.diff == -1.0
     assert "judged at its stopping rule's alpha 0.05" in out and "differs from the run's recorded" not in out
-    same = write_run(tmp_path / "c", outcomes(FOUR_HUNDRED[:200], failing=set()), policy_fp="same")
+    same = write_run(
+        tmp_path / "c",
+        dict.fromkeys(planned_prefix(base, 200), True),
+        policy_fp="same",
+        protocol_changes=FORTY_PER_TASK,
+    )
     stop_by_decision(same, "pass", base_id)
     code, out = regress(capsys, "--baseline", str(base), "--candidate", str(same))
-    assert code == EXIT_OK and "stopped by decision (stand-in) (exit 0)" in out
+    assert code == EXIT_OK and "stopped by decision (wsr-betting) (exit 0)" in out
     stop_by_decision(same, "fail", base_id)  # a record that disagrees with the data is flagged
     code, out = regress(capsys, "--baseline", str(base), "--candidate", str(same))
     assert "this verdict (exit 0) differs from the run's recorded stop verdict 'fail'" in out
+
+
+def test_a_stopped_run_is_judged_on_the_first_planned_pairs_only(tmp_path):
+    """Episodes finish out of order: what a stopped run stored beyond its fed prefix is not part of the verdict,
+    and its rows are the suites it planned, reached or not."""
+    base = write_run(tmp_path / "a", outcomes(FOUR_HUNDRED, failing=set()), protocol_changes=FORTY_PER_TASK)
+    stored = planned_prefix(base, 60)
+    cand = write_run(
+        tmp_path / "b",
+        {k: i >= 30 for i, k in enumerate(stored)},
+        policy_fp="c",
+        protocol_changes=FORTY_PER_TASK,
+    )
+    manifest = read_manifest(cand)
+    manifest.stop = StopRecord("wsr-betting", 0.05, 5.0, 60, "fail", load_run(base).run_id, pairs=20)
+    write_manifest(cand, manifest)
+    result = compare_runs(load_run(base), load_run(cand))
+    assert result.exit_code == EXIT_REGRESSION and result.rows[0].pairs == 20
+    assert any("40 candidate episode(s) that finished beyond the fed prefix" in w for w in result.warnings)
+    manifest.stop = StopRecord("wsr-betting", 0.05, 5.0, 70, "fail", load_run(base).run_id, pairs=70)
+    write_manifest(cand, manifest)
+    result = compare_runs(load_run(base), load_run(cand))
+    assert result.rows[0].pairs == 60
+    assert any("planned episode 61" in w and "judged on the 60 before it" in w for w in result.warnings)
 
 
 def test_a_stopped_run_whose_test_is_unknown_is_refused(tmp_path, capsys, sequential_module):
@@ -426,3 +462,34 @@ def test_a_stopped_run_whose_test_is_unknown_is_refused(tmp_path, capsys, sequen
     assert main(["regress", "--baseline", str(base), "--candidate", str(cand)]) == 2
     err = capsys.readouterr().err
     assert "sequential test 'no-such-test', which this evalkit does not provide" in err
+
+
+def test_outcome_progress_judges_partial_credit_and_the_view_shows_both_statistics(tmp_path, capsys):
+    """Both runs fail every episode, but the baseline reaches two of three stages and the candidate one: success
+    sees no difference (and rules out a drop), progress (each episode's mean of its flags) sees a drop of a third."""
+    near = {"reached": True, "grasped": True, "success": False}
+    barely = {"reached": True, "grasped": False, "success": False}
+    base = write_run(tmp_path / "a", outcomes(KEYS, failing=set(range(60))), progress=near)
+    cand = write_run(tmp_path / "b", outcomes(KEYS, failing=set(range(60))), progress=barely, policy_fp="c")
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand))
+    assert code == EXIT_OK and "- statistic: success" in out
+    view = out[out.index("## Sequential view") :]
+    assert "| overall (libero_spatial) | success" in view and "| overall (libero_spatial) | progress" in view
+    code, out = regress(capsys, "--baseline", str(base), "--candidate", str(cand), "--outcome", "progress")
+    assert code == EXIT_REGRESSION
+    assert "- statistic: progress: each episode's mean of its progress flags" in out
+    assert "66.7% (mean progress of 60) -> 33.3% (mean progress of 60)" in out.strip().splitlines()[-1]
+    result = compare_runs(load_run(base), load_run(cand), outcome="progress")
+    assert result.rows[0].comparison.diff == pytest.approx(-1 / 3)
+
+
+def test_outcome_progress_needs_progress_flags(tmp_path):
+    from evalkit.cli import main
+
+    base = write_run(tmp_path / "a", outcomes(KEYS, failing=set()))
+    cand = write_run(tmp_path / "b", outcomes(KEYS, failing=set()), policy_fp="c")
+    with pytest.raises(
+        EvalkitError, match="--outcome progress: the baseline's episodes of libero_spatial record no"
+    ):
+        compare_runs(load_run(base), load_run(cand), outcome="progress")
+    assert main(["regress", "--baseline", str(base), "--candidate", str(cand), "--outcome", "progress"]) == 2

@@ -103,3 +103,32 @@ def test_policy_line_and_readable_headers(tmp_path):
     pi05 = write_run(tmp_path / "pi05", {k: True for k in keys}, checkpoint="ckpts/v7")
     md = write_report(pi05, tmp_path / "out2", ["md"]).markdown
     assert "- policy: pi05, checkpoint ckpts/v7 (fingerprint aaaa1111bbbb)\n" in md
+
+
+def test_progress_is_a_second_statistic_per_task_whatever_the_number_of_flags(tmp_path):
+    """LIBERO-10 records about 20 distinct goal predicates across its tasks: one column each would not fit. The
+    table keeps one row per task: success, mean progress (each episode's mean of its flags) and its own flags."""
+    keys = grid("libero_10", 10, 4)
+
+    def goal(key):
+        suite, task, init, seed = key
+        return {f"(in object_{task}_{j} basket_1)": init > j for j in range(2)}  # 20 distinct keys in all
+
+    run = write_run(tmp_path / "run", {k: k[2] == 3 for k in keys}, progress_of=goal)
+    result = write_report(run, tmp_path / "out", ["md", "csv"])
+    table = pd.read_csv(tmp_path / "out" / "progress.csv")
+    assert list(table.columns) == [
+        "suite",
+        "task_id",
+        "episodes",
+        "success_pct",
+        "mean_progress_pct",
+        "stages_reached_pct",
+    ]
+    # init 0: 0 of 2 predicates, init 1: 1/2, inits 2 and 3: 2/2 -> mean 62.5%; success only at init 3: 25%
+    assert table["mean_progress_pct"].tolist() == [62.5] * 10 and table["success_pct"].tolist() == [25.0] * 10
+    assert table.loc[4, "stages_reached_pct"] == "(in object_4_0 basket_1) 75 · (in object_4_1 basket_1) 50"
+    stages = pd.read_csv(tmp_path / "out" / "progress_stages.csv")
+    assert len(stages) == 20 and stages.columns[2:].tolist() == ["stage", "episodes", "reached_pct"]
+    assert "libero_10: success 25.0%, mean progress 62.5% (40 episodes)" in result.markdown
+    assert "## Partial progress: a second statistic beside success" in result.markdown

@@ -89,10 +89,48 @@ def test_a_stop_by_decision_is_a_typed_record_that_survives_reading_and_resume(t
     assert again.stop == manifest.stop and isinstance(again.stop, StopRecord)
     assert open_manifest(tmp_path, {}, [suite], meta, ["evalkit"]).stop == manifest.stop  # kept on resume
     data = again.to_json()
-    for bad in ({"verdict": "maybe"}, {"alpha": "0.05"}, {"episodes": -1}, {"test": ""}):
+    bad_values = (
+        {"verdict": "maybe"},
+        {"verdict": None},
+        {"alpha": "0.05"},
+        {"episodes": -1},
+        {"test": ""},
+        {"pairs": 85},
+        {"outcome": "reward"},
+    )
+    for bad in bad_values:
         (tmp_path / MANIFEST_NAME).write_text(json.dumps({**data, "stop": {**data["stop"], **bad}}))
         with pytest.raises(EvalkitError, match="malformed manifest"):
             read_manifest(tmp_path)
     (tmp_path / MANIFEST_NAME).write_text(json.dumps({**data, "stop": {"test": "x"}}))
     with pytest.raises(EvalkitError, match="stop: manifest lacks alpha"):
         read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("suite", "overrides"),
+    [
+        ("libero_spatial", {"tasks": [2, 5], "episodes_per_task": 4}),
+        ("libero_object", {"protocol": "lerobot", "tasks": [0, 1]}),  # seed + k per episode
+        ("droid_demo", {}),
+    ],
+)
+def test_the_planned_order_is_rebuilt_from_the_manifest_as_the_runner_makes_it(tmp_path, suite, overrides):
+    """`evalkit regress` rebuilds a stopped run's planned order from its manifest (issue 18)."""
+    from evalkit.core.protocol import balanced_order, episodes_for
+
+    suites = registry.resolve(suite, **overrides)
+    manifest = open_manifest(tmp_path, {}, suites, PolicyMeta("zero", "none"), ["evalkit"])
+    write_manifest(tmp_path, manifest)
+    runner_plan = balanced_order(episodes_for(suites), manifest.suite_fingerprints())
+    assert read_manifest(tmp_path).planned_episodes() == runner_plan
+    if overrides.get("protocol") == "lerobot":
+        assert {e.seed - e.init_state for e in runner_plan} == {suites[0].protocol.seed}
+
+
+def test_a_malformed_suite_record_is_one_error_when_the_plan_is_rebuilt(tmp_path):
+    (suite,) = registry.resolve("libero_spatial", tasks=[0])
+    manifest = open_manifest(tmp_path, {}, [suite], PolicyMeta("zero", "none"), ["evalkit"])
+    manifest.suites[suite.name].protocol.pop("seed")
+    with pytest.raises(EvalkitError, match="malformed suite record"):
+        manifest.planned_episodes()

@@ -12,7 +12,7 @@ import pytest
 
 from evalkit.report.summary import console_summary
 from evalkit.runner import EvalConfig, evaluate
-from tests.helpers import count_rows, read_manifest, read_rows, wait_until
+from tests.helpers import OUTCOME_COLUMNS, count_rows, read_manifest, read_rows, wait_until
 from tests.system import import_or_skip
 
 # slow: LIBERO scenes, spawned env workers, evalkit eval in subprocesses
@@ -245,3 +245,41 @@ def test_video_at_control_rate_with_outcome_in_name(tmp_path):
     assert ((top[..., 0] > 150) & (top[..., 1] < 120)).any()
     assert not (run / "videos" / ".partial").exists()  # no empty folder left behind
     assert not (run / ".evalkit.lock").exists()  # nor a lock naming a process that has ended
+
+
+@pytest.mark.slow
+def test_episodes_run_in_the_balanced_order_and_a_resume_keeps_it(tmp_path):
+    """Issue 18: round-robin over tasks, init states shuffled by the protocol; a resumed run goes on in that order."""
+    from evalkit.core.protocol import balanced_order, episodes_for
+    from evalkit.rundir.manifest import read_manifest as manifest_of
+    from evalkit.runner.evaluate import run_evaluation
+    from evalkit.suites import registry
+
+    config = EvalConfig(
+        suite="droid_demo", policy="zero", out=tmp_path / "run", episodes_per_task=3, max_steps=3, workers=1
+    )
+    seen = []
+    first = run_evaluation(config, progress=False, stop_when=lambda r: seen.append(r.spec) or len(seen) == 5)
+    assert first.decided and len(seen) == 5
+    rest = run_evaluation(config, progress=False, stop_when=lambda r: seen.append(r.spec) and False)
+    assert rest.exit_code == 0 and rest.finished == 12
+    suites = registry.resolve("droid_demo", episodes_per_task=3, max_steps=3)
+    plan = balanced_order(episodes_for(suites), manifest_of(config.run_dir()).suite_fingerprints())
+    assert seen == plan  # one worker: stored in dispatch order
+    assert [e.task_id for e in plan[:8]] == [0, 1, 2, 3, 0, 1, 2, 3]
+
+
+@pytest.mark.slow
+def test_the_order_changes_no_episode_identity_or_outcome(tmp_path):
+    """The same episodes (seeds, init states) give the same outcomes whether run in plan or balanced order."""
+    from evalkit.core.protocol import episodes_for
+    from evalkit.runner.evaluate import run_evaluation
+    from evalkit.suites import registry
+
+    rows = {}
+    for name, episodes in (("plan", episodes_for(registry.resolve("droid_demo"))), ("balanced", None)):
+        config = EvalConfig(suite="droid_demo", policy="oracle", out=tmp_path / name, workers=2)
+        assert run_evaluation(config, progress=False, episodes=episodes).exit_code == 0
+        rows[name] = [{k: r[k] for k in OUTCOME_COLUMNS} for r in read_rows(config.run_dir())]
+    assert rows["plan"] == rows["balanced"] and len(rows["plan"]) == 8
+    assert any(r["success"] for r in rows["plan"])

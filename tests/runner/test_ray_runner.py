@@ -164,6 +164,29 @@ def _replica_pids():
     return pids
 
 
+def test_ray_runs_the_balanced_order_as_the_local_runner_does(cluster, feedback, tmp_path):
+    """Issue 18: the default plan is the balanced order, the same under --ray as locally (one worker each, so the
+    episodes are stored in dispatch order)."""
+    from evalkit.runner.evaluate import run_evaluation
+
+    orders: dict[str, list] = {"local": [], "ray": []}
+    for backend, stored in orders.items():
+        config = _config(
+            tmp_path / backend,
+            ray="auto" if backend == "ray" else None,
+            workers=1,
+            max_steps=2,
+            episodes_per_task=3,
+            save_actions=False,
+        )
+        run_evaluation(
+            config, progress=False, stop_when=lambda r, stored=stored: stored.append(r.spec) and False
+        )
+    assert orders["ray"] == orders["local"] and len(orders["ray"]) == 6
+    assert [s.task_id for s in orders["ray"]] == [0, 1, 0, 1, 0, 1]  # round-robin over the tasks
+    assert _cluster_is_idle()
+
+
 def test_a_killed_replica_is_restarted_and_its_requests_resent(cluster, feedback, local_run, tmp_path, capfd):
     config = _config(tmp_path / "run", ray="auto", policy_replicas=1, max_steps=12)
     thread, box = _run_in_thread(config)

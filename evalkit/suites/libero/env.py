@@ -69,21 +69,27 @@ class LiberoEnv:
         self._goal: GoalProgress | None = None
 
     # -- construction -------------------------------------------------------------------------------------
-    def _build(self) -> None:
-        from evalkit.rendering import configure_gl
+    def _control_env_class(self) -> type:
+        """The ControlEnv to build (LIBERO's; a subclass may bring its fork's), its config in place."""
         from evalkit.suites.libero.config_file import ensure_libero_config
 
-        configure_gl()
         ensure_libero_config()
-        ControlEnv = import_control_env()
+        return import_control_env()
 
+    def _build(self) -> None:
+        from evalkit.rendering import configure_gl
+
+        configure_gl()
+        ControlEnv = self._control_env_class()
         height, width = self.protocol.render_size
         self._env = ControlEnv(
             bddl_file_name=self.bddl_file,
             camera_names=[cam for _, cam in self.protocol.cameras] or [MAIN_CAMERA],
             camera_heights=height,
             camera_widths=width,
-            use_camera_obs=False,  # cameras are rendered on demand from the snapshot (see module docstring)
+            # cameras are rendered on demand from the snapshot (see module docstring), so ControlEnv.step renders
+            # no image (nor corrupts one, in LIBERO-plus)
+            use_camera_obs=False,
             has_offscreen_renderer=False,
             control_freq=self.protocol.control_hz,
             horizon=self.horizon,

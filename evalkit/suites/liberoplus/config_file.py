@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evalkit.suites.libero.config_file import write_config
+from evalkit.suites.libero.config_file import config_paths, write_config
 
 
 def liberoplus_home() -> Path:
@@ -24,12 +24,4 @@ def ensure_liberoplus_config(assets: Path) -> Path:
 
     from evalkit.suites.liberoplus.assets import package_root
 
-    root = package_root()
-    wanted = {
-        "benchmark_root": str(root),
-        "bddl_files": str(root / "bddl_files"),
-        "init_states": str(root / "init_files"),
-        "datasets": str(root.parent / "datasets"),
-        "assets": str(assets),
-    }
-    return write_config(liberoplus_home() / "config", wanted, "LIBERO-plus")
+    return write_config(liberoplus_home() / "config", config_paths(package_root(), assets), "LIBERO-plus")

@@ -31,7 +31,7 @@ import numpy as np
 from evalkit.core.episode import EpisodeSpec
 from evalkit.core.errors import EvalkitError
 from evalkit.core.protocol import SuiteSpec
-from evalkit.suites.libero.env import _SNAPSHOT_OBSERVABLE, MAIN_CAMERA, LiberoEnv
+from evalkit.suites.libero.env import LiberoEnv
 from evalkit.suites.robosuite_logs import quiet_robosuite_import
 
 NOISY_CAMERA = "agentview"  # env_wrapper.py: obs["agentview_image"] only
@@ -129,32 +129,15 @@ class LiberoPlusEnv(LiberoEnv):
         self._noise_seed = 0
         self._sample_index = 0
 
-    def _build(self) -> None:
-        from evalkit.rendering import configure_gl
+    def _control_env_class(self) -> type:
         from evalkit.suites.liberoplus.assets import asset_root
 
-        configure_gl()
         assets, _ = asset_root()
-        ControlEnv = import_liberoplus_control_env(assets)
-        height, width = self.protocol.render_size
-        self._env = ControlEnv(
-            bddl_file_name=self.bddl_file,
-            camera_names=[cam for _, cam in self.protocol.cameras] or [MAIN_CAMERA],
-            camera_heights=height,
-            camera_widths=width,
-            use_camera_obs=False,  # rendered on demand (LiberoEnv), so ControlEnv.step has no image to corrupt
-            has_offscreen_renderer=False,
-            control_freq=self.protocol.control_hz,
-            horizon=self.horizon,
-        )
+        return import_liberoplus_control_env(assets)
+
+    def _build(self) -> None:
+        super()._build()
         self._env.noise = 0  # evalkit applies the variant's noise to its own frames (raw_image)
-        inner = self._env.env._observables[_SNAPSHOT_OBSERVABLE]._filter
-
-        def record_snapshot(value):
-            self._take_snapshot()
-            return inner(value)
-
-        self._env.env.modify_observable(_SNAPSHOT_OBSERVABLE, "filter", record_snapshot)
 
     def _take_snapshot(self) -> None:
         super()._take_snapshot()
