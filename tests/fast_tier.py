@@ -106,7 +106,7 @@ class Guard(importlib.abc.MetaPathFinder):
         self._patch(multiprocessing.process.BaseProcess, "start", start_process)
         for name in ("fork", "forkpty", "posix_spawn", "posix_spawnp", "system"):
             if hasattr(os, name):
-                self._patch(os, name, lambda *a, _name=name, **k: guard.refuse(f"calls os.{_name}"))
+                self._patch(os, name, _refusing_os_function(guard, name))
 
     def _patch(self, owner: object, name: str, replacement: object) -> None:
         self._saved.append((owner, name, getattr(owner, name)))
@@ -133,6 +133,17 @@ def _allowed(words: list[str]) -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+def _refusing_os_function(guard: Guard, name: str):
+    """A stand-in for `os.NAME` that refuses when called; it pickles as `os.NAME`, like the original (a test may
+    pickle `os.system` without calling it, e.g. to build a malicious pickle that the code under test must refuse)."""
+
+    def refuse(*args, **kwargs):
+        guard.refuse(f"calls os.{name}")
+
+    refuse.__module__, refuse.__name__, refuse.__qualname__ = "os", name, name
+    return refuse
 
 
 class _RefusingLoader(importlib.abc.Loader):

@@ -305,6 +305,7 @@ def test_readme_commands_run_as_printed(tmp_path):
     assert all(p[1] == 2 for p in pairs)
 
 
+@pytest.mark.slow
 def test_readme_python_api_example_runs(tmp_path):
     """The README's `evaluate` example runs as printed (a fresh directory, the real simulator) and prints its
     tables; the other ```python blocks are fragments around the reader's own policy."""

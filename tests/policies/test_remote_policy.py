@@ -172,6 +172,7 @@ def test_no_server_at_start():
         remote(url)  # bounded retries, not a hang
 
 
+@pytest.mark.slow
 def test_server_killed_mid_run():
     with ServerProcess("--policy", "random") as server:
         policy = remote(server.url, retries=2, backoff_s=0.1)
@@ -311,6 +312,7 @@ def test_server_batches_one_request_per_connection():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_eval_with_a_key_on_the_command_line_says_to_use_the_variable():
     """The key shows in ps while `evalkit eval` runs: one line says so; the key itself is never printed."""
     import subprocess

@@ -18,6 +18,7 @@ sys.stdin.read()
 """
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_while_the_first_lives(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
