@@ -81,14 +81,15 @@ eval: setup
 	$(BIN)/evalkit eval $(EVAL_ARGS)
 
 # Everything: ruff, then every test, the slow tier included (simulators, subprocesses, Ray, Chromium; see
-# tests/conftest.py). DURATION_FULL on the 2-core development machine.
+# tests/conftest.py). Over 12 minutes on the 2-core development machine.
 test: setup
 	$(BIN)/ruff check evalkit tests bench
 	$(BIN)/ruff format --check evalkit tests bench
 	$(BIN)/python -m pytest -q -x --durations=15 $(PYTEST_ARGS)
 
 # What a developer runs while working: ruff, then the fast tier (pure-Python and unit tests; a test that starts a
-# process, imports a simulator or Ray, or opens Chromium fails there, telling you to mark it slow). DURATION_FAST here.
+# process, imports a simulator or Ray, or opens Chromium fails there, telling you to mark it slow). Under 2
+# minutes on the 2-core development machine.
 test-fast: setup
 	$(BIN)/ruff check evalkit tests bench
 	$(BIN)/ruff format --check evalkit tests bench
