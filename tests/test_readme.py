@@ -9,6 +9,7 @@ checkpoints, a server that runs until Ctrl-C, this test suite itself) carries a 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -67,6 +68,7 @@ EXPECTED_RUNS = {
     "liberoplus_smoke": (2, 0),
     "libero_spatial__pi05_tiny_smoke": (1, 0),
     "droid_demo__zero": (2, 0),
+    "droid_demo__zero_gated": (2, 0),
 }
 MARK = "README$ "
 
@@ -166,10 +168,44 @@ def check_eval_liberoplus(out: str, clone: Path) -> None:
     ]
 
 
-def check_tiny_checkpoint(out: str, clone: Path) -> None:
-    assert {"config.json", "model.safetensors"} <= {
-        p.name for p in (clone / "checkpoints" / "pi05_tiny").iterdir()
-    }
+def tiny_checkpoint(directory: str):
+    """The check of `evalkit make-tiny-checkpoint DIRECTORY`."""
+
+    def check(out: str, clone: Path) -> None:
+        assert {"config.json", "model.safetensors"} <= {p.name for p in (clone / directory).iterdir()}
+
+    return check
+
+
+def check_watch(out: str, clone: Path) -> None:
+    """Both tiny checkpoints evaluated in step order into their own run directories, the selected one re-evaluated
+    on held-out episodes, the report linked."""
+    watch = clone / "results" / "watch" / "demo"
+    state = json.loads((watch / "watch.json").read_text())
+    done = sorted((c["step"], c["status"]) for c in state["checkpoints"].values())
+    assert done == [(1000, "done"), (2000, "done")]
+    for step in (1000, 2000):
+        run = watch / f"step_{step:09d}"
+        rows = read_rows(run)
+        assert [(r["task_id"], r["init_state"], r["steps"]) for r in rows] == [(0, 0, 20), (0, 1, 20)]
+        assert read_manifest(run)["config"]["training_step"] == step
+    (heldout,) = state["heldout"].values()
+    (row,) = read_rows(clone / heldout["run_dir"])
+    assert heldout["status"] == "done" and (row["task_id"], row["init_state"]) == (0, 2)
+    report_link(out, watch / "report" / "report.html")
+
+
+def check_eval_gated(out: str, clone: Path) -> None:
+    # 2 pairs at the test's size decide nothing: the run uses its whole plan and records that
+    assert "UNDECIDED after 2 of 2 planned pairs" in out
+    stop = read_manifest(clone / "results" / "droid_demo__zero_gated")["stop"]
+    assert (stop["test"], stop["pairs"], stop["verdict"]) == ("wsr-betting", 2, "undecided")
+
+
+def check_regress_gated(out: str, clone: Path) -> None:
+    last, code = out.strip().splitlines()[-2:]
+    assert last.startswith("INCONCLUSIVE: ") and "judged by its stopping rule (wsr-betting)" in last, last
+    assert code == "exit code 3"
 
 
 def check_eval_pi05(out: str, clone: Path) -> None:
@@ -222,7 +258,12 @@ CHECKS = [
     (r"evalkit eval --suite libero_spatial --policy zero --tasks 0 --episodes-per-task 2\b", check_eval_zero_libero),
     (r"evalkit eval --suite droid_demo --policy oracle --ray local --out results/droid_demo__oracle_ray\b", check_eval_ray),
     (r"evalkit eval --suite liberoplus_spatial --policy zero --tasks 258 608 .*--out results/liberoplus_smoke\b", check_eval_liberoplus),
-    (r"evalkit make-tiny-checkpoint checkpoints/pi05_tiny$", check_tiny_checkpoint),
+    (r"evalkit make-tiny-checkpoint checkpoints/pi05_tiny$", tiny_checkpoint("checkpoints/pi05_tiny")),
+    (r"evalkit make-tiny-checkpoint results/train/step_1000 --embodiment droid$", tiny_checkpoint("results/train/step_1000")),
+    (r"evalkit make-tiny-checkpoint results/train/step_2000 --embodiment droid --seed 1$", tiny_checkpoint("results/train/step_2000")),
+    (r"evalkit watch results/train --suite droid_demo --once .*--out results/watch/demo$", check_watch),
+    (r"evalkit eval --suite droid_demo --policy zero --against results/droid_demo__oracle --stop-when-decided\b", check_eval_gated),
+    (r"evalkit regress --baseline results/droid_demo__oracle --candidate results/droid_demo__zero_gated;", check_regress_gated),
     (r"evalkit eval --suite libero_spatial --policy pi05 --checkpoint checkpoints/pi05_tiny\b", check_eval_pi05),
     (r"(evalkit report |make report RUN=)results/droid_demo__oracle$", check_report),
     (r"evalkit eval --suite droid_demo --policy zero --video all\b", check_eval_zero_droid),
