@@ -65,7 +65,7 @@ WATCH_ARGS := --suite $(SUITE) $(if $(CONFIG),--config $(CONFIG)) $(if $(NORM_ST
 	$(if $(BASE),--against $(BASE)) $(if $(STOP_WHEN_DECIDED),--stop-when-decided) $(if $(EVERY),--every $(EVERY)) $(if $(ONCE),--once) \
 	$(foreach tracker,$(LOG),--log $(tracker))
 
-.PHONY: setup eval test report export leaderboard regress watch serve demo gpu-check clean-venv
+.PHONY: setup eval test test-fast report export leaderboard regress watch serve demo gpu-check clean-venv
 
 setup: $(VENV)/.installed
 
@@ -80,10 +80,20 @@ $(VENV)/.installed: pyproject.toml
 eval: setup
 	$(BIN)/evalkit eval $(EVAL_ARGS)
 
+# Everything: ruff, then every test, the slow tier included (simulators, subprocesses, Ray, Chromium; see
+# tests/conftest.py). Over 12 minutes on the 2-core development machine.
 test: setup
 	$(BIN)/ruff check evalkit tests bench
 	$(BIN)/ruff format --check evalkit tests bench
 	$(BIN)/python -m pytest -q -x --durations=15 $(PYTEST_ARGS)
+
+# What a developer runs while working: ruff, then the fast tier (pure-Python and unit tests; a test that starts a
+# process, imports a simulator or Ray, or opens Chromium fails there, telling you to mark it slow). Under 2
+# minutes on the 2-core development machine.
+test-fast: setup
+	$(BIN)/ruff check evalkit tests bench
+	$(BIN)/ruff format --check evalkit tests bench
+	$(BIN)/python -m pytest -q -m "not slow" --durations=10 $(PYTEST_ARGS)
 
 report: setup
 	@if [ -z "$(RUN)" ]; then echo "make report: set RUN=<run directory>, e.g. make report RUN=results/demo" >&2; exit 2; fi

@@ -9,8 +9,10 @@ import pytest
 from evalkit import evaluate
 from evalkit.models.pi05.cli import make_tiny_checkpoint
 from tests.helpers import OUTCOME_COLUMNS as OUTCOME
-from tests.helpers import read_rows
-from tests.runner.test_cli_errors import evalkit
+from tests.helpers import evalkit, read_rows
+
+# slow: DROID-style scenes, spawned env workers, the evalkit command
+pytestmark = pytest.mark.slow
 
 RUN = {"suite": "droid_demo", "episodes_per_task": 1, "workers": 1, "tasks": [0, 3], "max_steps": 30}
 CLI_RUN = ["--suite", "droid_demo", "--episodes-per-task", "1", "--workers", "1", "--tasks", "0", "3"]

@@ -15,8 +15,9 @@ import pytest
 
 from evalkit.batching import DynamicBatcher, InvalidActionsError, validate_chunk
 from evalkit.core.errors import EvalkitError
-from evalkit.core.policy import PolicyMeta, PolicyRequest, PolicyUnavailableError
+from evalkit.core.policy import PolicyRequest, PolicyUnavailableError
 from evalkit.policies.simple import RandomPolicy
+from tests.fakes import RecordingPolicy
 
 CEILING_S = 60.0
 FOREVER_S = 3600.0  # a max wait no test outlives: a batch that goes went by another rule
@@ -29,43 +30,6 @@ def request(episode: str, seed: int = 0) -> PolicyRequest:
 
 def expected_chunk(req: PolicyRequest) -> np.ndarray:
     return RandomPolicy(ACTION_DIM).infer([req])[0].astype(np.float64)
-
-
-class RecordingPolicy:
-    """RandomPolicy's seeded actions, recording each call (episode ids, thread); it can block on a gate, fail on
-    given episodes, or return a bad chunk for them."""
-
-    def __init__(self, fail: set[str] = frozenset(), bad: dict[str, np.ndarray] | None = None):
-        self.meta = PolicyMeta(name="recording", fingerprint="none", action_dim=ACTION_DIM)
-        self.inner = RandomPolicy(ACTION_DIM)
-        self.fail = set(fail)
-        self.bad = bad or {}
-        self.calls: list[list[str]] = []
-        self.threads: set[int] = set()
-        self.gate: threading.Event | None = None  # when set up, each call waits for it
-        self.entered = threading.Event()  # set when a call starts
-        self.unavailable = False
-
-    def block(self) -> threading.Event:
-        self.gate = threading.Event()
-        return self.gate
-
-    def infer(self, batch):
-        self.calls.append([r.episode_id for r in batch])
-        self.threads.add(threading.get_ident())
-        self.entered.set()
-        if self.gate is not None:
-            assert self.gate.wait(CEILING_S)
-        if self.unavailable:
-            raise PolicyUnavailableError("the policy server is gone")
-        failing = [r.episode_id for r in batch if r.episode_id in self.fail]
-        if failing:
-            raise ValueError(f"cannot act on {failing[0]}")
-        chunks = self.inner.infer(batch)
-        return [self.bad.get(r.episode_id, c) for r, c in zip(batch, chunks, strict=True)]
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""`make report` and `make regress` without their variables say which to set, and exit non-zero."""
+"""`make report` and `make regress` without their variables say which to set, and exit non-zero; `make test-fast`
+runs the fast tier."""
 
 import os
 import shutil
@@ -7,6 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+# slow: make in subprocesses
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,3 +40,12 @@ def test_targets_without_their_variables(clone, args, message):
     proc = subprocess.run(["make", *args], cwd=clone, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert message in proc.stderr and "usage:" not in proc.stderr and "pip" not in proc.stdout
+
+
+def test_test_fast_runs_ruff_then_only_the_fast_tier(clone):
+    proc = subprocess.run(["make", "-n", "test-fast"], cwd=clone, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    programs = [line.split()[0] for line in lines]
+    assert programs == [".venv/bin/ruff", ".venv/bin/ruff", ".venv/bin/python"], proc.stdout
+    assert '-m pytest -q -m "not slow"' in lines[-1]

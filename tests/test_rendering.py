@@ -36,6 +36,7 @@ def test_unknown_backend_is_a_one_line_error(monkeypatch):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_switching_backend_after_mujoco_import_is_refused(monkeypatch):
     import mujoco  # noqa: F401  (tests/conftest.py set MUJOCO_GL=egl before anything imported it)
 
@@ -46,12 +47,14 @@ def test_switching_backend_after_mujoco_import_is_refused(monkeypatch):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_probe_reports_why_a_backend_fails():
     reason = rendering.probe_backend("glx-does-not-exist")
     assert reason is not None and "invalid value for environment variable MUJOCO_GL" in reason
     assert "\n" not in reason
 
 
+@pytest.mark.slow
 def test_check_gl_finds_egl_here(monkeypatch):
     monkeypatch.setenv("MUJOCO_GL", "egl")
     monkeypatch.delenv("EVALKIT_GL_CHECKED", raising=False)

@@ -27,6 +27,7 @@ def frames(n: int = N_FRAMES):
         yield f
 
 
+# finishing a video runs ffmpeg (a subprocess): the tests that finish one are marked slow
 def write_video(run_dir: Path, n: int = N_FRAMES) -> EpisodeVideo:
     video = EpisodeVideo(run_dir, "libero_spatial_0_0_7", "pick up the bowl", 10)
     for f in frames(n):
@@ -38,6 +39,7 @@ def files_under(path: Path) -> list[Path]:
     return [p for p in path.rglob("*") if p.is_file()]
 
 
+@pytest.mark.slow
 def test_finished_video_is_complete_and_named(tmp_path):
     video = write_video(tmp_path, 30)
     rel = video.finish("libero_spatial/task00_x.mp4", success=True)
@@ -47,6 +49,7 @@ def test_finished_video_is_complete_and_named(tmp_path):
     assert files_under(tmp_path / "videos" / ".partial") == []
 
 
+@pytest.mark.slow
 def test_check_mp4_refuses_truncated_files(tmp_path):
     video = write_video(tmp_path, 30)
     good = tmp_path / video.finish("s/a.mp4", success=False)
@@ -76,6 +79,7 @@ def small_disk(path: Path, free_bytes: int):
         subprocess.run(["umount", "-l", str(path)], check=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("free_kb", [72, 40, 4])
 def test_disk_full_drops_the_video_and_says_why(tmp_path, free_kb):
     """Issue 10: ffmpeg failed writing the trailer on a full disk, yet an unreadable mp4 got its final name.
@@ -92,6 +96,7 @@ def test_disk_full_drops_the_video_and_says_why(tmp_path, free_kb):
         assert files_under(run / "videos") == []
 
 
+@pytest.mark.slow
 def test_file_size_limit_kills_ffmpeg_and_the_video_is_dropped(tmp_path):
     """The same without root: RLIMIT_FSIZE (inherited by ffmpeg) stops the file at 48 kB."""
     script = textwrap.dedent(
@@ -121,6 +126,7 @@ def test_unwritable_video_directory_never_raises(tmp_path):
     assert video.failure.startswith(FAILURE_PREFIX + "FileExistsError") or "NotADirectory" in video.failure
 
 
+@pytest.mark.slow
 def test_hostile_suite_names_give_a_bounded_name_inside_videos(tmp_path):
     for suite in ("../../../x", "s" * 300, "/etc"):
         name = video_name(suite, 3, 12, 2**63 - 1, "put " * 100, False)
@@ -131,6 +137,7 @@ def test_hostile_suite_names_give_a_bounded_name_inside_videos(tmp_path):
     assert not (tmp_path.parent / "x").exists()
 
 
+@pytest.mark.slow
 def test_a_name_outside_the_video_root_is_refused_not_written(tmp_path):
     run = tmp_path / "run"
     video = write_video(run, 5)

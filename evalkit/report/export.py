@@ -196,7 +196,8 @@ def export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hub-dataset",
         metavar="ID",
-        help="Hugging Face benchmark dataset id for .eval_results/<suite>.yaml (task_id: the suite name)",
+        help="Hugging Face benchmark dataset id for .eval_results/<suite>.yaml (task_id: the suite name) "
+        "(default: none: .eval_results/ is not written)",
     )
 
 

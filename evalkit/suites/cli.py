@@ -74,7 +74,12 @@ class TaskRow:
 def suites_arguments(parser: argparse.ArgumentParser) -> None:
     from evalkit.cli_args import add_dataclass_arguments
 
-    parser.add_argument("name", nargs="?", metavar="NAME", help="a suite or group to show in full")
+    parser.add_argument(
+        "name",
+        nargs="?",
+        metavar="NAME",
+        help="a suite or group to show in full (default: none: list every suite)",
+    )
     add_dataclass_arguments(parser, SuitesQuery)
     group = parser.add_argument_group(
         "filters of NAME's tasks by tag (repeat a flag to accept several values)"
@@ -86,7 +91,7 @@ def suites_arguments(parser: argparse.ArgumentParser) -> None:
                 dest=f"tag:{tag}",
                 action="append",
                 metavar="VALUE",
-                help=meaning,
+                help=f"{meaning} (default: any)",
             )
         except argparse.ArgumentError:
             continue  # a tag named like one of the command's own flags: filterable through the others only

@@ -13,6 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# slow: runs bench/device_check.py in a bare subprocess
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 ALLOWED = {"torch", "numpy", "safetensors", "sentencepiece"}
 

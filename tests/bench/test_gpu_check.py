@@ -11,6 +11,9 @@ import pytest
 
 from tests.system import import_or_skip
 
+# slow: runs bench/gpu_check.py in a subprocess, with Ray
+pytestmark = pytest.mark.slow
+
 import_or_skip("ray", "make setup installs the [ray] extra")
 pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py"

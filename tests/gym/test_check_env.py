@@ -8,6 +8,9 @@ from gymnasium.utils.env_checker import check_env
 
 import evalkit.gym  # noqa: F401  (registers the ids)
 
+# slow: LIBERO scenes
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("env_id", ["evalkit/libero_spatial-v0", "evalkit/droid-v0"])
 def test_check_env_passes(env_id):

@@ -13,6 +13,9 @@ from evalkit.core.protocol import episodes_for
 from evalkit.runner import EvalConfig
 from evalkit.runner.evaluate import resolve_suites
 
+# slow: LIBERO and DROID-style scenes
+pytestmark = pytest.mark.slow
+
 
 def test_one_id_per_suite_and_none_per_group():
     ids = set(evalkit.gym.register_suites())

@@ -2,41 +2,19 @@
 store) give equal observations at every policy step and equal outcomes."""
 
 import json
-from collections import defaultdict
 
 import gymnasium
 import numpy as np
 import pytest
 
 import evalkit.gym  # noqa: F401  (registers the ids)
-from evalkit.core.policy import PolicyMeta
 from evalkit.policies.registry import BUILDERS
 from evalkit.runner import EvalConfig, evaluate
+from tests.fakes import ScriptPolicy
 from tests.helpers import read_rows
 
-
-class ScriptPolicy:
-    """Plays a fixed action script: call i of an episode returns script rows [i * r, (i + 1) * r), and records
-    every observation it is asked with."""
-
-    def __init__(self, script: np.ndarray, replan: int, cameras: tuple[str, ...]):
-        self.meta = PolicyMeta(name="script", fingerprint="none", cameras=cameras, action_dim=script.shape[1])
-        self.script = script
-        self.replan = replan
-        self.seen: dict[str, list[dict]] = defaultdict(list)
-
-    def infer(self, batch):
-        chunks = []
-        for req in batch:
-            calls = self.seen[req.episode_id]
-            start = len(calls) * self.replan
-            calls.append(req.obs)
-            chunks.append(self.script[start : start + self.replan])
-        return chunks
-
-    def close(self):
-        pass
-
+# slow: LIBERO scenes, spawned env workers
+pytestmark = pytest.mark.slow
 
 _POLICY: list[ScriptPolicy] = []
 

@@ -6,6 +6,9 @@ import pytest
 
 import evalkit.gym  # noqa: F401  (registers the ids)
 
+# slow: LIBERO scenes, a vector of env processes
+pytestmark = pytest.mark.slow
+
 
 def single_rollout(init_state: int, actions: np.ndarray) -> list[dict]:
     env = gymnasium.make("evalkit/droid-v0", task=2, init_state=init_state, max_steps=6)

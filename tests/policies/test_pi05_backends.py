@@ -18,6 +18,9 @@ from evalkit.models.pi05.cli import make_tiny_checkpoint
 from tests.helpers import read_rows
 from tests.system import import_or_skip
 
+# slow: evalkit eval in subprocesses, with Ray
+pytestmark = pytest.mark.slow
+
 import_or_skip("ray", "make setup installs the [ray] extra")
 STEPS = 30
 

@@ -403,6 +403,7 @@ def test_bfloat16_runs_close_to_float32(libero_ckpt, libero_policy):
     assert np.abs(low - full).max() < 0.1 * np.abs(full).max()
 
 
+@pytest.mark.slow
 def test_end_to_end_libero_episode(libero_ckpt, tmp_path):
     from evalkit.runner import EvalConfig, evaluate
     from tests.helpers import read_manifest, read_rows

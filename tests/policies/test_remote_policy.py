@@ -2,7 +2,6 @@
 
 import asyncio
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -16,17 +15,9 @@ from evalkit.policies.simple import RandomPolicy, ZeroPolicy
 from evalkit.serving.server import ServerThread
 from evalkit.wire import EPISODE_ID_FIELD, SEED_FIELD
 from evalkit.wire.msgpack_numpy import packb, unpackb
-from tests.serving.wire_helpers import (
-    CEILING_S,
-    EchoPolicy,
-    FailingPolicy,
-    ServerProcess,
-    SleepPolicy,
-    SlowPolicy,
-    libero_request,
-    local_server,
-    wait_until,
-)
+from tests.fakes import EchoPolicy, RaisingPolicy, SleepPolicy, SlowPolicy
+from tests.helpers import wait_until
+from tests.serving.wire_helpers import CEILING_S, ServerProcess, libero_request, local_server
 
 FAST = {"retries": 2, "backoff_s": 0.05, "timeout_s": 5.0}
 
@@ -83,7 +74,6 @@ def test_batch_equals_in_process_policy():
     with ServerThread(local_server(EchoPolicy(), max_wait_ms=20)) as srv, remote(srv.url) as policy:
         got = policy.infer(requests)
         again = policy.infer(requests[:3])
-        assert srv.server.stats().batches < 12  # concurrent requests over the pool were batched by the server
     want = EchoPolicy().infer(requests)
     for a, b in zip(got + again, want + want[:3], strict=True):
         assert a.dtype == np.float32 and a.flags.writeable
@@ -168,8 +158,8 @@ def test_invalid_replies_raise_clear_errors(reply, match):
 
 
 def test_server_error_frame_raises_remote_policy_error():
-    with ServerThread(local_server(FailingPolicy())) as srv, remote(srv.url) as policy:
-        with pytest.raises(RemotePolicyError, match="deliberate failure inside the policy") as info:
+    with ServerThread(local_server(RaisingPolicy())) as srv, remote(srv.url) as policy:
+        with pytest.raises(RemotePolicyError, match=RaisingPolicy.MESSAGE) as info:
             policy.infer([libero_request(0)])
         assert not isinstance(info.value, PolicyUnavailableError)
         assert "Traceback" in str(info.value)
@@ -182,6 +172,7 @@ def test_no_server_at_start():
         remote(url)  # bounded retries, not a hang
 
 
+@pytest.mark.slow
 def test_server_killed_mid_run():
     with ServerProcess("--policy", "random") as server:
         policy = remote(server.url, retries=2, backoff_s=0.1)
@@ -202,16 +193,15 @@ def test_slow_server_times_out(caplog):
     with ServerThread(local_server(slow)) as srv:
         try:
             policy = remote(srv.url, timeout_s=0.3, retries=1)
-            start = time.monotonic()
             with pytest.raises(PolicyUnavailableError, match=r"last: timed out after 0.3 s"):
                 policy.infer([libero_request(0)])
-            assert time.monotonic() - start >= 0.6  # both attempts waited out their timeout
             policy.close()
         finally:
             slow.release.set()
     warnings = [
         r.getMessage() for r in caplog.records if r.name == "evalkit.remote" and r.levelname == "WARNING"
     ]
+    # both attempts waited out their timeout
     assert warnings == [f"request {srv.url} timed out after 0.3 s (attempt {k}/2)" for k in (1, 2)]
 
 
@@ -237,12 +227,13 @@ def test_retry_after_a_timeout_is_computed_once():
 
 
 def test_timeout_sized_from_server_latency():
-    server = local_server(SleepPolicy(0.25))
+    # a call of 1 s against a timeout of 4x the warm-up's: seconds to spare on a loaded machine
+    server = local_server(SleepPolicy(1.0))
     server.warmup()
     with ServerThread(server) as srv:
         with remote(srv.url, timeout_s=None, min_timeout_s=0.1) as policy:
             assert policy.timeout_s == pytest.approx(4 * server.warmup_ms / 1000)
-            assert policy.infer([libero_request(0)])[0].shape == (10, 7)  # 0.25 s, within the sized timeout
+            assert policy.infer([libero_request(0)])[0].shape == (10, 7)  # 1 s, within the sized timeout
         with remote(srv.url, timeout_s=None) as policy:
             assert policy.timeout_s == 60.0  # never below the floor
         with remote(srv.url, timeout_s=7.0) as policy:
@@ -304,13 +295,13 @@ def test_registry_builds_remote_policy():
 
 def test_server_batches_one_request_per_connection():
     """A batch of 8 over 8 pooled connections becomes one policy call as soon as every connection has its request
-    in: with the server's max wait then raised to an hour, the call returning at all (within the client's 5 s
-    timeout, without retries) shows it."""
+    in: with the server's max wait then raised to an hour, the call returning at all (within the client's timeout,
+    without retries) shows it."""
     echo = EchoPolicy()
     requests = [libero_request(i) for i in range(8)]
     with (
         ServerThread(local_server(echo, max_batch=16, max_wait_ms=5)) as srv,
-        remote(srv.url, max_connections=8, retries=0) as policy,
+        remote(srv.url, max_connections=8, retries=0, timeout_s=CEILING_S) as policy,
     ):
         policy.infer([libero_request(i + 8) for i in range(8)])  # opens the 8 connections
         echo.batch_sizes.clear()
@@ -321,6 +312,7 @@ def test_server_batches_one_request_per_connection():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_eval_with_a_key_on_the_command_line_says_to_use_the_variable():
     """The key shows in ps while `evalkit eval` runs: one line says so; the key itself is never printed."""
     import subprocess

@@ -97,6 +97,7 @@ def test_unreadable_input_is_exit_2_with_one_line_for_every_command(tmp_path, ca
         assert len(err) == 1 and err[0].startswith("evalkit: error: ") and str(bad) in err[0], (argv, err)
 
 
+@pytest.mark.slow
 def test_corrupt_store_through_the_installed_entry_point(tmp_path):
     good = write_run(tmp_path / "good", {k: True for k in KEYS})
     bad = write_run(tmp_path / "bad", {k: True for k in KEYS}, policy_fp="bad")
@@ -217,6 +218,7 @@ def _read_only_dir(path: Path):
     return cleanup()
 
 
+@pytest.mark.slow
 def test_a_full_disk_or_read_only_file_system_is_one_line_and_exit_2(tmp_path, capsys):
     """Issue 22 item 13: writing a report to a full disk or a read-only file system gave a traceback, exit 1."""
     run = write_run(tmp_path / "results" / "run", {k: True for k in KEYS})

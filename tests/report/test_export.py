@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from evalkit.report.export import export_run
-from tests.helpers import read_manifest, read_rows
+from tests.helpers import evalkit, read_manifest, read_rows
 from tests.report.runs import grid, write_run
-from tests.runner.test_cli_errors import evalkit
 
 
+# `evalkit eval` in a subprocess: the tests using it are marked slow
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
     """The whole droid_demo protocol (4 tasks x 2 episodes) run by the scripted oracle, then exported."""
@@ -29,6 +29,7 @@ def full_run(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_parquet_is_the_store_with_provenance(full_run):
     table = pq.read_table(full_run / "export" / "episodes.parquet")
     rows = read_rows(full_run)
@@ -44,6 +45,7 @@ def test_parquet_is_the_store_with_provenance(full_run):
     assert metadata["evalkit.reportable"] == {"droid_demo": True}
 
 
+@pytest.mark.slow
 def test_hub_eval_results_of_a_full_run(full_run):
     rows = read_rows(full_run)
     rate = round(100.0 * sum(r["success"] for r in rows) / len(rows), 2)
@@ -80,6 +82,7 @@ def test_error_or_missing_episodes_are_not_reportable(tmp_path):
     assert result.validity[0].reportable and (result.out_dir / ".eval_results" / "droid_demo.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_a_subset_run_is_not_reportable(tmp_path):
     run = tmp_path / "subset"
     proc = evalkit("eval", "--suite", "droid_demo", "--policy", "zero", "--tasks", "0", "1", "--episodes-per-task", "2",

@@ -8,7 +8,8 @@ from tests.report.chromium import Browser
 from tests.report.runs import grid, write_run
 from tests.report.test_report import write_mp4
 
-pytestmark = pytest.mark.usefixtures("chromium")
+# slow: Chromium
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("chromium")]
 
 # Click the first video tile of `selector` and wait until every video in the player has its metadata (or fails).
 PLAY = """

@@ -8,7 +8,10 @@ import pytest
 from evalkit.report.leaderboard import write_leaderboard
 from evalkit.report.report import write_report
 from tests.report.runs import grid, write_run
-from tests.report.test_html_chromium import browser, pytestmark  # noqa: F401 (fixture, skip rule)
+from tests.report.test_html_chromium import browser  # noqa: F401 (fixture)
+
+# slow: Chromium
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("chromium")]
 
 PAYLOAD = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
 

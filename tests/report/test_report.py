@@ -21,6 +21,7 @@ def write_mp4(path, frames: int = 12, size: int = 64, shade: int = 0) -> str:
     return str(path)
 
 
+# writes mp4s with ffmpeg (a subprocess): the tests using it are marked slow
 @pytest.fixture
 def run_dir(tmp_path):
     outcomes = {k: (i % 3 != 0) for i, k in enumerate(KEYS)}  # 0, 3, 6, ... fail
@@ -33,6 +34,7 @@ def run_dir(tmp_path):
     return write_run(tmp_path / "run", outcomes, videos=videos, progress={"reached": True, "lifted": False})
 
 
+@pytest.mark.slow
 def test_markdown_numbers(run_dir, tmp_path):
     result = write_report(run_dir, tmp_path / "out", ["md", "csv", "parquet"])
     md = result.markdown
@@ -48,6 +50,7 @@ def test_markdown_numbers(run_dir, tmp_path):
     assert (tmp_path / "out" / "report.md").read_text() == md
 
 
+@pytest.mark.slow
 def test_tables_round_trip_through_csv_and_parquet(run_dir, tmp_path):
     write_report(run_dir, tmp_path / "out", ["csv", "parquet"])
     for name in ("suites", "tasks", "episodes", "terminations", "latency", "steps", "errors", "progress"):
@@ -65,6 +68,7 @@ def test_tables_round_trip_through_csv_and_parquet(run_dir, tmp_path):
     assert (latency["mean_ms"] > 10).all() and (latency["max_ms"] <= 16).all()
 
 
+@pytest.mark.slow
 def test_video_budget_links_the_rest(run_dir, tmp_path):
     size = (run_dir / "videos/libero_spatial/task0_init0.mp4").stat().st_size
     write_report(run_dir, tmp_path / "out", ["html"], embed_budget=size + 10)
@@ -74,6 +78,7 @@ def test_video_budget_links_the_rest(run_dir, tmp_path):
     assert "libero_spatial task 0 · init 0 · seed 7 · failure" in html
 
 
+@pytest.mark.slow
 def test_default_out_dir_and_bad_input(run_dir, tmp_path):
     result = write_report(run_dir, formats=["md"])
     assert result.out_dir == run_dir / "report" and (run_dir / "report" / "report.md").exists()

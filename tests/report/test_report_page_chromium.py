@@ -12,7 +12,8 @@ from tests.report.chromium import Browser
 from tests.report.runs import grid, write_run
 from tests.report.test_html_chromium import PLAY
 
-pytestmark = pytest.mark.usefixtures("chromium")
+# slow: Chromium
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("chromium")]
 
 KEYS = grid("droid_demo", 4, 2)
 (DEMO,) = registry.resolve("droid_demo")

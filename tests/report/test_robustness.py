@@ -34,6 +34,7 @@ def _pick() -> dict[str, int]:
     return picked
 
 
+# a LIBERO-plus run in spawned env workers: the tests using it are marked slow
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     picked = _pick()
@@ -51,6 +52,7 @@ def run_dir(tmp_path_factory):
     return evaluate(config, progress=False, command=["test"])
 
 
+@pytest.mark.slow
 def test_section_by_dimension_and_level(run_dir) -> None:
     run = load_run(run_dir)
     assert len(run.usable) == 6 and not run.errors.size  # real episodes, none failed to run
@@ -66,6 +68,7 @@ def test_section_by_dimension_and_level(run_dir) -> None:
     assert set(section.by_level["dimension"]) == {"noise", "layout"}
 
 
+@pytest.mark.slow
 def test_report_files_show_the_section(run_dir) -> None:
     files = write_report(run_dir, formats=["md", "csv", "html"])
     assert "## LIBERO-plus robustness" in files.markdown and "pi05 published" in files.markdown
@@ -75,6 +78,7 @@ def test_report_files_show_the_section(run_dir) -> None:
     assert 'id="robustness-dimensions"' in html and 'id="plot-robustness-levels"' in html and "<svg" in html
 
 
+@pytest.mark.slow
 def test_other_runs_have_no_section(tmp_path) -> None:
     run = load_run(
         evaluate(
@@ -88,6 +92,7 @@ def test_other_runs_have_no_section(tmp_path) -> None:
     assert robustness_section(run) is None
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("chromium")
 def test_section_in_chromium(run_dir, tmp_path) -> None:
     files = write_report(run_dir, tmp_path / "report", formats=["html"])

@@ -12,6 +12,9 @@ import pytest
 from tests.helpers import read_manifest, read_rows
 from tests.serving.wire_helpers import ServerProcess
 
+# slow: evalkit serve and eval in subprocesses
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "canary-Zq81-evalkit-secret-7f3e"
 

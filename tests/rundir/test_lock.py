@@ -8,17 +8,21 @@ import pytest
 from evalkit.core.errors import EvalkitError
 from evalkit.rundir.lock import RunLock
 
+# holds the lock until the test closes its stdin (or kills it)
 HOLD = """
-import sys, time
+import sys
 from evalkit.rundir.lock import RunLock
 lock = RunLock(sys.argv[1]).acquire()
 print("locked", flush=True)
-time.sleep(60)
+sys.stdin.read()
 """
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_while_the_first_lives(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(EvalkitError, match=rf"another evalkit process \(pid {holder.pid}\)"):

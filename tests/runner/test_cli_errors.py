@@ -1,30 +1,11 @@
 """Bad input gets one clear line on stderr and a non-zero exit, and writes nothing."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 
+from tests.helpers import assert_one_line_error, evalkit
 
-def evalkit(*args, env=None, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-    )
-
-
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert lines[-1].startswith("evalkit: error:"), proc.stderr
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in lines[-1]
+# slow: the evalkit command in subprocesses
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize(

@@ -1,44 +1,19 @@
 """`evalkit eval`'s exit codes and its last line, through the real command (evalkit.runner.outcome documents them):
 0 every episode has an outcome, 2 usage error or refusal, 4 incomplete (episodes in error or not run)."""
 
-import glob
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from evalkit.cli import build_parser
-from tests.helpers import read_manifest, read_rows
-from tests.runner.test_cli_errors import assert_one_line_error, evalkit
+from tests.helpers import assert_one_line_error, evalkit, read_manifest, read_rows
 
-REPO = Path(__file__).resolve().parents[2]
-RAISING = "tests.runner.policies:make_raising_policy"
-
-
-def eval_with_test_policy(builder: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """`evalkit eval` in a subprocess, with a test policy registered as "test"."""
-    code = (
-        "import sys; from evalkit.policies import registry; "
-        f"registry.BUILDERS['test'] = {builder!r}; "
-        "from evalkit.cli import main; sys.exit(main(sys.argv[1:]))"
-    )
-    return subprocess.run(
-        [sys.executable, "-c", code, "eval", "--policy", "test", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+# slow: the evalkit command in subprocesses
+pytestmark = pytest.mark.slow
 
 
 def test_a_policy_that_raises_on_every_call_exits_4_with_the_count_and_first_error(tmp_path):
     run = tmp_path / "run"
-    proc = eval_with_test_policy(
-        RAISING, "--suite", "droid_demo", "--tasks", "0", "--episodes-per-task", "3", "--workers", "1",
-        "--max-steps", "5", "--out", str(run),
+    proc = evalkit(
+        "eval", "--policy", "raising", "--suite", "droid_demo", "--tasks", "0", "--episodes-per-task", "3",
+        "--workers", "1", "--max-steps", "5", "--out", str(run), fakes=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 4, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
@@ -66,17 +41,3 @@ def test_bad_gpus_per_replica_is_one_line(tmp_path, gpus):
     )  # fmt: skip
     assert_one_line_error(proc, "--gpus-per-replica must be a number >= 0")
     assert not (tmp_path / "run").exists()
-
-
-def test_every_eval_flag_shows_its_default_and_protocol_lists_every_preset():
-    parser = build_parser()
-    eval_parser = parser._subparsers._group_actions[0].choices["eval"]
-    for action in eval_parser._actions:
-        if action.option_strings == ["-h", "--help"] or action.required:
-            continue
-        assert "default" in (action.help or ""), f"{action.option_strings[0]}: {action.help}"
-    (protocol,) = [a for a in eval_parser._actions if "--protocol" in a.option_strings]
-    presets = {Path(p).stem for p in glob.glob(str(REPO / "tasks" / "*" / "protocols" / "*.yaml"))}
-    assert presets >= {"openpi", "lerobot", "droid", "droid_jointpos", "liberoplus", "liberoplus_clean"}
-    for preset in presets:
-        assert preset in protocol.help

@@ -4,10 +4,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
+
+import pytest
 
 from evalkit.models.pi05.cli import make_tiny_checkpoint
-from tests.runner.test_cli_errors import assert_one_line_error, evalkit
+from tests.helpers import assert_one_line_error, evalkit, wait_until
+
+# slow: the evalkit command in subprocesses
+pytestmark = pytest.mark.slow
 
 
 def test_incompatible_policy_is_refused_before_the_first_episode(tmp_path):
@@ -34,10 +38,12 @@ def test_interrupted_start_leaves_no_run_directory(tmp_path):
         text=True,
         env=os.environ,
     )
-    deadline = time.monotonic() + 120
-    while not (run / "manifest.json").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
+
+    def started() -> bool:
+        assert proc.poll() is None, proc.communicate()
+        return (run / "manifest.json").exists()
+
+    wait_until(started, "the run's manifest written", 120)
     proc.send_signal(signal.SIGINT)  # Ctrl-C while the env workers are still starting
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -3,6 +3,11 @@
 import subprocess
 from pathlib import Path
 
+import pytest
+
+# slow: bash checks the script
+pytestmark = pytest.mark.slow
+
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "slurm" / "evalkit_ray.sbatch"
 
 

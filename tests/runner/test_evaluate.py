@@ -6,14 +6,17 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
 
 from evalkit.report.summary import console_summary
 from evalkit.runner import EvalConfig, evaluate
-from tests.helpers import OUTCOME_COLUMNS, read_manifest, read_rows
+from tests.helpers import OUTCOME_COLUMNS, count_rows, read_manifest, read_rows, wait_until
+from tests.system import import_or_skip
+
+# slow: LIBERO scenes, spawned env workers, evalkit eval in subprocesses
+pytestmark = pytest.mark.slow
 
 SUITE = "libero_spatial"
 
@@ -81,17 +84,11 @@ def _eval_cmd(out, *extra):
 
 
 def _wait_for_rows(run, n, proc, timeout=240):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if (run / "episodes.sqlite").exists():
-            try:
-                if len(read_rows(run)) >= n:
-                    return
-            except Exception:
-                pass
+    def stored() -> bool:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else "evalkit exited early"
-        time.sleep(0.2)
-    raise AssertionError("no episode finished in time")
+        return count_rows(run) >= n
+
+    wait_until(stored, f"{n} episode(s) stored", timeout)
 
 
 def test_interrupted_run_resumes_only_missing_episodes(tmp_path):
@@ -136,7 +133,7 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path):
 def test_a_second_ctrl_c_exits_at_once_without_worker_traces(tmp_path):
     """Both presses while the workers are still booting (where a worker used to print a KeyboardInterrupt trace):
     the first once both worker processes exist, the second once the first has been answered with "stopping…"."""
-    psutil = pytest.importorskip("psutil")
+    psutil = import_or_skip("psutil", "make setup installs it (with the [ray] extra)")
     run = tmp_path / "run"
     # its own process group, signalled as a whole, as a terminal's Ctrl-C is
     proc = subprocess.Popen(
@@ -153,10 +150,12 @@ def test_a_second_ctrl_c_exits_at_once_without_worker_traces(tmp_path):
 
     reader = threading.Thread(target=read_stderr, daemon=True)
     reader.start()
-    deadline = time.time() + 120
-    while len([c for c in psutil.Process(proc.pid).children() if "spawn" in " ".join(c.cmdline())]) < 2:
-        assert proc.poll() is None and time.time() < deadline, "".join(lines)
-        time.sleep(0.05)
+
+    def workers_up() -> bool:
+        assert proc.poll() is None, "".join(lines)
+        return len([c for c in psutil.Process(proc.pid).children() if "spawn" in " ".join(c.cmdline())]) >= 2
+
+    wait_until(workers_up, "both worker processes started", 120)
     os.killpg(proc.pid, signal.SIGINT)
     assert stopping.wait(60), "".join(lines)
     with contextlib.suppress(ProcessLookupError):  # the first may already have ended it
@@ -168,7 +167,7 @@ def test_a_second_ctrl_c_exits_at_once_without_worker_traces(tmp_path):
 
 
 def test_killed_worker_loses_nothing(tmp_path):
-    psutil = pytest.importorskip("psutil")
+    psutil = import_or_skip("psutil", "make setup installs it (with the [ray] extra)")
     run = tmp_path / "run"
     proc = subprocess.Popen(_eval_cmd(run, "--workers", "2"), stderr=subprocess.PIPE, text=True)
     _wait_for_rows(run, 1, proc)
@@ -188,7 +187,7 @@ def test_same_results_whatever_the_worker_count_and_batch(tmp_path, monkeypatch)
     """An observation-dependent policy: an observation answered for the wrong episode would change the actions."""
     from evalkit.policies import registry
 
-    monkeypatch.setitem(registry.BUILDERS, "feedback", "tests.runner.policies:make_state_feedback_policy")
+    monkeypatch.setitem(registry.BUILDERS, "feedback", "tests.fakes:make_state_feedback_policy")
     runs = {}
     for workers in (1, 2):
         runs[workers] = evaluate(

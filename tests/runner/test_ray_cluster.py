@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import read_manifest, read_rows
-from tests.runner.test_cli_errors import assert_one_line_error, evalkit
+from tests.helpers import assert_one_line_error, count_rows, evalkit, read_manifest, wait_until
 from tests.system import import_or_skip
 
 ray = import_or_skip("ray", "make setup installs the [ray] extra")
 psutil = import_or_skip("psutil", "ray installs psutil")
+
+# slow: Ray clusters and evalkit eval in subprocesses
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 CEILING_S = 240.0
@@ -31,20 +33,11 @@ def _eval(out: Path, *extra: str) -> list[str]:
 
 
 def _wait(condition, proc, what: str) -> None:
-    deadline = time.monotonic() + CEILING_S
-    while not condition():
+    def holds() -> bool:
         assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, f"not within {CEILING_S:g} s: {what}"
-        time.sleep(0.2)
+        return condition()
 
-
-def _rows(run: Path) -> int:
-    if not (run / "episodes.sqlite").exists():  # (connecting would create an empty database)
-        return 0
-    try:
-        return len(read_rows(run))
-    except Exception:  # its schema not written yet
-        return 0
+    wait_until(holds, what, CEILING_S)
 
 
 def test_ray_client_addresses_are_refused_up_front(tmp_path):
@@ -77,7 +70,7 @@ def test_auto_ignores_a_local_instance_and_a_lost_node_ends_the_run_with_one_lin
         start_new_session=True,
     )  # fmt: skip
     try:
-        _wait(lambda: _rows(run) >= 1, proc, "a first episode stored")
+        _wait(lambda: count_rows(run) >= 1, proc, "a first episode stored")
         # no `ray start` cluster recorded (an empty Ray temp dir) and no RAY_ADDRESS: only A's Ray is running
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         env["RAY_TMPDIR"] = str(tmp_path / "no-ray-here")
@@ -101,13 +94,13 @@ def test_auto_ignores_a_local_instance_and_a_lost_node_ends_the_run_with_one_lin
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    kept = _rows(run)
+    kept = count_rows(run)
     assert kept >= 1 and read_manifest(run)["sessions"][-1]["status"].startswith("failed: ")
     resumed = subprocess.run(
         _eval(run, "--quiet", "--workers", "2"), capture_output=True, text=True, timeout=900
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert _rows(run) == 12
+    assert count_rows(run) == 12
 
 
 @pytest.fixture(autouse=True)

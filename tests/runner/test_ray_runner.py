@@ -10,20 +10,22 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
 
 from evalkit.runner import EvalConfig, evaluate
-from tests.helpers import read_manifest, read_rows
+from tests.helpers import count_rows, read_manifest, read_rows, wait_until
 from tests.system import import_or_skip
 
 ray = import_or_skip("ray", "make setup installs the [ray] extra")
 from ray.cluster_utils import Cluster  # noqa: E402
 
+# slow: a Ray cluster with LIBERO scenes
+pytestmark = pytest.mark.slow
+
 KEYS = ("task_id", "init_state", "seed", "success", "steps", "termination", "policy_calls")
-FEEDBACK = "tests.runner.policies:make_state_feedback_policy"
+FEEDBACK = "tests.fakes:make_state_feedback_policy"
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +83,14 @@ def _same_results(run, reference):
         assert a.shape == (12, 7) and np.array_equal(a, b)
 
 
-def _cluster_is_idle(timeout=30):
+def _cluster_is_idle(timeout=120):
     """Every CPU of the cluster free again: no actor of the run is left."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if ray.available_resources().get("CPU", 0) == ray.cluster_resources().get("CPU", -1):
-            return True
-        time.sleep(0.5)
-    return False
+    wait_until(
+        lambda: ray.available_resources().get("CPU", 0) == ray.cluster_resources().get("CPU", -1),
+        "every CPU of the cluster free again",
+        timeout,
+    )
+    return True
 
 
 def test_ray_run_stores_the_local_runs_results(cluster, feedback, local_run, tmp_path):
@@ -143,16 +145,11 @@ def _run_in_thread(config):
 
 
 def _wait_for_rows(run, n, thread, timeout=240):
-    deadline = time.time() + timeout
-    while time.time() < deadline and thread.is_alive():
-        if (run / "episodes.sqlite").exists():
-            try:
-                if len(read_rows(run)) >= n:
-                    return
-            except Exception:
-                pass
-        time.sleep(0.1)
-    raise AssertionError("no episode finished in time")
+    def stored() -> bool:
+        assert thread.is_alive(), "the run ended before"
+        return count_rows(run) >= n
+
+    wait_until(stored, f"{n} episode(s) stored", timeout)
 
 
 def _replica_pids():
@@ -204,21 +201,25 @@ def test_a_killed_replica_is_restarted_and_its_requests_resent(cluster, feedback
 
 def _episode_running_on(node, thread, timeout=240) -> int:
     """Wait until an env actor of `node` (a child of its raylet) is inside an episode; its pid."""
-    psutil = pytest.importorskip("psutil")
+    psutil = import_or_skip("psutil", "ray installs it")
     from ray._private import ray_constants
 
     raylet = psutil.Process(node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
-    deadline = time.time() + timeout
-    while time.time() < deadline and thread.is_alive():
+    running: list[int] = []
+
+    def in_episode() -> bool:
+        assert thread.is_alive(), "the run ended before"
         for child in raylet.children():
             try:
-                title = " ".join(child.cmdline())
+                if "ray::EnvActor.run" in " ".join(child.cmdline()):
+                    running.append(child.pid)
+                    return True
             except psutil.Error:
                 continue
-            if "ray::EnvActor.run" in title:
-                return child.pid
-        time.sleep(0.05)
-    raise AssertionError("no episode ran on the node")
+        return False
+
+    wait_until(in_episode, "an env actor of the node inside an episode", timeout)
+    return running[0]
 
 
 def test_a_stopped_env_actor_is_replaced_and_its_episode_retried(
@@ -266,10 +267,12 @@ def test_ctrl_c_stops_the_actors_and_keeps_finished_episodes(cluster, tmp_path):
     cmd += ["--tasks", "0", "--episodes-per-task", "6", "--max-steps", "60", "--workers", "2", "--quiet"]
     cmd += ["--ray", cluster[0].address, "--out", str(run)]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while not ((run / "episodes.sqlite").exists() and read_rows(run)) and time.time() < deadline:
+
+    def stored() -> bool:
         assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.2)
+        return count_rows(run) >= 1
+
+    wait_until(stored, "a first episode stored", 240)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130  # the actors killed, not waited for: episodes remain (below)
     err = proc.stderr.read()

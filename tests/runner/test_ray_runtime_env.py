@@ -15,6 +15,9 @@ from tests.helpers import read_rows
 from tests.suites.reach_kind import REGISTRATION, TASKS_DIR
 from tests.system import import_or_skip
 
+# slow: imports Ray (evalkit.runner.ray_cluster); starts a Ray cluster and evalkit eval in a subprocess
+pytestmark = pytest.mark.slow
+
 import_or_skip("ray", "make setup installs the [ray] extra")
 
 from evalkit.runner.ray_cluster import JOB_CONFIG_ENV, WORKER_ENV, worker_env_vars  # noqa: E402
@@ -39,7 +42,6 @@ def test_worker_env_vars_are_the_drivers_less_those_a_submitted_job_sets(monkeyp
     assert worker_env_vars() == {"EVALKIT_SUITE_KINDS": REGISTRATION, "EVALKIT_CACHE": "/data/cache"}
 
 
-@pytest.mark.slow
 def test_a_suite_kind_registered_in_the_drivers_environment_runs_on_a_cluster_started_without_it(
     monkeypatch, tmp_path
 ):

@@ -1,11 +1,15 @@
 """One run directory, one writer, one protocol, one policy: through the real CLI."""
 
+import os
 import subprocess
 import sys
-import time
 
-from tests.helpers import read_rows
-from tests.runner.test_cli_errors import assert_one_line_error, evalkit
+import pytest
+
+from tests.helpers import REPO, assert_one_line_error, evalkit, read_rows, wait_until
+
+# slow: the evalkit command in subprocesses
+pytestmark = pytest.mark.slow
 
 
 def _eval(out, *extra):
@@ -16,26 +20,35 @@ def _eval(out, *extra):
 
 
 def test_a_second_writer_is_refused_and_the_first_finishes_untouched(tmp_path):
-    run = tmp_path / "run"
-    # filming every step keeps the first run busy for tens of seconds
+    run, gate = tmp_path / "run", tmp_path / "gate"
+    gated = _eval(run, "--max-steps", "12")[4:]
+    gated[gated.index("zero")] = "gated"
+    # the first run's policy answers only once the gate file exists: the run stays in progress until we open it
     first = subprocess.Popen(
-        _eval(run, "--max-steps", "120", "--video", "all"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-m", "tests.fakes", *gated],
+        cwd=REPO,
+        env={**os.environ, "EVALKIT_TEST_GATE": str(gate)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
-        deadline = time.monotonic() + 180
-        while not (run / "manifest.json").exists():
-            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
-            time.sleep(0.05)
-        second = evalkit("eval", *_eval(run, "--max-steps", "5")[4:])
+
+        def started() -> bool:
+            assert first.poll() is None, first.communicate()
+            return (run / "manifest.json").exists()
+
+        wait_until(started, "the first run's manifest written", 180)
+        second = evalkit("eval", *gated, fakes=True, env={"EVALKIT_TEST_GATE": str(gate)})
         assert_one_line_error(second, "being written by another evalkit process", f"pid {first.pid}")
+        gate.touch()
         assert first.wait(timeout=300) == 0, first.stderr.read()
     finally:
+        gate.touch()
         first.kill()
     rows = read_rows(run)
     assert [r["init_state"] for r in rows] == [0, 1]
-    assert all(
-        r["steps"] == 120 and r["termination"] == "max_steps" for r in rows
-    )  # the first writer's protocol
+    assert all(r["steps"] == 12 and r["termination"] == "max_steps" for r in rows)  # the first writer's run
 
 
 def test_rows_of_another_protocol_are_refused_even_without_the_manifest(tmp_path):

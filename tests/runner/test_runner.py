@@ -2,7 +2,6 @@
 
 import os
 import signal
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -18,24 +17,10 @@ from evalkit.runner import EvalConfig
 from evalkit.runner.evaluate import resolve_suites
 from evalkit.runner.ledger import EpisodeLedger
 from evalkit.runner.runner import LocalRunner, sigint_held
-from tests.helpers import read_rows
-from tests.runner.policies import RaisingPolicy, StateFeedbackPolicy
+from tests.fakes import RaisingPolicy, ScriptedPolicy, StateFeedbackPolicy
+from tests.helpers import read_rows, wait_until
 
 CEILING_S = 180.0
-
-
-class ScriptedPolicy:
-    def __init__(self, make_chunk, meta=None):
-        self.meta = meta or PolicyMeta(name="scripted", fingerprint="none", action_dim=7)
-        self.make_chunk = make_chunk
-        self.calls = 0
-
-    def infer(self, batch):
-        self.calls += 1
-        return [self.make_chunk(req) for req in batch]
-
-    def close(self):
-        pass
 
 
 def _setup(tmp_path, **kw):
@@ -73,17 +58,20 @@ def _run(tmp_path, policy, episodes=None, stop_when=None, runner_ready: Callable
         runner.close()
 
 
+@pytest.mark.slow
 def test_nan_actions_stop_the_run_and_record_nothing(tmp_path):
     with pytest.raises(InvalidActionsError, match="non-finite"):
         _run(tmp_path, ScriptedPolicy(lambda req: np.full((10, 7), np.nan)))
     assert read_rows(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_wrong_action_shape_is_an_error(tmp_path):
     with pytest.raises(EvalkitError, match=r"expected \(horizon, 7\)"):
         _run(tmp_path, ScriptedPolicy(lambda req: np.zeros((10, 8))))
 
 
+@pytest.mark.slow
 def test_unavailable_policy_records_errors_not_failures(tmp_path):
     def dead(req):
         raise PolicyUnavailableError("server at ws://127.0.0.1:1 is gone")
@@ -95,6 +83,7 @@ def test_unavailable_policy_records_errors_not_failures(tmp_path):
     assert store.finished() == set()  # errors are retried on resume
 
 
+@pytest.mark.slow
 def test_a_policy_that_raises_is_retried_then_recorded_and_stops_the_run(tmp_path):
     policy = RaisingPolicy(7)
     tally, store = _run(tmp_path, policy, tasks=(0, 1), max_attempts=2)
@@ -136,21 +125,17 @@ def test_episode_identity_follows_the_protocol():
     assert len({e.request_seed(0) for e in openpi}) == 3
 
 
-def _wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + CEILING_S
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {CEILING_S:g} s: {what}"
-        time.sleep(0.05)
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [1, 2])
 def test_the_runner_batches_pending_observations_up_to_batch_size(tmp_path, batch_size):
     """The first policy call is held until the two other workers' first observations wait in the batcher; they
     then go together, up to batch_size."""
     policy = StateFeedbackPolicy(7)
     runner_box = []
-    policy.before_first = lambda: _wait_until(
-        lambda: runner_box[0].batcher.queued() == 2, "two observations waiting behind the first call"
+    policy.before_first = lambda: wait_until(
+        lambda: runner_box[0].batcher.queued() == 2,
+        "two observations waiting behind the first call",
+        CEILING_S,
     )
     tally, store = _run(
         tmp_path, policy, runner_ready=runner_box.append, batch_size=batch_size, workers=3, tasks=(0, 1)
@@ -160,6 +145,7 @@ def test_the_runner_batches_pending_observations_up_to_batch_size(tmp_path, batc
     assert policy.batches[0] == 1 and policy.batches[1] == batch_size
 
 
+@pytest.mark.slow
 def test_episodes_go_out_in_the_order_of_the_list(tmp_path):
     _, _, plan = _setup(tmp_path, tasks=(0, 1))
     order = [plan[3], plan[0], plan[2], plan[1]]  # task 1 first, then alternating
@@ -173,6 +159,7 @@ def test_episodes_go_out_in_the_order_of_the_list(tmp_path):
     assert stored == order  # one worker: no look-ahead beyond the next episode
 
 
+@pytest.mark.slow
 def test_the_stop_hook_ends_the_run_and_drops_episodes_in_progress(tmp_path):
     stored = []
 
@@ -193,6 +180,7 @@ def test_the_stop_hook_ends_the_run_and_drops_episodes_in_progress(tmp_path):
     assert 2 <= len(rows) <= 3 and all(r["termination"] == "max_steps" for r in rows)
 
 
+@pytest.mark.slow
 def test_a_stopped_worker_is_killed_retried_then_recorded_as_error(tmp_path):
     """The policy SIGSTOPs the worker of episode 0 while it waits for its first chunk, on each of its two attempts:
     the watchdog kills it, retries the episode once, then records it as `error`; episode 1 then runs normally on
@@ -225,6 +213,7 @@ def test_a_stopped_worker_is_killed_retried_then_recorded_as_error(tmp_path):
     assert rows[1]["termination"] == "max_steps" and rows[1]["steps"] == 6
 
 
+@pytest.mark.slow
 def test_workers_outlive_a_run_and_serve_the_next_policy(tmp_path):
     """What `evalkit watch` needs: one LocalRunner, two policies, two stores; the same worker processes."""
     config, suites, plan = _setup(tmp_path)

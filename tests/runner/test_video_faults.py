@@ -7,8 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import read_rows
 from tests.test_video import files_under, small_disk
+
+# slow: evalkit eval in subprocesses
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 

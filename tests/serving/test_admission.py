@@ -14,16 +14,16 @@ from evalkit.serving.config import MESSAGE_COPIES
 from evalkit.serving.server import ServerThread
 from evalkit.wire import SEED_FIELD
 from evalkit.wire.msgpack_numpy import packb, unpackb
+from tests.fakes import SlowPolicy
+from tests.helpers import wait_until
 from tests.serving.wire_helpers import (
     CEILING_S,
     RawClient,
-    SlowPolicy,
     closed_by_peer,
     libero_obs,
     local_server,
     server_side,
     stalled_connection,
-    wait_until,
 )
 
 pytestmark = pytest.mark.filterwarnings(

@@ -22,9 +22,11 @@ from tests.serving.wire_helpers import (
     local_server,
 )
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:connect\\(\\) must be used as a context manager:DeprecationWarning"
-)
+# slow: evalkit serve in subprocesses
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager:DeprecationWarning"),
+]
 
 
 KEY = "canary-Zq81-serve-key"

@@ -36,6 +36,7 @@ def shown(default) -> str:
     return str(default)
 
 
+@pytest.mark.slow
 def test_help_shows_the_config_defaults():
     helps = help_by_flag()
     flagged = [f for f in dataclasses.fields(ServeConfig) if "flag" in f.metadata]
@@ -48,6 +49,7 @@ def test_help_shows_the_config_defaults():
             assert f"(default: {shown(f.default)})" in text, (f.name, text)
 
 
+@pytest.mark.slow
 def test_every_serve_flag_states_its_default():
     helps = help_by_flag()
     undocumented = [

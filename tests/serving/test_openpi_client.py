@@ -15,7 +15,11 @@ from evalkit.core.policy import PolicyRequest
 from evalkit.policies.simple import RandomPolicy
 from evalkit.serving.server import ServerThread
 from evalkit.wire.msgpack_numpy import packb
-from tests.serving.wire_helpers import REPO, EchoPolicy, ServerProcess, local_server
+from tests.fakes import EchoPolicy
+from tests.serving.wire_helpers import REPO, ServerProcess, local_server
+
+# slow: a venv with openpi-client, evalkit serve in a subprocess
+pytestmark = pytest.mark.slow
 
 CLIENT_VENV = REPO / ".venv-openpi-client"
 CLIENT_PACKAGES = ["openpi-client==0.1.2", "typing_extensions"]

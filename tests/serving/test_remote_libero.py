@@ -1,11 +1,15 @@
 """A LIBERO run through `ws://` (openpi's protocol, `evalkit serve`) equals the same policy run in process."""
 
 import numpy as np
+import pytest
 
 from evalkit.runner import EvalConfig, evaluate
 from tests.helpers import OUTCOME_COLUMNS as COMPARED
 from tests.helpers import read_manifest, read_rows
 from tests.serving.wire_helpers import ServerProcess
+
+# slow: LIBERO scenes, evalkit serve in a subprocess
+pytestmark = pytest.mark.slow
 
 SUITE = "libero_spatial"
 

@@ -16,19 +16,9 @@ from evalkit.policies.simple import RandomPolicy, ZeroPolicy
 from evalkit.serving.server import ServerThread
 from evalkit.wire import EPISODE_ID_FIELD, SEED_FIELD
 from evalkit.wire.msgpack_numpy import packb, unpackb
-from tests.serving.wire_helpers import (
-    CEILING_S,
-    EchoPolicy,
-    FailingPolicy,
-    PoisonPolicy,
-    SleepPolicy,
-    SlowPolicy,
-    libero_obs,
-    libero_request,
-    local_server,
-    server_side,
-    wait_until,
-)
+from tests.fakes import EchoPolicy, PoisonPolicy, RaisingPolicy, SleepPolicy, SlowPolicy
+from tests.helpers import wait_until
+from tests.serving.wire_helpers import CEILING_S, libero_obs, libero_request, local_server, server_side
 
 # openpi's client calls websockets' connect() without `with`, as these tests do; websockets 17 warns about it.
 pytestmark = pytest.mark.filterwarnings(
@@ -105,6 +95,10 @@ def test_seed_counter_without_evalkit_seed():
         np.testing.assert_array_equal(a, b)
 
 
+# longer than any test waits: batches go by the other rules (a full batch, every connection waiting)
+NO_MAX_WAIT_MS = 1000 * 3600
+
+
 def _concurrent_answers(url: str, n_clients: int, per_client: int) -> dict[int, np.ndarray]:
     answers: dict[int, np.ndarray] = {}
     errors: list[BaseException] = []
@@ -135,7 +129,8 @@ def test_batched_answers_equal_unbatched_and_in_process():
     unbatched_policy, batched_policy = EchoPolicy(), EchoPolicy()
     with ServerThread(local_server(unbatched_policy, max_batch=1)) as srv:
         unbatched = _concurrent_answers(srv.url, n_clients, per_client)
-    with ServerThread(local_server(batched_policy, max_batch=16, max_wait_ms=50)) as srv:
+    # no max-wait rule in play: a batch goes when every connection has a request in (or at 16), whatever the load
+    with ServerThread(local_server(batched_policy, max_batch=16, max_wait_ms=NO_MAX_WAIT_MS)) as srv:
         batched = _concurrent_answers(srv.url, n_clients, per_client)
     assert set(unbatched_policy.batch_sizes) == {1}
     assert max(batched_policy.batch_sizes) > 1  # requests from several connections shared a call
@@ -148,7 +143,7 @@ def test_batched_answers_equal_unbatched_and_in_process():
 
 
 def test_many_concurrent_clients():
-    with ServerThread(local_server(RandomPolicy(7), max_batch=16, max_wait_ms=5)) as srv:
+    with ServerThread(local_server(RandomPolicy(7), max_batch=16, max_wait_ms=NO_MAX_WAIT_MS)) as srv:
         answers = _concurrent_answers(srv.url, 48, 2)
         assert srv.server.stats().requests == 96 and srv.server.stats().batches < 96
     ref = RandomPolicy(7).infer([libero_request(i) for i in range(96)])
@@ -212,9 +207,9 @@ def test_oversized_messages_are_refused_from_their_header():
 
 
 def test_policy_exception_sends_traceback_then_1011():
-    with ServerThread(local_server(FailingPolicy())) as srv:
+    with ServerThread(local_server(RaisingPolicy())) as srv:
         ws, _ = open_client(srv.url)
-        text = expect_error_frame(ws, packb(libero_obs(0)), "deliberate failure inside the policy")
+        text = expect_error_frame(ws, packb(libero_obs(0)), RaisingPolicy.MESSAGE)
         assert "Traceback" in text
         # The server itself is fine.
         with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=CEILING_S) as resp:

@@ -1,4 +1,5 @@
-"""Shared pieces of the serving tests: LIBERO-shaped observations, test policies, a server subprocess."""
+"""Shared pieces of the serving tests: LIBERO-shaped observations, a server subprocess, raw sockets (the test
+policies are in tests/fakes.py)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,18 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from evalkit.core.embodiment import EMBODIMENTS
-from evalkit.core.policy import Policy, PolicyMeta, PolicyRequest
+from evalkit.core.policy import Policy, PolicyRequest
 from evalkit.serving.config import ServeConfig
 from evalkit.serving.server import PolicyServer
+from tests.helpers import CEILING_S
 
 REPO = Path(__file__).resolve().parents[2]
-CEILING_S = 60  # generous bounds on waits for observable state; no test relies on timing
 # `evalkit serve` as installed (the console script next to this interpreter), else the module itself.
 _CONSOLE = Path(sys.executable).with_name("evalkit")
 SERVE_COMMAND = (
@@ -52,109 +51,9 @@ def libero_request(i: int, action_dim: int = 7) -> PolicyRequest:
     )
 
 
-class EchoPolicy:
-    """Deterministic actions that depend on every input: state, both images, the prompt and the seed."""
-
-    def __init__(self, horizon: int = 10):
-        self.meta = PolicyMeta(
-            "echo",
-            "echo-v1",
-            cameras=EMBODIMENTS["libero"].policy_cameras,
-            image_size=(224, 224),
-            action_dim=7,
-        )
-        self.horizon = horizon
-        self.batch_sizes: list[int] = []
-
-    def infer(self, batch: Sequence[PolicyRequest]) -> list[np.ndarray]:
-        self.batch_sizes.append(len(batch))
-        out = []
-        for req in batch:
-            obs = req.obs
-            a = (
-                np.random.default_rng(req.seed)
-                .uniform(-1, 1, (self.horizon, req.action_dim))
-                .astype(np.float32)
-            )
-            a[0, :7] = np.asarray(obs["observation/state"], dtype=np.float32)[:7]
-            a[1, :3] = obs["observation/image"].reshape(-1, 3).mean(0) / 255.0
-            a[1, 3:6] = obs["observation/wrist_image"].reshape(-1, 3).mean(0) / 255.0
-            a[1, 6] = len(obs["prompt"])
-            out.append(a)
-        return out
-
-    def close(self) -> None:
-        pass
-
-
-class FailingPolicy:
-    def __init__(self):
-        self.meta = PolicyMeta("failing", "none", action_dim=7)
-
-    def infer(self, batch):
-        raise ValueError("deliberate failure inside the policy")
-
-    def close(self) -> None:
-        pass
-
-
-class SlowPolicy:
-    """Blocks every call until `release` is set (or CEILING_S pass); records the episode ids of each call."""
-
-    def __init__(self):
-        self.meta = PolicyMeta("slow", "none", action_dim=7)
-        self.release = threading.Event()
-        self.entered = threading.Event()  # set when a call starts
-        self.calls: list[list[str]] = []
-
-    def infer(self, batch):
-        self.calls.append([r.episode_id for r in batch])
-        self.entered.set()
-        self.release.wait(CEILING_S)
-        return [np.full((10, r.action_dim), r.seed % 1000, np.float32) for r in batch]
-
-    def close(self) -> None:
-        self.release.set()
-
-
-class PoisonPolicy(EchoPolicy):
-    """EchoPolicy that raises on a request whose prompt is "poison" (failing the whole batched call)."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls: list[int] = []  # size of every call, the failed ones included
-
-    def infer(self, batch: Sequence[PolicyRequest]) -> list[np.ndarray]:
-        self.calls.append(len(batch))
-        for req in batch:
-            if req.obs["prompt"] == "poison":
-                raise ValueError(f"poisoned request {req.episode_id}")
-        return super().infer(batch)
-
-
-class SleepPolicy:
-    """Every call sleeps `seconds` (a stand-in for a large model on a CPU), then returns zeros."""
-
-    def __init__(self, seconds: float, action_dim: int = 7):
-        self.meta = PolicyMeta("sleep", f"sleep-{seconds:g}s", action_dim=action_dim)
-        self.seconds = seconds
-
-    def infer(self, batch):
-        print(f"sleep policy: computing a batch of {len(batch)}", file=sys.stderr, flush=True)
-        time.sleep(self.seconds)
-        return [np.zeros((10, r.action_dim), np.float32) for r in batch]
-
-    def close(self) -> None:
-        pass
-
-
-def make_sleep_policy(options) -> SleepPolicy:
-    """Builder for `tests/serving/sleep_serve.py`; SLEEP_POLICY_S seconds per call (default 60)."""
-    return SleepPolicy(float(os.environ.get("SLEEP_POLICY_S", "60")), options.action_dim)
-
-
-# `evalkit serve` with the test-only `sleep` policy registered (see sleep_serve.py).
-SLEEP_SERVE_COMMAND = [sys.executable, "-m", "tests.serving.sleep_serve"]
+# `evalkit serve` with the test policies registered, `sleep` among them (a stand-in for a model that takes minutes
+# per call on a CPU); run from the repository root
+SLEEP_SERVE_COMMAND = [sys.executable, "-m", "tests.fakes", "serve"]
 
 
 class ServerProcess:
@@ -282,14 +181,6 @@ class RawClient:
         except (BrokenPipeError, ConnectionResetError):
             return False
         return True
-
-
-def wait_until(condition, timeout: float = CEILING_S) -> None:
-    """Polls `condition` until it holds; fails after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.01)
 
 
 def server_side(srv, sock: socket.socket):

@@ -8,10 +8,8 @@ import warnings
 
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 from evalkit.core.errors import EvalkitError
-from evalkit.gym import EvalkitEnv
 from evalkit.runner import EvalConfig, evaluate
 from evalkit.suites import registry
 from evalkit.suites.base import SuiteKind
@@ -86,6 +84,7 @@ def test_without_its_registration_the_kind_is_unknown(monkeypatch):
         registry.resolve("reach_demo")
 
 
+@pytest.mark.slow
 def test_a_fourth_kind_runs_through_evaluate_and_resumes(reach, tmp_path):
     """Spawned env workers find the kind through the inherited registration; tags reach the manifest."""
     config = EvalConfig(
@@ -111,7 +110,12 @@ def test_a_fourth_kind_runs_through_evaluate_and_resumes(reach, tmp_path):
     assert manifest["sessions"][-1]["episodes_run"] == 0 and len(read_rows(run)) == 6
 
 
+@pytest.mark.slow
 def test_a_fourth_kind_through_gym(reach):
+    from gymnasium.utils.env_checker import check_env
+
+    from evalkit.gym import EvalkitEnv
+
     env = EvalkitEnv("reach_demo", task=1, max_steps=30)
     try:
         with warnings.catch_warnings():

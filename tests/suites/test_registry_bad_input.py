@@ -14,6 +14,9 @@ from evalkit.core.errors import EvalkitError
 from evalkit.suites import registry
 from evalkit.suites.yamlfile import load_yaml
 
+# slow: the evalkit command in subprocesses
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 # 9 levels of 9 aliases each: 9**9 (387 million) leaves from ~530 bytes (issue 10: `evalkit suites` hung at 2.4 GB).

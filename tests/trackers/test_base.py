@@ -10,8 +10,11 @@ import sys
 
 import pytest
 
-from tests.runner.test_cli_errors import assert_one_line_error
+from tests.helpers import assert_one_line_error
 from tests.system import need
+
+# slow: the evalkit command in subprocesses
+pytestmark = pytest.mark.slow
 
 RUN_ARGS = ["eval", "--suite", "droid_demo", "--policy", "zero", "--tasks", "0", "--episodes-per-task", "1"]
 

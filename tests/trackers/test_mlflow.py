@@ -7,6 +7,9 @@ import pytest
 from tests.helpers import read_manifest
 from tests.system import import_or_skip
 
+# slow: evalkit eval in a subprocess (the logged run)
+pytestmark = pytest.mark.slow
+
 import_or_skip("mlflow", "pip install -e '.[mlflow]'")
 
 

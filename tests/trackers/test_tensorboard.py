@@ -10,6 +10,9 @@ from PIL import Image
 from evalkit.report.stats import wilson
 from tests.system import import_or_skip
 
+# slow: evalkit eval in a subprocess (the logged run)
+pytestmark = pytest.mark.slow
+
 import_or_skip("tensorboardX", "pip install -e '.[tensorboard]'")
 accumulator = import_or_skip(
     "tensorboard.backend.event_processing.event_accumulator", "pip install -e '.[trackers]'"

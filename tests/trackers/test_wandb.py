@@ -10,6 +10,9 @@ from tests.helpers import read_manifest
 from tests.system import import_or_skip
 from tests.trackers.wandb_records import records
 
+# slow: evalkit eval in a subprocess (the logged run)
+pytestmark = pytest.mark.slow
+
 import_or_skip("wandb", "pip install -e '.[wandb]'")
 
 

@@ -34,18 +34,24 @@ def convert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         default=None,
-        help="training config name: pi05_libero, pi05_droid, pi05_droid_jointpos (horizon, prompt format, stats)",
+        help="training config name: pi05_libero, pi05_droid, pi05_droid_jointpos (horizon, prompt format, stats) "
+        "(default: the one the source records; required when it records none)",
     )
     parser.add_argument(
         "--model-config",
         default=None,
-        help="JSON with model dims the tensors cannot tell (non-standard SigLIP)",
+        help="JSON with model dims the tensors cannot tell (non-standard SigLIP) (default: none: dims read from the "
+        "tensors)",
     )
     parser.add_argument(
-        "--norm-stats", default=None, help="openpi norm_stats.json to use instead of the source's"
+        "--norm-stats",
+        default=None,
+        help="openpi norm_stats.json to use instead of the source's (default: the source's)",
     )
     parser.add_argument(
-        "--tokenizer", default=None, help="PaliGemma SentencePiece model to copy into the output"
+        "--tokenizer",
+        default=None,
+        help="PaliGemma SentencePiece model to copy into the output (default: the source's, if it has one)",
     )
     parser.add_argument(
         "--dtype",

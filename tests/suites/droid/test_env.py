@@ -11,6 +11,9 @@ from evalkit.suites.kinds import make_env
 from evalkit.suites.registry import PACKAGED_TASKS, build_suite
 from tests.suites.droid.conftest import episode
 
+# slow: DROID-style MuJoCo scenes
+pytestmark = pytest.mark.slow
+
 TASK = "put_red_block_in_bowl"
 WIRE_IMAGES = (
     "observation/exterior_image_1_left",

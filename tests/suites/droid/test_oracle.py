@@ -10,6 +10,9 @@ from evalkit.core.policy import PolicyOptions, PolicyRequest
 from evalkit.policies.registry import make_policy
 from tests.suites.droid.conftest import episode
 
+# slow: DROID-style MuJoCo scenes
+pytestmark = pytest.mark.slow
+
 # The suite-level success rate over 20 layouts per task is measured with
 # `evalkit eval --suite droid --policy oracle --episodes-per-task 20` (too slow for a unit test).
 TASKS = [

@@ -8,6 +8,9 @@ from evalkit.suites.droid.definitions import Predicate
 from evalkit.suites.droid.predicates import Rubric, holds
 from tests.suites.droid.conftest import episode
 
+# slow: DROID-style MuJoCo scenes
+pytestmark = pytest.mark.slow
+
 
 def place(env, name, xy, z_above_table, yaw=0.0):
     """Put a free object at (x, y) with its bottom `z_above_table` above the table top."""

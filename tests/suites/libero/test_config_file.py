@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from evalkit.suites.libero.config_file import CONFIG_KEYS, ensure_libero_config
@@ -24,6 +25,7 @@ def test_config_is_written_once_with_the_installed_paths(tmp_path, monkeypatch):
     assert (directory / "config.yaml").stat().st_mtime_ns == mtime  # unchanged content is not rewritten
 
 
+@pytest.mark.slow
 def test_libero_imports_headless_with_the_written_config(tmp_path):
     """A worker-like process with no stdin and a fresh HOME imports libero without prompting."""
     script = (

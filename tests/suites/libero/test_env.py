@@ -12,6 +12,9 @@ from evalkit.policies.simple import RandomPolicy
 from evalkit.suites import registry
 from evalkit.suites.libero.transforms import libero_state
 
+# slow: LIBERO scenes
+pytestmark = pytest.mark.slow
+
 STEPS = 15
 REPLAN = 5
 CAMERAS = ("agentview", "robot0_eye_in_hand")

@@ -15,6 +15,9 @@ from evalkit.suites.libero.env import LiberoEnv
 from evalkit.suites.libero.progress import GoalProgress
 from tests.helpers import read_rows
 
+# slow: LIBERO scenes
+pytestmark = pytest.mark.slow
+
 SUITE, TASK = "libero_10", 0
 SOUP = "(in alphabet_soup_1 basket_1_contain_region)"
 SAUCE = "(in tomato_sauce_1 basket_1_contain_region)"

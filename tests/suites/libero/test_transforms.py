@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from evalkit.suites.libero.transforms import libero_state, quat2axisangle
 
@@ -32,6 +33,7 @@ def test_quat2axisangle_has_no_antipodal_flip():
     np.testing.assert_allclose(quat2axisangle([0, 0, -s, -s]), [0, 0, -3 * math.pi / 2], atol=1e-12)
 
 
+@pytest.mark.slow
 def test_quat2axisangle_matches_robosuite():
     from robosuite.utils.transform_utils import quat2axisangle as robosuite_q2aa
 

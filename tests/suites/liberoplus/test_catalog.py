@@ -138,6 +138,7 @@ print("mismatches", mismatches)
 """
 
 
+@pytest.mark.slow
 def test_names_order_and_upstream_prompts_equal_upstreams_benchmark(tmp_path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "EVALKIT_CACHE": str(tmp_path)}
     env.pop(ASSETS_ENV, None)

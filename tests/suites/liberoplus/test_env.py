@@ -18,6 +18,9 @@ import pytest
 from evalkit.suites.liberoplus.assets import ASSETS_ENV
 from evalkit.suites.liberoplus.catalog import suite_variants
 
+# slow: LIBERO-plus scenes
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[3]
 SUITE = "libero_spatial"
 
