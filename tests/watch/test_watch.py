@@ -185,8 +185,8 @@ def test_sequential_gate_stops_each_checkpoint_once_decided(tmp_path, tiny):
     planned = 40
     baseline = write_run(
         tmp_path / "baseline",
-        {key: True for key in grid("droid_demo", 1, planned)},
-        protocol_changes={"droid_demo": {"max_steps": 10}},
+        {key: True for key in grid("droid_demo", 4, planned)},  # a finished run of the whole suite
+        protocol_changes={"droid_demo": {"max_steps": 10, "episodes_per_task": planned}},
     )
     run = LoadableTraining(tmp_path / "train", tiny)
     run.lerobot(1000)
@@ -202,6 +202,16 @@ def test_sequential_gate_stops_each_checkpoint_once_decided(tmp_path, tiny):
     assert not any(r["success"] for r in rows(run_dir))
     assert "gate: FAIL" in output
     regress = subprocess.run(
-        [sys.executable, "-m", "evalkit.cli", "regress", str(baseline), str(run_dir)], capture_output=True
+        [
+            sys.executable,
+            "-m",
+            "evalkit.cli",
+            "regress",
+            "--baseline",
+            str(baseline),
+            "--candidate",
+            str(run_dir),
+        ],
+        capture_output=True,
     )
     assert regress.returncode == 1, regress.stdout.decode()[-2000:]
