@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 
 from evalkit.batching import DynamicBatcher
@@ -116,6 +117,9 @@ def sigint_held() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    # The first spawn starts multiprocessing's resource tracker, whose start unblocks SIGINT again (its
+    # `ensure_running` blocks and then unblocks it): started first, so the worker itself is forked with SIGINT blocked.
+    resource_tracker.ensure_running()
     held: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})

@@ -2,6 +2,8 @@
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -248,3 +250,33 @@ def test_a_ctrl_c_while_a_worker_process_starts_is_held_then_handled():
     assert reached_the_end
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+FIRST_WORKER = """
+import multiprocessing as mp, signal
+from evalkit.runner.runner import sigint_held
+
+def report(conn):
+    conn.send(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+if __name__ == "__main__":
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=report, args=(child,))
+    with sigint_held():
+        process.start()
+    print(parent.recv())
+    process.join()
+"""
+
+
+@pytest.mark.slow  # a fresh interpreter and a spawned process
+def test_the_first_worker_of_a_process_boots_with_sigint_blocked(tmp_path):
+    """The first spawn of a process starts multiprocessing's resource tracker, which unblocked SIGINT on its way:
+    that first worker booted unprotected, and a Ctrl-C during its start printed a KeyboardInterrupt trace from its
+    `site` import (seen under load in the second-Ctrl-C test)."""
+    script = tmp_path / "first_worker.py"
+    script.write_text(FIRST_WORKER)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
