@@ -25,7 +25,7 @@ def test_a_second_writer_is_refused_and_the_first_finishes_untouched(tmp_path):
     gated[gated.index("zero")] = "gated"
     # the first run's policy answers only once the gate file exists: the run stays in progress until we open it
     first = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes", *gated],
+        [sys.executable, "-m", "tests.fakes", "eval", *gated],
         cwd=REPO,
         env={**os.environ, "EVALKIT_TEST_GATE": str(gate)},
         stdout=subprocess.PIPE,
