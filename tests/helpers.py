@@ -13,6 +13,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # generous bound on every wait for observable state: no test relies on how fast this machine is
 CEILING_S = 60.0
+# what an enclosing `make test` exports to its children: a `make` run by a test would print "Entering directory"
+# lines and inherit its flags, unlike the same command typed in a user's shell
+MAKE_VARIABLES = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
+
+
+def shell_env(**extra: str) -> dict[str, str]:
+    """The environment of a user's shell for a `make` command: this process's, without an enclosing make's."""
+    env = {k: v for k, v in os.environ.items() if k not in MAKE_VARIABLES}
+    return {**env, **extra}
 
 
 def read_rows(run_dir: Path) -> list[dict]:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import shell_env
+
 # slow: make in subprocesses
 pytestmark = pytest.mark.slow
 
@@ -37,13 +39,17 @@ def clone(tmp_path):
     ],
 )
 def test_targets_without_their_variables(clone, args, message):
-    proc = subprocess.run(["make", *args], cwd=clone, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["make", *args], cwd=clone, env=shell_env(), capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode != 0
     assert message in proc.stderr and "usage:" not in proc.stderr and "pip" not in proc.stdout
 
 
 def test_test_fast_runs_ruff_then_only_the_fast_tier(clone):
-    proc = subprocess.run(["make", "-n", "test-fast"], cwd=clone, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["make", "-n", "test-fast"], cwd=clone, env=shell_env(), capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     programs = [line.split()[0] for line in lines]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import OUTCOME_COLUMNS, read_manifest, read_rows
+from tests.helpers import OUTCOME_COLUMNS, read_manifest, read_rows, shell_env
 from tests.report.chromium import Browser
 from tests.system import need, need_chromium
 
@@ -301,7 +301,7 @@ def test_readme_commands_run_as_printed(tmp_path):
     (clone / ".venv").symlink_to(Path(sys.prefix))
     shutil.copy(REPO / "pyproject.toml", clone / "pyproject.toml")
     os.utime(clone / "pyproject.toml", (0, 0))  # older than .venv/.installed: make never reinstalls here
-    env = {**os.environ, **LIMITS, "PYTHONPATH": str(REPO)}
+    env = shell_env(**LIMITS, PYTHONPATH=str(REPO))
     env.pop("VIRTUAL_ENV", None)
     dry = subprocess.run(["make", "-n", "setup"], cwd=clone, env=env, capture_output=True, text=True)
     assert "pip" not in dry.stdout, dry.stdout
