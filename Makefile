@@ -81,7 +81,7 @@ eval: setup
 	$(BIN)/evalkit eval $(EVAL_ARGS)
 
 # Everything: ruff, then every test, the slow tier included (simulators, subprocesses, Ray, Chromium; see
-# tests/conftest.py). Over 12 minutes on the 2-core development machine.
+# tests/conftest.py). About 25 minutes on the 2-core development machine.
 test: setup
 	$(BIN)/ruff check evalkit tests bench
 	$(BIN)/ruff format --check evalkit tests bench
