@@ -106,9 +106,8 @@ def eval_main(args: argparse.Namespace) -> int:
         hint_if_key_on_command_line("eval")
     config = dataclass_from_arguments(EvalConfig, args, suite=args.suite, policy=policy)
     tracking = dataclass_from_arguments(TrackerOptions, args)
-    trackers = check_trackers(
-        tracking
-    )  # before anything runs: an unknown tracker or missing extra is one line
+    # before anything runs: an unknown tracker or missing extra is one line
+    trackers = check_trackers(tracking)
     gate = open_gate(config, dataclass_from_arguments(GateConfig, args))
     hooks = {"stop_when": gate.observe, "status": gate.status} if gate else {}
     try:

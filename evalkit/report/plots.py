@@ -20,10 +20,16 @@ def _svg(fig) -> str:
     return text[text.index("<svg") :]  # drop the XML prolog and doctype so it can sit inside HTML
 
 
-def _figure(width: float, height: float):
+def load_matplotlib() -> None:
+    """Import matplotlib with its file backend (lazily: commands that draw no plot never pay for it)."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.figure  # noqa: F401
+
+
+def _figure(width: float, height: float):
+    load_matplotlib()
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")

@@ -69,6 +69,7 @@ def run_watch(
     progress: bool = True,
 ) -> int:
     """The watch, from resolved configs (`watch_main` parses them). Returns the exit code."""
+    from evalkit.report.plots import load_matplotlib
     from evalkit.rundir.lock import RunLock
     from evalkit.runner.evaluate import EvalSession
     from evalkit.runner.outcome import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
@@ -79,6 +80,9 @@ def run_watch(
     from evalkit.watch.watcher import Watcher, WatchSetup, say
 
     watch_dir = config.watch_dir()
+    # imported before any signal can land: a Ctrl-C inside matplotlib's first import leaves it half-initialised,
+    # and the report written on the way out would then fail
+    load_matplotlib()
     session: EvalSession | None = None
     watcher: Watcher | None = None
     with stop_on_signals(lambda: session.kill_now() if session is not None else None):
@@ -98,21 +102,21 @@ def run_watch(
                     for line in tracked.close():
                         say(f"logged to {line}")
                     watcher.save()
-        except KeyboardInterrupt as exc:
+        except KeyboardInterrupt as stop:
             for sig in (signal.SIGINT, signal.SIGTERM):  # already exiting: a further signal changes nothing
                 signal.signal(sig, signal.SIG_IGN)
             session.close(graceful=False)
             link = None
             try:
                 link = watcher.write_report(force=True) if watcher is not None else None
-            except Exception as exc:  # the signal may have landed inside the report's own writing (an import)
-                say(f"report not written ({one_line(exc)}); the next watch writes it")
+            except Exception as error:  # the signal may have landed inside the report's own writing
+                say(f"report not written ({one_line(error)}); the next watch writes it")
             print(
                 f"\nevalkit watch: stopped; finished checkpoints are kept in {watch_dir}, the same command resumes"
                 + (f"\nreport: {link}" if link else ""),
                 file=sys.stderr,
             )
-            return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+            return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
         except BaseException:
             session.close(graceful=False)
             raise

@@ -94,3 +94,24 @@ def test_default_watch_directory_names_root_and_suite(tmp_path):
     assert WatchConfig(tmp_path / "my run", "droid_demo").watch_dir().as_posix() == (
         "results/watch/my_run__droid_demo"
     )
+
+
+def test_a_stop_while_the_report_is_written_exits_143_in_one_line(tmp_path, capsys, root, monkeypatch):
+    """SIGTERM landing inside the report's writing (seen under load): the report on the way out fails too; the watch
+    still says so in one line and exits 143, no traceback."""
+    from evalkit.runner.runner import Terminated
+    from evalkit.watch.watcher import Watcher
+
+    def stopped(self) -> None:
+        raise Terminated
+
+    def unwritable(self, force: bool = False) -> str:
+        raise AttributeError("module 'matplotlib' has no attribute 'get_data_path'")
+
+    monkeypatch.setattr(Watcher, "run", stopped)
+    monkeypatch.setattr(Watcher, "write_report", unwritable)
+    code = main(["watch", str(root), "--suite", "droid_demo", "--out", str(tmp_path / "watch"), "--once"])
+    out, err = capsys.readouterr()
+    assert code == 143, err
+    assert "Traceback" not in err and "the same command resumes" in err
+    assert "report not written (AttributeError: module 'matplotlib'" in out
